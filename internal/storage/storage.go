@@ -1,0 +1,145 @@
+// Package storage defines the registry-shaped storage contract every berth
+// backend implements (filesystem today, S3-compatible object storage later).
+//
+// The verbs are those of a registry, not of a filesystem: blobs are content
+// addressed and deduplicated across repositories, and a repository sees only the
+// blobs and manifests linked into it. Listings take (after, n) so that a backend
+// can answer a page without walking everything.
+//
+// Backends MUST:
+//   - verify size and digest while a blob streams in, and store nothing on mismatch;
+//   - never expose partial content: a blob, manifest or tag becomes visible
+//     atomically, and only after everything it refers to is durable;
+//   - keep upload session state in storage, never only in process memory, so a
+//     session survives a restart and can continue on another replica;
+//   - return the sentinel errors below (wrapped with %w is fine) so the HTTP layer
+//     maps them to OCI error codes in one place.
+//
+// The contract suite in storagetest keeps every backend honest.
+package storage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Sentinel errors. Callers test them with errors.Is.
+var (
+	ErrBlobUnknown       = errors.New("storage: blob unknown")
+	ErrManifestUnknown   = errors.New("storage: manifest unknown")
+	ErrTagUnknown        = errors.New("storage: tag unknown")
+	ErrRepositoryUnknown = errors.New("storage: repository unknown")
+	ErrUploadUnknown     = errors.New("storage: upload unknown")
+	// ErrDigestMismatch: the content written does not hash to the claimed digest.
+	ErrDigestMismatch = errors.New("storage: digest mismatch")
+	// ErrSizeMismatch: the content written does not have the claimed size.
+	ErrSizeMismatch = errors.New("storage: size mismatch")
+	// ErrUploadOffset: a chunk does not start where the upload currently ends.
+	ErrUploadOffset = errors.New("storage: chunk does not continue the upload")
+	// ErrTooLarge: content is over a configured size limit.
+	ErrTooLarge = errors.New("storage: content too large")
+	// ErrUnsupportedDigest: the digest algorithm is not supported (sha256 and sha512 are).
+	ErrUnsupportedDigest = errors.New("storage: unsupported digest algorithm")
+)
+
+// BlobInfo describes a stored blob.
+type BlobInfo struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// UploadInfo describes an upload session.
+type UploadInfo struct {
+	ID        string
+	Repo      string
+	Size      int64     // bytes received so far
+	StartedAt time.Time // when the session began
+}
+
+// Manifest is a stored manifest: its exact bytes and the media type it was pushed with.
+type Manifest struct {
+	Digest    digest.Digest
+	MediaType string
+	Data      []byte
+}
+
+// Descriptor is an OCI content descriptor as stored in the referrers index.
+type Descriptor struct {
+	MediaType    string            `json:"mediaType"`
+	Digest       digest.Digest     `json:"digest"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// PutManifestRequest is what PutManifest stores. The HTTP layer has parsed and
+// validated the manifest; the store only records it.
+type PutManifestRequest struct {
+	Manifest Manifest
+	// Tags are pointed at the manifest once it is stored (PUT by tag, or ?tag=).
+	Tags []string
+	// Subject, when not empty, records the manifest as a referrer of Subject;
+	// Referrer is the descriptor listed by the referrers API.
+	Subject  digest.Digest
+	Referrer Descriptor
+}
+
+// Store is the storage contract. Repository names are validated by the caller
+// (the HTTP layer) against the distribution-spec grammar before they get here;
+// backends must still refuse anything that would escape their namespace.
+type Store interface {
+	// Ping reports whether the backend answers (readiness).
+	Ping(ctx context.Context) error
+
+	// StatBlob returns the blob if it is linked into repo, else ErrBlobUnknown.
+	StatBlob(ctx context.Context, repo string, d digest.Digest) (BlobInfo, error)
+	// OpenBlob streams length bytes of the blob from offset (length < 0: to the end).
+	OpenBlob(ctx context.Context, repo string, d digest.Digest, offset, length int64) (io.ReadCloser, error)
+	// MountBlob links a blob (or a manifest, as the docker CLI mounts child
+	// manifests of an index) that is linked into from into repo.
+	MountBlob(ctx context.Context, repo, from string, d digest.Digest) (BlobInfo, error)
+	// DeleteBlob unlinks the blob from repo. Space is reclaimed by garbage collection.
+	DeleteBlob(ctx context.Context, repo string, d digest.Digest) error
+
+	// BeginUpload starts an upload session in repo.
+	BeginUpload(ctx context.Context, repo string) (UploadInfo, error)
+	// StatUpload returns the session, or ErrUploadUnknown.
+	StatUpload(ctx context.Context, repo, id string) (UploadInfo, error)
+	// AppendUpload appends r to the session; offset must equal the current size
+	// (else ErrUploadOffset). It returns the new size. On a read error the bytes
+	// already made durable stay, so the client can resume from the reported size.
+	AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error)
+	// CommitUpload verifies the session's content against d (ErrDigestMismatch:
+	// nothing is stored and the session is removed), moves it into the blob store
+	// and links it into repo.
+	CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (BlobInfo, error)
+	// AbortUpload removes the session.
+	AbortUpload(ctx context.Context, repo, id string) error
+	// PurgeUploads removes sessions started before olderThan and returns how many.
+	PurgeUploads(ctx context.Context, olderThan time.Time) (int, error)
+
+	// GetManifest returns a manifest linked into repo, or ErrManifestUnknown.
+	GetManifest(ctx context.Context, repo string, d digest.Digest) (Manifest, error)
+	// StatManifest is GetManifest without the bytes (Data is nil).
+	StatManifest(ctx context.Context, repo string, d digest.Digest) (Manifest, error)
+	// PutManifest stores a manifest, then (if set) its referrer entry and tags.
+	PutManifest(ctx context.Context, repo string, req PutManifestRequest) error
+	// DeleteManifest unlinks the manifest, every tag pointing at it and its referrer entry.
+	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error
+
+	// ResolveTag returns the digest the tag points at, or ErrTagUnknown.
+	ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error)
+	// DeleteTag removes a tag (the manifest stays).
+	DeleteTag(ctx context.Context, repo, tag string) error
+	// ListTags returns up to n tags after `after` in lexical order (n < 0: all);
+	// ErrRepositoryUnknown if the repository has never been pushed to.
+	ListTags(ctx context.Context, repo, after string, n int) ([]string, error)
+	// ListRepositories returns up to n repository names after `after` in lexical order (n < 0: all).
+	ListRepositories(ctx context.Context, after string, n int) ([]string, error)
+	// ListReferrers returns the descriptors of the manifests in repo whose subject is d.
+	ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]Descriptor, error)
+}
