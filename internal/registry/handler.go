@@ -1,0 +1,247 @@
+// Package registry serves the OCI Distribution v1.1 API (Docker Registry HTTP
+// API v2 compatible) under /v2/.
+//
+// Every request is first resolved to a Route (a typed Action plus repository,
+// reference and upload id); then the optional Authorizer decides; then exactly
+// one handler for the action runs against a storage.Store. Handlers return
+// errors; writeError (errors.go) is the one place errors become OCI error
+// responses.
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// Metrics receives per-request observations. *metrics.Metrics implements it.
+type Metrics interface {
+	ObserveRequest(action string, status int, dur time.Duration, bytesIn, bytesOut int64)
+	UploadStarted()
+	UploadFinished()
+}
+
+// Authorizer decides whether a resolved request may proceed. It returns nil to
+// allow, or an error (an *Error with UNAUTHORIZED or DENIED) to refuse.
+type Authorizer interface {
+	Authorize(ctx context.Context, r *http.Request, rt Route) error
+}
+
+// Options configures the handler.
+type Options struct {
+	Store  storage.Store
+	Logger *slog.Logger
+	// Metrics is optional.
+	Metrics Metrics
+	// Authorizer is optional; nil allows every request (open mode).
+	Authorizer Authorizer
+	// MaxManifestSize bounds a manifest body (default 4 MiB).
+	MaxManifestSize int64
+	// MaxBlobSize bounds a blob (0: unlimited).
+	MaxBlobSize int64
+	// AllowSparse accepts manifests whose layers or child manifests are not in
+	// the repository (the config must still exist). Off by default: a pull of
+	// such a manifest fails unless the client skips the missing parts.
+	AllowSparse bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultMaxManifestSize is the manifest size limit when none is configured.
+const DefaultMaxManifestSize = 4 << 20
+
+// Handler serves /v2/.
+type Handler struct {
+	store    storage.Store
+	log      *slog.Logger
+	metrics  Metrics
+	authz    Authorizer
+	maxMan   int64
+	maxBlob  int64
+	sparse   bool
+	now      func() time.Time
+	byAction map[Action]handlerFunc
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, rt Route) error
+
+// New returns the /v2 handler.
+func New(o Options) *Handler {
+	h := &Handler{
+		store:   o.Store,
+		log:     o.Logger,
+		metrics: o.Metrics,
+		authz:   o.Authorizer,
+		maxMan:  o.MaxManifestSize,
+		maxBlob: o.MaxBlobSize,
+		sparse:  o.AllowSparse,
+		now:     o.Now,
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.metrics == nil {
+		h.metrics = nopMetrics{}
+	}
+	if h.maxMan <= 0 {
+		h.maxMan = DefaultMaxManifestSize
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	h.byAction = map[Action]handlerFunc{
+		ActionPing:           h.ping,
+		ActionGetBlob:        h.getBlob,
+		ActionDeleteBlob:     h.deleteBlob,
+		ActionStartUpload:    h.startUpload,
+		ActionMountBlob:      h.mountBlob,
+		ActionGetUpload:      h.getUpload,
+		ActionPatchUpload:    h.patchUpload,
+		ActionFinishUpload:   h.finishUpload,
+		ActionCancelUpload:   h.cancelUpload,
+		ActionGetManifest:    h.getManifest,
+		ActionPutManifest:    h.putManifest,
+		ActionDeleteManifest: h.deleteManifest,
+		ActionListTags:       h.listTags,
+		ActionGetReferrers:   h.getReferrers,
+		ActionListCatalog:    h.listCatalog,
+	}
+	return h
+}
+
+type requestIDKey struct{}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func newRequestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && validTag(id) {
+		return id
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ServeHTTP resolves, authorizes, dispatches, and writes one log line and the
+// metrics for the request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	id := newRequestID(r)
+	ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+	r = r.WithContext(ctx)
+	cw := &countingWriter{ResponseWriter: w}
+	cr := &countingReader{r: r.Body}
+	r.Body = cr
+	cw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	cw.Header().Set("X-Request-Id", id)
+
+	rt, err := resolve(r)
+	if err == nil && h.authz != nil {
+		err = h.authz.Authorize(ctx, r, rt)
+	}
+	if err == nil {
+		err = h.byAction[rt.Action](cw, r, rt)
+	}
+	if err != nil {
+		writeError(cw, r, h.log, err)
+	}
+	status := cw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	dur := h.now().Sub(start)
+	action := string(rt.Action)
+	if action == "" {
+		action = "unknown"
+	}
+	h.metrics.ObserveRequest(action, status, dur, cr.n, cw.n)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	h.log.LogAttrs(ctx, level, "request",
+		slog.String("request_id", id),
+		slog.String("action", action),
+		slog.String("method", r.Method),
+		slog.String("repository", rt.Repo),
+		slog.String("reference", rt.Reference),
+		slog.Int("status", status),
+		slog.Int64("bytes_in", cr.n),
+		slog.Int64("bytes_out", cw.n),
+		slog.Duration("duration", dur),
+		slog.String("remote", r.RemoteAddr),
+	)
+}
+
+func (h *Handler) ping(w http.ResponseWriter, r *http.Request, _ Route) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "{}")
+	return nil
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) ObserveRequest(string, int, time.Duration, int64, int64) {}
+func (nopMetrics) UploadStarted()                                          {}
+func (nopMetrics) UploadFinished()                                         {}
+
+// countingWriter records the status and the body bytes written.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(s int) {
+	if c.status == 0 {
+		c.status = s
+	}
+	c.ResponseWriter.WriteHeader(s)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the sendfile/splice fast path of the underlying writer.
+func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := io.Copy(c.ResponseWriter, src)
+	c.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// countingReader counts request body bytes.
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }

@@ -1,0 +1,223 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/opencontainers/go-digest"
+)
+
+// manifestRef is a manifest reference from the path: a digest or a tag.
+type manifestRef struct {
+	Digest digest.Digest
+	Tag    string
+}
+
+func parseManifestRef(s string) (manifestRef, error) {
+	if strings.Contains(s, ":") {
+		d, err := parseDigest(s)
+		if err != nil {
+			return manifestRef{}, err
+		}
+		return manifestRef{Digest: d}, nil
+	}
+	if !validTag(s) {
+		return manifestRef{}, errf(CodeManifestInvalid, "invalid tag %q", truncate(s, 150)).withDetail(map[string]string{"tag": truncate(s, 150)})
+	}
+	return manifestRef{Tag: s}, nil
+}
+
+// resolveManifest returns the digest a reference names in repo.
+func (h *Handler) resolveManifest(r *http.Request, repo string, mr manifestRef) (digest.Digest, error) {
+	if mr.Tag == "" {
+		return mr.Digest, nil
+	}
+	d, err := h.store.ResolveTag(r.Context(), repo, mr.Tag)
+	if err != nil {
+		return "", fmt.Errorf("resolve tag: %w", err)
+	}
+	return d, nil
+}
+
+// getManifest serves GET and HEAD /v2/<name>/manifests/<reference>: the bytes
+// exactly as pushed, with the Content-Type they were pushed with.
+func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	mr, err := parseManifestRef(rt.Reference)
+	if err != nil {
+		return err
+	}
+	d, err := h.resolveManifest(r, rt.Repo, mr)
+	if err != nil {
+		return err
+	}
+	m, err := h.store.GetManifest(r.Context(), rt.Repo, d)
+	if err != nil {
+		return fmt.Errorf("get manifest: %w", err)
+	}
+	hdr := w.Header()
+	hdr.Set("Content-Type", m.MediaType)
+	hdr.Set("Docker-Content-Digest", m.Digest.String())
+	hdr.Set("ETag", `"`+m.Digest.String()+`"`)
+	hdr.Set("Content-Length", strconv.Itoa(len(m.Data)))
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, m.Digest.String()) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(m.Data)
+	}
+	return nil
+}
+
+// putManifest serves PUT /v2/<name>/manifests/<reference>[?tag=...].
+func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	ctx := r.Context()
+	mr, err := parseManifestRef(rt.Reference)
+	if err != nil {
+		return err
+	}
+	var tags []string
+	if mr.Tag != "" {
+		tags = append(tags, mr.Tag)
+	}
+	extra := r.URL.Query()["tag"]
+	for _, t := range extra {
+		if !validTag(t) {
+			return errf(CodeManifestInvalid, "invalid tag %q", truncate(t, 150))
+		}
+		tags = append(tags, t)
+	}
+
+	if r.ContentLength > h.maxMan {
+		return manifestTooLarge(h.maxMan)
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, h.maxMan+1))
+	if err != nil {
+		return &Error{Code: CodeManifestInvalid, Message: "reading manifest body failed", Err: err}
+	}
+	if int64(len(data)) > h.maxMan {
+		return manifestTooLarge(h.maxMan)
+	}
+
+	alg := digest.SHA256
+	if mr.Digest != "" {
+		alg = mr.Digest.Algorithm()
+	}
+	d := alg.FromBytes(data)
+	if mr.Digest != "" && d != mr.Digest {
+		return errf(CodeDigestInvalid, "manifest digest %s does not match %s in the URL", d, mr.Digest)
+	}
+
+	pm, err := parseManifest(r.Header.Get("Content-Type"), data)
+	if err != nil {
+		return err
+	}
+	if err := h.checkReferences(r, rt.Repo, pm); err != nil {
+		return err
+	}
+
+	req := storage.PutManifestRequest{
+		Manifest: storage.Manifest{Digest: d, MediaType: pm.MediaType, Data: data},
+		Tags:     tags,
+	}
+	if pm.Subject != "" {
+		req.Subject = pm.Subject
+		req.Referrer = storage.Descriptor{
+			MediaType:    pm.MediaType,
+			Digest:       d,
+			Size:         int64(len(data)),
+			ArtifactType: pm.ArtifactType,
+			Annotations:  pm.Annotations,
+		}
+	}
+	if err := h.store.PutManifest(ctx, rt.Repo, req); err != nil {
+		return fmt.Errorf("put manifest: %w", err)
+	}
+
+	hdr := w.Header()
+	hdr.Set("Location", "/v2/"+rt.Repo+"/manifests/"+d.String())
+	hdr.Set("Docker-Content-Digest", d.String())
+	if pm.Subject != "" {
+		hdr.Set("OCI-Subject", pm.Subject.String())
+	}
+	for _, t := range extra {
+		hdr.Add("OCI-Tag", t)
+	}
+	hdr.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func manifestTooLarge(limit int64) *Error {
+	return &Error{Code: CodeSizeInvalid, Status: http.StatusRequestEntityTooLarge,
+		Message: fmt.Sprintf("manifest exceeds the size limit of %d bytes", limit)}
+}
+
+// checkReferences verifies that every blob and child manifest the manifest
+// references exists in the repository with the declared size. A missing
+// subject is allowed (the spec lets referrers be pushed before their subject).
+func (h *Handler) checkReferences(r *http.Request, repo string, pm *parsedManifest) error {
+	ctx := r.Context()
+	for i, b := range pm.Blobs {
+		info, err := h.store.StatBlob(ctx, repo, b.Digest)
+		if err != nil {
+			if errors.Is(err, storage.ErrBlobUnknown) || errors.Is(err, storage.ErrUnsupportedDigest) {
+				if h.sparse && i > 0 { // Blobs[0] is the config
+					continue
+				}
+				return blobUnknownIn(b.Digest, err)
+			}
+			return fmt.Errorf("stat blob: %w", err)
+		}
+		if info.Size != b.Size {
+			return errf(CodeManifestInvalid, "descriptor of %s says size %d, the blob has %d", b.Digest, b.Size, info.Size)
+		}
+	}
+	for _, c := range pm.Children {
+		m, err := h.store.GetManifest(ctx, repo, c.Digest)
+		if err != nil {
+			if errors.Is(err, storage.ErrManifestUnknown) || errors.Is(err, storage.ErrUnsupportedDigest) {
+				if h.sparse {
+					continue
+				}
+				return blobUnknownIn(c.Digest, err)
+			}
+			return fmt.Errorf("get manifest: %w", err)
+		}
+		if int64(len(m.Data)) != c.Size {
+			return errf(CodeManifestInvalid, "descriptor of %s says size %d, the manifest has %d", c.Digest, c.Size, len(m.Data))
+		}
+	}
+	return nil
+}
+
+func blobUnknownIn(d digest.Digest, err error) *Error {
+	return &Error{Code: CodeManifestBlobUnknown, Message: "manifest references unknown content " + d.String(),
+		Detail: map[string]string{"digest": d.String()}, Err: err}
+}
+
+// deleteManifest serves DELETE /v2/<name>/manifests/<reference>: by digest it
+// removes the manifest and its tags; by tag only the tag.
+func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	mr, err := parseManifestRef(rt.Reference)
+	if err != nil {
+		return err
+	}
+	if mr.Tag != "" {
+		err = h.store.DeleteTag(r.Context(), rt.Repo, mr.Tag)
+	} else {
+		err = h.store.DeleteManifest(r.Context(), rt.Repo, mr.Digest)
+	}
+	if err != nil {
+		return fmt.Errorf("delete manifest: %w", err)
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
