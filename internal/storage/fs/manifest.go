@@ -1,0 +1,375 @@
+package fs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// formatRevision is the content of a revision link: the media type, and the
+// subject digest on a second line when there is one.
+func formatRevision(mediaType string, subject digest.Digest) []byte {
+	if subject == "" {
+		return []byte(mediaType)
+	}
+	return []byte(mediaType + "\n" + string(subject))
+}
+
+func parseRevision(b []byte) (mediaType string, subject digest.Digest) {
+	mt, subj, _ := strings.Cut(string(b), "\n")
+	return mt, digest.Digest(strings.TrimSpace(subj))
+}
+
+func manifestUnknown(repo string, d digest.Digest) error {
+	return fmt.Errorf("fs: manifest %s in %s: %w", d, repo, storage.ErrManifestUnknown)
+}
+
+func (s *Store) manifest(ctx context.Context, repo string, d digest.Digest, withData bool) (storage.Manifest, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Manifest{}, err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	rev, err := os.ReadFile(revisionPath(rdir, g))
+	if err != nil {
+		if isNotExist(err) {
+			return storage.Manifest{}, manifestUnknown(repo, d)
+		}
+		return storage.Manifest{}, fmt.Errorf("fs: get manifest: %w", err)
+	}
+	mediaType, _ := parseRevision(rev)
+	m := storage.Manifest{Digest: d, MediaType: mediaType}
+	if withData {
+		m.Data, err = os.ReadFile(s.blobPath(g))
+	} else {
+		_, err = os.Stat(s.blobPath(g))
+	}
+	if err != nil {
+		if isNotExist(err) {
+			return storage.Manifest{}, fmt.Errorf("fs: manifest %s in %s: bytes missing: %w", d, repo, storage.ErrManifestUnknown)
+		}
+		return storage.Manifest{}, fmt.Errorf("fs: get manifest: %w", err)
+	}
+	return m, nil
+}
+
+// GetManifest returns a manifest linked into repo, or ErrManifestUnknown.
+func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (storage.Manifest, error) {
+	return s.manifest(ctx, repo, d, true)
+}
+
+// StatManifest is GetManifest without the bytes.
+func (s *Store) StatManifest(ctx context.Context, repo string, d digest.Digest) (storage.Manifest, error) {
+	return s.manifest(ctx, repo, d, false)
+}
+
+// PutManifest stores the manifest bytes as a blob, then links the revision,
+// then the referrer entry, then the tags, each step durable before the next.
+// The bytes must hash to Manifest.Digest (ErrDigestMismatch).
+func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutManifestRequest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rdir, err := s.repoDir(repo, nil)
+	if err != nil {
+		return err
+	}
+	m := req.Manifest
+	g, err := parseDigest(m.Digest)
+	if err != nil {
+		if errors.Is(err, errInvalidDigest) {
+			return fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+		}
+		return err
+	}
+	h := newHash(g.alg)
+	h.Write(m.Data)
+	if got := hashDigest(g.alg, h); got != m.Digest {
+		return fmt.Errorf("fs: manifest is %s, not %s: %w", got, m.Digest, storage.ErrDigestMismatch)
+	}
+	if strings.ContainsAny(m.MediaType, "\r\n\x00") {
+		return fmt.Errorf("fs: invalid media type %q", m.MediaType)
+	}
+	for _, tag := range req.Tags {
+		if err := checkTag(tag, nil); err != nil {
+			return err
+		}
+	}
+	var subject parsedDigest
+	var referrer []byte
+	if req.Subject != "" {
+		subject, err = parseDigest(req.Subject)
+		if err != nil {
+			return fmt.Errorf("fs: subject: %w", err)
+		}
+		referrer, err = json.Marshal(req.Referrer)
+		if err != nil {
+			return fmt.Errorf("fs: referrer: %w", err)
+		}
+	}
+
+	mu := s.repoLock(repo)
+	mu.RLock()
+	defer mu.RUnlock()
+
+	// 1. bytes
+	blob := s.blobPath(g)
+	have, err := exists(blob)
+	if err != nil {
+		return err
+	}
+	if !have {
+		if err := writeFileAtomic(blob, m.Data); err != nil {
+			return err
+		}
+	}
+	// 2. revision
+	if err := writeFileIfChanged(revisionPath(rdir, g), formatRevision(m.MediaType, req.Subject)); err != nil {
+		return err
+	}
+	// 3. referrer
+	if req.Subject != "" {
+		if err := writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), referrerName(g)), referrer); err != nil {
+			return err
+		}
+	}
+	// 4. tags
+	for _, tag := range req.Tags {
+		if err := writeFileIfChanged(filepath.Join(tagsDir(rdir), tag), []byte(m.Digest)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteManifest removes, in this order, the tags pointing at the manifest,
+// its referrer entry and its revision link. The bytes stay for garbage
+// collection (other repositories may link them).
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	defer mu.Unlock()
+
+	revPath := revisionPath(rdir, g)
+	rev, err := os.ReadFile(revPath)
+	if err != nil {
+		if isNotExist(err) {
+			return manifestUnknown(repo, d)
+		}
+		return fmt.Errorf("fs: delete manifest: %w", err)
+	}
+
+	tdir := tagsDir(rdir)
+	entries, err := os.ReadDir(tdir)
+	if err != nil && !isNotExist(err) {
+		return fmt.Errorf("fs: delete manifest: %w", err)
+	}
+	removed := false
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(tdir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			if isNotExist(err) {
+				continue
+			}
+			return fmt.Errorf("fs: delete manifest: %w", err)
+		}
+		if digest.Digest(bytes.TrimSpace(b)) == d {
+			if err := os.Remove(p); err != nil && !isNotExist(err) {
+				return fmt.Errorf("fs: delete manifest: %w", err)
+			}
+			removed = true
+		}
+	}
+	if removed {
+		if err := syncDir(tdir); err != nil {
+			return err
+		}
+	}
+
+	if _, subj := parseRevision(rev); subj != "" {
+		if sg, err := parseDigest(subj); err == nil {
+			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), referrerName(g))); err != nil {
+				return err
+			}
+		}
+	}
+
+	if _, err := removeDurable(revPath); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ResolveTag returns the digest the tag points at. A tag whose manifest is
+// not linked (which the write order prevents) is reported unknown.
+func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrTagUnknown)
+	if err != nil {
+		return "", err
+	}
+	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(tagsDir(rdir), tag))
+	if err != nil {
+		if isNotExist(err) {
+			return "", fmt.Errorf("fs: tag %s in %s: %w", tag, repo, storage.ErrTagUnknown)
+		}
+		return "", fmt.Errorf("fs: resolve tag: %w", err)
+	}
+	d := digest.Digest(bytes.TrimSpace(b))
+	g, err := parseDigest(d)
+	if err != nil {
+		return "", fmt.Errorf("fs: tag %s in %s: damaged: %w", tag, repo, storage.ErrTagUnknown)
+	}
+	ok, err := exists(revisionPath(rdir, g))
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("fs: tag %s in %s: manifest %s missing: %w", tag, repo, d, storage.ErrTagUnknown)
+	}
+	return d, nil
+}
+
+// DeleteTag removes a tag; the manifest stays.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrTagUnknown)
+	if err != nil {
+		return err
+	}
+	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+		return err
+	}
+	existed, err := removeDurable(filepath.Join(tagsDir(rdir), tag))
+	if err != nil {
+		return err
+	}
+	if !existed {
+		return fmt.Errorf("fs: tag %s in %s: %w", tag, repo, storage.ErrTagUnknown)
+	}
+	return nil
+}
+
+// ListReferrers returns the descriptors of the manifests in repo whose
+// subject is d, ordered by referrer digest.
+func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]storage.Descriptor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return nil, err
+	}
+	dir := referrersDir(rdir, subject)
+	entries, err := os.ReadDir(dir)
+	if err != nil && !isNotExist(err) {
+		return nil, fmt.Errorf("fs: list referrers: %w", err)
+	}
+	out := []storage.Descriptor{}
+	for _, e := range entries {
+		alg, enc, ok := strings.Cut(e.Name(), "-")
+		if !ok || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		g, err := parseDigest(digest.Digest(alg + ":" + enc))
+		if err != nil {
+			continue
+		}
+		if ok, err := exists(revisionPath(rdir, g)); err != nil {
+			return nil, err
+		} else if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			if isNotExist(err) {
+				continue // deleted meanwhile
+			}
+			return nil, fmt.Errorf("fs: list referrers: %w", err)
+		}
+		var desc storage.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			return nil, fmt.Errorf("fs: referrer %s of %s in %s: %w", g.d, d, repo, err)
+		}
+		out = append(out, desc)
+	}
+	return out, nil
+}
+
+// ListTags returns up to n tags after `after` in lexical order (n < 0: all).
+func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrRepositoryUnknown)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(tagsDir(rdir))
+	if err != nil {
+		if !isNotExist(err) {
+			return nil, fmt.Errorf("fs: list tags: %w", err)
+		}
+		rentries, err := os.ReadDir(rdir)
+		if err != nil && !isNotExist(err) {
+			return nil, fmt.Errorf("fs: list tags: %w", err)
+		}
+		if !isRepository(rdir, rentries) {
+			return nil, fmt.Errorf("fs: repository %s: %w", repo, storage.ErrRepositoryUnknown)
+		}
+	}
+	tags := []string{}
+	for _, e := range entries { // sorted by name
+		name := e.Name()
+		if name > after && tagRE.MatchString(name) && !e.IsDir() {
+			tags = append(tags, name)
+		}
+	}
+	slices.Sort(tags)
+	if n >= 0 && len(tags) > n {
+		tags = tags[:n]
+	}
+	return tags, nil
+}

@@ -1,0 +1,495 @@
+package fs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// uploadDir validates repo and id and returns the session directory.
+func (s *Store) uploadDir(repo, id string) (string, error) {
+	rdir, err := s.repoDir(repo, storage.ErrUploadUnknown)
+	if err != nil {
+		return "", err
+	}
+	if !validUploadID(id) {
+		return "", nameErr("upload id", id, storage.ErrUploadUnknown)
+	}
+	return filepath.Join(rdir, dirUploads, id), nil
+}
+
+func uploadUnknown(repo, id string) error {
+	return fmt.Errorf("fs: upload %s in %s: %w", id, repo, storage.ErrUploadUnknown)
+}
+
+// BeginUpload creates the session directory atomically: it is assembled
+// under a temporary name and renamed into place.
+func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.UploadInfo{}, err
+	}
+	rdir, err := s.repoDir(repo, nil)
+	if err != nil {
+		return storage.UploadInfo{}, err
+	}
+	udir := filepath.Join(rdir, dirUploads)
+	if err := mkdirAll(udir); err != nil {
+		return storage.UploadInfo{}, err
+	}
+	id := randomHex(16)
+	started := time.Now().UTC().Round(0)
+
+	tmp, err := os.MkdirTemp(udir, tmpPrefix+"*")
+	if err != nil {
+		return storage.UploadInfo{}, fmt.Errorf("fs: begin upload: %w", err)
+	}
+	fail := func(err error) (storage.UploadInfo, error) {
+		os.RemoveAll(tmp)
+		return storage.UploadInfo{}, err
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, fileStartedAt), []byte(started.Format(time.RFC3339Nano))); err != nil {
+		return fail(err)
+	}
+	if err := writeFileAtomic(filepath.Join(tmp, fileData), nil); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(udir, id)); err != nil {
+		return fail(fmt.Errorf("fs: begin upload: %w", err))
+	}
+	if err := syncDir(udir); err != nil {
+		return storage.UploadInfo{}, err
+	}
+	return storage.UploadInfo{ID: id, Repo: repo, StartedAt: started}, nil
+}
+
+// readStartedAt returns when the session in dir began; if the file is
+// unreadable it falls back to the directory's modification time.
+func readStartedAt(dir string) (time.Time, error) {
+	b, err := os.ReadFile(filepath.Join(dir, fileStartedAt))
+	if err == nil {
+		if t, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); perr == nil {
+			return t, nil
+		}
+	} else if !isNotExist(err) {
+		return time.Time{}, fmt.Errorf("fs: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime().UTC(), nil
+}
+
+// StatUpload returns the session; Size is the real size of its data file.
+func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.UploadInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.UploadInfo{}, err
+	}
+	dir, err := s.uploadDir(repo, id)
+	if err != nil {
+		return storage.UploadInfo{}, err
+	}
+	fi, err := os.Stat(filepath.Join(dir, fileData))
+	if err != nil {
+		if isNotExist(err) {
+			return storage.UploadInfo{}, uploadUnknown(repo, id)
+		}
+		return storage.UploadInfo{}, fmt.Errorf("fs: stat upload: %w", err)
+	}
+	started, err := readStartedAt(dir)
+	if err != nil {
+		if isNotExist(err) {
+			return storage.UploadInfo{}, uploadUnknown(repo, id)
+		}
+		return storage.UploadInfo{}, err
+	}
+	return storage.UploadInfo{ID: id, Repo: repo, Size: fi.Size(), StartedAt: started}, nil
+}
+
+// Hash state file: magic, covered size, state length, state, CRC-32C of all
+// that. The state is always sha256 (the algorithm of a commit is not known
+// before it, and sha256 is what clients use).
+var (
+	hashStateMagic = [4]byte{'B', 'H', 'S', '1'}
+	crcTable       = crc32.MakeTable(crc32.Castagnoli)
+)
+
+func encodeHashState(size int64, h hash.Hash) ([]byte, error) {
+	m, ok := h.(encoding.BinaryMarshaler)
+	if !ok {
+		return nil, errors.New("fs: hash state not marshalable")
+	}
+	state, err := m.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 16+len(state)+4)
+	b = append(b, hashStateMagic[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(size))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(state)))
+	b = append(b, state...)
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+	return b, nil
+}
+
+// loadHashState returns a sha256 hash resumed at size bytes, or nil if the
+// saved state does not cover exactly size bytes or is damaged.
+func loadHashState(dir string, size int64) hash.Hash {
+	if size == 0 {
+		return sha256.New()
+	}
+	b, err := os.ReadFile(filepath.Join(dir, fileHashState))
+	if err != nil || len(b) < 20 || [4]byte(b[:4]) != hashStateMagic {
+		return nil
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, crcTable) != sum {
+		return nil
+	}
+	if int64(binary.BigEndian.Uint64(body[4:12])) != size {
+		return nil
+	}
+	n := binary.BigEndian.Uint32(body[12:16])
+	if int(n) != len(body)-16 {
+		return nil
+	}
+	h := sha256.New()
+	u, ok := h.(encoding.BinaryUnmarshaler)
+	if !ok || u.UnmarshalBinary(body[16:]) != nil {
+		return nil
+	}
+	return h
+}
+
+// AppendUpload writes r at the end of the session's data file, hashing as it
+// goes. The data file is synced before the hash state is saved, so the state
+// never covers more than what is durable. On a read error the bytes written
+// stay and the returned size says where to resume.
+func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dir, err := s.uploadDir(repo, id)
+	if err != nil {
+		return 0, err
+	}
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+
+	f, err := os.OpenFile(filepath.Join(dir, fileData), os.O_WRONLY, 0)
+	if err != nil {
+		if isNotExist(err) {
+			return 0, uploadUnknown(repo, id)
+		}
+		return 0, fmt.Errorf("fs: append upload: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("fs: append upload: %w", err)
+	}
+	size := fi.Size()
+	if offset != size {
+		return size, fmt.Errorf("fs: upload %s: chunk at %d, upload ends at %d: %w", id, offset, size, storage.ErrUploadOffset)
+	}
+	h := loadHashState(dir, size)
+	if _, err := f.Seek(size, io.SeekStart); err != nil {
+		return size, fmt.Errorf("fs: append upload: %w", err)
+	}
+
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	src := ctxReader{ctx: ctx, r: r}
+	var written int64
+	var readErr, writeErr error
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if s.maxBlobSize > 0 && size+written+int64(n) > s.maxBlobSize {
+				readErr = fmt.Errorf("fs: upload %s over %d bytes: %w", id, s.maxBlobSize, storage.ErrTooLarge)
+				break
+			}
+			m, werr := f.Write(buf[:n])
+			written += int64(m)
+			if werr != nil {
+				writeErr = werr
+				break
+			}
+			if h != nil {
+				h.Write(buf[:n])
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+	}
+
+	newSize := size + written
+	if written > 0 {
+		if err := f.Sync(); err != nil {
+			return size, fmt.Errorf("fs: append upload: sync: %w", err)
+		}
+		if h != nil && writeErr == nil {
+			// Best effort: without a state CommitUpload re-hashes the file.
+			if b, err := encodeHashState(newSize, h); err == nil {
+				writeStateFile(filepath.Join(dir, fileHashState), b)
+			}
+		}
+	}
+	if writeErr != nil {
+		if fi, err := f.Stat(); err == nil {
+			newSize = fi.Size()
+		}
+		return newSize, fmt.Errorf("fs: append upload: write: %w", writeErr)
+	}
+	if readErr != nil {
+		if errors.Is(readErr, storage.ErrTooLarge) {
+			return newSize, readErr
+		}
+		return newSize, fmt.Errorf("fs: append upload: read: %w", readErr)
+	}
+	return newSize, nil
+}
+
+// writeStateFile replaces path with b (temp + rename, no sync: the content is
+// checksummed, and a lost or stale state only costs a re-hash).
+func writeStateFile(path string, b []byte) {
+	f, err := os.CreateTemp(filepath.Dir(path), tmpPrefix+"*")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(b)
+	cerr := f.Close()
+	if werr != nil || cerr != nil || os.Rename(f.Name(), path) != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// sessionDigest returns the digest (with alg) of the size bytes in the data
+// file, resuming from the saved state when it covers the whole file.
+func sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Digest, error) {
+	if alg == "sha256" {
+		if h := loadHashState(dir, size); h != nil {
+			return hashDigest(alg, h), nil
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, fileData))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := newHash(alg)
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	if _, err := io.CopyBuffer(h, ctxReader{ctx: ctx, r: io.LimitReader(f, size)}, *bp); err != nil {
+		return "", fmt.Errorf("fs: hash upload: %w", err)
+	}
+	return hashDigest(alg, h), nil
+}
+
+// removeSession makes the session disappear at once (rename) and then
+// deletes its files.
+func removeSession(dir string) error {
+	parent := filepath.Dir(dir)
+	gone := filepath.Join(parent, delPrefix+filepath.Base(dir)+"-"+randomHex(4))
+	if err := os.Rename(dir, gone); err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("fs: remove upload: %w", err)
+	}
+	if err := syncDir(parent); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return fmt.Errorf("fs: remove upload: %w", err)
+	}
+	return nil
+}
+
+// CommitUpload verifies the session against d, renames its data file into
+// the blob store (or drops it if the blob is already there) and links the
+// blob into repo.
+func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (storage.BlobInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	dir, err := s.uploadDir(repo, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	rdir, _ := s.repoDir(repo, nil)
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+
+	dataPath := filepath.Join(dir, fileData)
+	fi, err := os.Stat(dataPath)
+	if err != nil {
+		if isNotExist(err) {
+			return storage.BlobInfo{}, uploadUnknown(repo, id)
+		}
+		return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
+	}
+	size := fi.Size()
+	g, err := parseDigest(d)
+	if err != nil {
+		if errors.Is(err, storage.ErrUnsupportedDigest) {
+			return storage.BlobInfo{}, err // the session stays: the client may retry
+		}
+		if rerr := removeSession(dir); rerr != nil {
+			return storage.BlobInfo{}, rerr
+		}
+		return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+	}
+	got, err := sessionDigest(ctx, dir, g.alg, size)
+	if err != nil {
+		if isNotExist(err) {
+			return storage.BlobInfo{}, uploadUnknown(repo, id)
+		}
+		return storage.BlobInfo{}, err
+	}
+	if got != d {
+		if rerr := removeSession(dir); rerr != nil {
+			return storage.BlobInfo{}, rerr
+		}
+		return storage.BlobInfo{}, fmt.Errorf("fs: upload %s: content is %s, not %s: %w", id, got, d, storage.ErrDigestMismatch)
+	}
+
+	blob := s.blobPath(g)
+	have, err := exists(blob)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if !have {
+		bdir := filepath.Dir(blob)
+		if err := mkdirAll(bdir); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		// The data file was synced by every append; the rename is atomic. A
+		// concurrent commit of the same content may win the race: same bytes.
+		if err := os.Chmod(dataPath, 0o644); err != nil {
+			return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
+		}
+		if err := os.Rename(dataPath, blob); err != nil {
+			return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
+		}
+		if err := syncDir(bdir); err != nil {
+			return storage.BlobInfo{}, err
+		}
+	}
+	if err := writeFileIfChanged(blobLinkPath(rdir, g), []byte(d)); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := removeSession(dir); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	return storage.BlobInfo{Digest: d, Size: size}, nil
+}
+
+// AbortUpload removes the session.
+func (s *Store) AbortUpload(ctx context.Context, repo, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir, err := s.uploadDir(repo, id)
+	if err != nil {
+		return err
+	}
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	ok, err := exists(dir)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return uploadUnknown(repo, id)
+	}
+	return removeSession(dir)
+}
+
+// PurgeUploads removes the sessions started before olderThan, and leftovers
+// of interrupted session creations and removals last touched before it.
+func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.walkRepos(ctx, func(_, dir string, entries []os.DirEntry) error {
+		if !hasEntry(entries, dirUploads) {
+			return nil
+		}
+		udir := filepath.Join(dir, dirUploads)
+		sessions, err := os.ReadDir(udir)
+		if err != nil {
+			if isNotExist(err) {
+				return nil
+			}
+			return fmt.Errorf("fs: purge uploads: %w", err)
+		}
+		for _, e := range sessions {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			name := e.Name()
+			path := filepath.Join(udir, name)
+			switch {
+			case validUploadID(name):
+				removed, err := s.purgeSession(path, name, olderThan)
+				if err != nil {
+					return err
+				}
+				if removed {
+					n++
+				}
+			case strings.HasPrefix(name, tmpPrefix) || strings.HasPrefix(name, delPrefix):
+				if info, err := e.Info(); err == nil && info.ModTime().Before(olderThan) {
+					os.RemoveAll(path)
+				}
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+func (s *Store) purgeSession(dir, id string, olderThan time.Time) (bool, error) {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	started, err := readStartedAt(dir)
+	if err != nil {
+		if isNotExist(err) {
+			return false, nil // gone meanwhile
+		}
+		return false, err
+	}
+	if !started.Before(olderThan) {
+		return false, nil
+	}
+	if err := removeSession(dir); err != nil {
+		return false, err
+	}
+	return true, nil
+}
