@@ -23,7 +23,7 @@ func TestBaseAndRouting(t *testing.T) {
 		{"ping POST", "POST", "/v2/", 405, "UNSUPPORTED"},
 		{"unknown endpoint", "GET", "/v2/foo/bar", 404, "NAME_UNKNOWN"},
 		{"uppercase name", "GET", "/v2/Foo/tags/list", 400, "NAME_INVALID"},
-		{"name with double dot", "GET", "/v2/a/../b/tags/list", 400, "NAME_INVALID"},
+		{"name with double dot (cleaned by the mux, then unknown)", "GET", "/v2/a/../b/tags/list", 404, "NAME_UNKNOWN"},
 		{"encoded slash", "GET", "/v2/a%2Fb/tags/list", 400, "NAME_INVALID"},
 		{"encoded dots", "GET", "/v2/%2e%2e/%2e%2e/tags/list", 400, "NAME_INVALID"},
 		{"trailing separator", "GET", "/v2/a-/tags/list", 400, "NAME_INVALID"},
