@@ -49,6 +49,11 @@ type Options struct {
 	// the repository (the config must still exist). Off by default: a pull of
 	// such a manifest fails unless the client skips the missing parts.
 	AllowSparse bool
+	// MountWithoutFrom lets POST ?mount=<digest> without from link content that
+	// exists anywhere in the store. Enable it only when every caller may read
+	// every repository (open mode): otherwise it lets a caller claim content of
+	// repositories it cannot read by guessing digests.
+	MountWithoutFrom bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -65,6 +70,7 @@ type Handler struct {
 	maxMan   int64
 	maxBlob  int64
 	sparse   bool
+	mountAny bool
 	now      func() time.Time
 	byAction map[Action]handlerFunc
 }
@@ -74,14 +80,15 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request, rt Route) error
 // New returns the /v2 handler.
 func New(o Options) *Handler {
 	h := &Handler{
-		store:   o.Store,
-		log:     o.Logger,
-		metrics: o.Metrics,
-		authz:   o.Authorizer,
-		maxMan:  o.MaxManifestSize,
-		maxBlob: o.MaxBlobSize,
-		sparse:  o.AllowSparse,
-		now:     o.Now,
+		store:    o.Store,
+		log:      o.Logger,
+		metrics:  o.Metrics,
+		authz:    o.Authorizer,
+		maxMan:   o.MaxManifestSize,
+		maxBlob:  o.MaxBlobSize,
+		sparse:   o.AllowSparse,
+		mountAny: o.MountWithoutFrom,
+		now:      o.Now,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

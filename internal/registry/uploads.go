@@ -60,8 +60,9 @@ func (h *Handler) monolithic(w http.ResponseWriter, r *http.Request, rt Route, d
 // mountBlob serves POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>.
 // When the blob cannot be mounted (unknown in from, or no from given) the
 // request falls back to a new upload session (202), as the spec requires.
-// Without from there is no automatic lookup in other repositories: that would
-// let anyone probe and claim content of repositories they cannot read.
+// Without from, the store is searched only when MountWithoutFrom is set:
+// otherwise anyone could probe and claim content of repositories they cannot
+// read.
 func (h *Handler) mountBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
 	q := r.URL.Query()
 	d, err := parseDigest(q.Get("mount"))
@@ -72,7 +73,7 @@ func (h *Handler) mountBlob(w http.ResponseWriter, r *http.Request, rt Route) er
 	if from != "" && !validName(from) {
 		return errf(CodeNameInvalid, "invalid repository name %q in from", truncate(from, 300))
 	}
-	if from != "" {
+	if from != "" || h.mountAny {
 		info, err := h.store.MountBlob(r.Context(), rt.Repo, from, d)
 		switch {
 		case err == nil:

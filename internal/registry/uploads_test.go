@@ -187,6 +187,13 @@ func TestMount(t *testing.T) {
 	// Invalid input.
 	e.expect(e.do(req{method: "POST", path: "/v2/dst/blobs/uploads/?mount=sha256:bad&from=src"}), 400, "DIGEST_INVALID")
 	e.expect(e.do(req{method: "POST", path: "/v2/dst/blobs/uploads/?mount=" + d.String() + "&from=../x"}), 400, "NAME_INVALID")
+
+	// Open mode: mount without from finds content anywhere.
+	open := newEnv(t, func(o *registry.Options) { o.MountWithoutFrom = true })
+	open.pushBlob("src", blob)
+	open.expect(open.do(req{method: "POST", path: "/v2/dst/blobs/uploads/?mount=" + d.String()}), 201, "")
+	open.expect(open.do(req{method: "HEAD", path: "/v2/dst/blobs/" + d.String()}), 200, "")
+	open.expect(open.do(req{method: "POST", path: "/v2/dst/blobs/uploads/?mount=" + missing.String()}), 202, "")
 }
 
 // TestMountManifest: the docker CLI mounts a child manifest of an index into

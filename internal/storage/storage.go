@@ -100,7 +100,9 @@ type Store interface {
 	// OpenBlob streams length bytes of the blob from offset (length < 0: to the end).
 	OpenBlob(ctx context.Context, repo string, d digest.Digest, offset, length int64) (io.ReadCloser, error)
 	// MountBlob links a blob (or a manifest, as the docker CLI mounts child
-	// manifests of an index) that is linked into from into repo.
+	// manifests of an index) that is linked into from into repo. With from ==
+	// "" it links a blob whose content exists anywhere in the store: callers
+	// allow that only when every repository is readable by the caller.
 	MountBlob(ctx context.Context, repo, from string, d digest.Digest) (BlobInfo, error)
 	// DeleteBlob unlinks the blob from repo. Space is reclaimed by garbage collection.
 	DeleteBlob(ctx context.Context, repo string, d digest.Digest) error
@@ -127,6 +129,7 @@ type Store interface {
 	// StatManifest is GetManifest without the bytes (Data is nil).
 	StatManifest(ctx context.Context, repo string, d digest.Digest) (Manifest, error)
 	// PutManifest stores a manifest, then (if set) its referrer entry and tags.
+	// It verifies that Data hashes to Digest (ErrDigestMismatch otherwise).
 	PutManifest(ctx context.Context, repo string, req PutManifestRequest) error
 	// DeleteManifest unlinks the manifest, every tag pointing at it and its referrer entry.
 	DeleteManifest(ctx context.Context, repo string, d digest.Digest) error

@@ -600,17 +600,24 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
-	fdir, err := s.repoDir(from, storage.ErrBlobUnknown)
-	if err != nil {
-		return storage.BlobInfo{}, err
-	}
 	g, err := lookupDigest(d, storage.ErrBlobUnknown)
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
-	asBlob, rev, err := linkedBlob(fdir, g)
-	if err != nil {
-		return storage.BlobInfo{}, err
+	var asBlob bool
+	var rev []byte
+	if from == "" {
+		// Mount from anywhere: the content exists in the store, linked in some repository.
+		asBlob = true
+	} else {
+		fdir, err := s.repoDir(from, storage.ErrBlobUnknown)
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
+		asBlob, rev, err = linkedBlob(fdir, g)
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
 	}
 	if !asBlob && rev == nil {
 		return storage.BlobInfo{}, fmt.Errorf("fs: mount %s from %s: %w", d, from, storage.ErrBlobUnknown)

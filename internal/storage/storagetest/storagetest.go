@@ -617,6 +617,16 @@ func testMountBlob(t *testing.T, st storage.Store) {
 	// The source no longer has it.
 	_, err = st.MountBlob(ctx, "third", "src", d)
 	wantErr(t, err, storage.ErrBlobUnknown, "MountBlob from a repo that deleted it")
+
+	// Without from: any content in the store can be linked; unknown content cannot.
+	info, err = st.MountBlob(ctx, "fourth", "", d)
+	noErr(t, err, "MountBlob without from")
+	if info.Size != int64(len(b)) {
+		t.Fatalf("MountBlob without from = %+v", info)
+	}
+	checkBlob(t, st, "fourth", d, b)
+	_, err = st.MountBlob(ctx, "fourth", "", sha256Digest([]byte("never stored")))
+	wantErr(t, err, storage.ErrBlobUnknown, "MountBlob without from of unknown content")
 }
 
 func testMountManifest(t *testing.T, st storage.Store) {
