@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb buffer
+	code = run(t.Context(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "berth.toml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{nil, 0, "Usage:", ""},
+		{[]string{"help"}, 0, "berth config check -c FILE", ""},
+		{[]string{"-h"}, 0, "Usage:", ""},
+		{[]string{"serve", "-h"}, 0, "Usage:", ""},
+		{[]string{"frobnicate"}, 2, "", `berth: unknown command "frobnicate"`},
+		{[]string{"-x"}, 2, "", "flag provided but not defined: -x"},
+		{[]string{"serve", "extra"}, 2, "", `serve: unexpected argument "extra"`},
+		{[]string{"config"}, 2, "", `"config" needs a subcommand`},
+		{[]string{"config", "lint"}, 2, "", `"config" needs a subcommand`},
+		{[]string{"config", "check"}, 2, "", "config check needs -c FILE"},
+		{[]string{"version", "x"}, 2, "", "version takes no arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			code, stdout, stderr := runCmd(t, tt.args...)
+			if code != tt.code || !strings.Contains(stdout, tt.stdout) || !strings.Contains(stderr, tt.stderr) {
+				t.Errorf("code %d, stdout %q, stderr %q", code, stdout, stderr)
+			}
+			if tt.code == 2 && !strings.Contains(stderr, "Usage:") {
+				t.Errorf("usage error without usage: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := runCmd(t, "version")
+	if code != 0 || !strings.HasPrefix(stdout, "berth ") {
+		t.Errorf("version: %d %q", code, stdout)
+	}
+	version = "v9.8.7"
+	t.Cleanup(func() { version = "" })
+	if _, stdout, _ := runCmd(t, "version"); stdout != "berth v9.8.7\n" {
+		t.Errorf("version with -ldflags: %q", stdout)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	good := writeFile(t, "[server]\nport = 5001\n[log]\nformat = \"json\"\n")
+	code, stdout, stderr := runCmd(t, "config", "check", "-c", good)
+	if code != 0 || stdout != "config OK\n" || stderr != "" {
+		t.Errorf("good file: %d %q %q", code, stdout, stderr)
+	}
+	// -c before the command works too.
+	if code, stdout, _ := runCmd(t, "-c", good, "config", "check"); code != 0 || stdout != "config OK\n" {
+		t.Errorf("-c first: %d %q", code, stdout)
+	}
+
+	bad := writeFile(t, `[server]
+port = "x"
+colour = 1
+[auth.oidc.github-actions]
+provider = "github"
+[log]
+level = "loud"
+`)
+	code, stdout, stderr = runCmd(t, "config", "check", "-c", bad)
+	want := bad + `:2: server.port: must be an integer, got string "x"
+` + bad + `:3: server.colour: unknown key
+` + bad + `:4: auth.oidc.github-actions: authentication is not built yet (issue 3)
+` + bad + `:7: log.level: "loud" is not one of debug, info, warn, error
+`
+	if code != 1 || stdout != "" || stderr != want {
+		t.Errorf("bad file: code %d, stdout %q, stderr:\n%s\nwant:\n%s", code, stdout, stderr, want)
+	}
+
+	code, _, stderr = runCmd(t, "config", "check", "-c", filepath.Join(t.TempDir(), "missing.toml"))
+	if code != 1 || !strings.Contains(stderr, "no such file") {
+		t.Errorf("missing file: %d %q", code, stderr)
+	}
+}
+
+func TestServeBadConfig(t *testing.T) {
+	bad := writeFile(t, "[server.tls]\n")
+	for _, args := range [][]string{{"serve", "-c", bad}, {"-c", bad, "server"}} {
+		code, _, stderr := runCmd(t, args...)
+		if code != 1 || !strings.Contains(stderr, bad+":1: server.tls.server_certificate_bundle: is required") {
+			t.Errorf("%v: %d %q", args, code, stderr)
+		}
+	}
+}
+
+var addrRE = regexp.MustCompile(`"msg":"listening","addr":"([^"]+)"`)
+
+// serve and the Angos spelling both run the server until the context ends.
+func TestServe(t *testing.T) {
+	for _, spelling := range [][]string{{"serve", "-c"}, {"-c", "", "server"}} {
+		t.Run(spelling[0], func(t *testing.T) {
+			dir := t.TempDir()
+			file := writeFile(t, `[server]
+bind_address = "127.0.0.1"
+port = 0
+[blob_store.fs]
+root_dir = '`+filepath.Join(dir, "data")+`'
+[log]
+format = "json"
+level = "debug"
+`)
+			args := append([]string(nil), spelling...)
+			if args[0] == "serve" {
+				args = append(args, file)
+			} else {
+				args[1] = file
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			var stdout, stderr buffer
+			done := make(chan int, 1)
+			go func() { done <- run(ctx, args, &stdout, &stderr) }()
+
+			var addr string
+			for deadline := time.Now().Add(5 * time.Second); addr == ""; {
+				if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+					addr = m[1]
+				} else if time.Now().After(deadline) {
+					t.Fatalf("no listening line:\n%s", stderr.String())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			resp, err := http.Get("http://" + addr + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "ok" {
+				t.Errorf("GET /healthz = %d %q", resp.StatusCode, body)
+			}
+
+			cancel()
+			select {
+			case code := <-done:
+				if code != 0 {
+					t.Errorf("exit code %d\n%s", code, stderr.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("serve did not stop")
+			}
+			// Every log line is JSON, as configured.
+			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				if !json.Valid([]byte(line)) {
+					t.Errorf("not a JSON log line: %q", line)
+				}
+			}
+			if !strings.Contains(stderr.String(), `"level":"WARN","msg":"registry is open`) {
+				t.Errorf("no open-registry warning:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ListenAddr() != "0.0.0.0:5000" || cfg.BlobStore.FS.RootDir != "./berth-data" {
+		t.Errorf("defaults: %s %s", cfg.ListenAddr(), cfg.BlobStore.FS.RootDir)
+	}
+}

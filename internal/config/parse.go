@@ -1,0 +1,469 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// file mirrors the document. Leaves are `any` so that the strict decoder only
+// reports unknown keys and structural mismatches; value types are checked
+// here, key by key, so that every bad value is reported, not just the first.
+// Sections of features not built yet are `any` too: they are reported from
+// the generic pass with a message naming the feature, not as unknown keys.
+type file struct {
+	Server *struct {
+		BindAddress       any `toml:"bind_address"`
+		Port              any `toml:"port"`
+		ReadHeaderTimeout any `toml:"read_header_timeout"`
+		IdleTimeout       any `toml:"idle_timeout"`
+		ShutdownTimeout   any `toml:"shutdown_timeout"`
+		TLS               *struct {
+			CertificateBundle any `toml:"server_certificate_bundle"`
+			PrivateKey        any `toml:"server_private_key"`
+		} `toml:"tls"`
+	} `toml:"server"`
+	BlobStore *struct {
+		FS *struct {
+			RootDir any `toml:"root_dir"`
+		} `toml:"fs"`
+		S3 any `toml:"s3"`
+	} `toml:"blob_store"`
+	Limits *struct {
+		MaxManifestSize any `toml:"max_manifest_size"`
+		MaxBlobSize     any `toml:"max_blob_size"`
+	} `toml:"limits"`
+	Uploads *struct {
+		Expiry        any `toml:"expiry"`
+		PurgeInterval any `toml:"purge_interval"`
+	} `toml:"uploads"`
+	Log *struct {
+		Level  any `toml:"level"`
+		Format any `toml:"format"`
+	} `toml:"log"`
+	Metrics *struct {
+		Enabled any `toml:"enabled"`
+		Address any `toml:"address"`
+	} `toml:"metrics"`
+	UI *struct {
+		Enabled any `toml:"enabled"`
+		Name    any `toml:"name"`
+	} `toml:"ui"`
+
+	Auth       any `toml:"auth"`
+	Global     any `toml:"global"`
+	Repository any `toml:"repository"`
+	Cache      any `toml:"cache"`
+}
+
+// reserved maps the sections of features that are not built yet to the
+// message their keys are rejected with.
+var reserved = []struct {
+	path    []string
+	message string
+}{
+	{[]string{"auth"}, "authentication is not built yet (issue 3)"},
+	{[]string{"global"}, "access policies are not built yet (issue 4)"},
+	{[]string{"repository"}, "access policies are not built yet (issue 4)"},
+	{[]string{"blob_store", "s3"}, "S3 storage is not built yet (issue 6)"},
+	{[]string{"cache"}, "caching is not built yet"},
+}
+
+// known lists every key berth accepts, for "did you mean" hints.
+var known = []string{
+	"server", "server.bind_address", "server.port", "server.read_header_timeout",
+	"server.idle_timeout", "server.shutdown_timeout", "server.tls",
+	"server.tls.server_certificate_bundle", "server.tls.server_private_key",
+	"blob_store", "blob_store.fs", "blob_store.fs.root_dir",
+	"limits", "limits.max_manifest_size", "limits.max_blob_size",
+	"uploads", "uploads.expiry", "uploads.purge_interval",
+	"log", "log.level", "log.format",
+	"metrics", "metrics.enabled", "metrics.address",
+	"ui", "ui.enabled", "ui.name",
+}
+
+// Parse decodes a TOML document (name is used in messages, usually the file
+// path), applies defaults for absent keys and validates the result. Any
+// problem — a syntax error, unknown keys, sections of features not built yet,
+// values of the wrong type, invalid values — makes it return nil and an
+// *Errors listing every problem found, each with its key path and line.
+func Parse(data []byte, name string) (*Config, error) {
+	errs := &Errors{File: name}
+
+	// A generic pass first: it catches syntax errors and finds the sections
+	// of features not built yet, whatever shape they have.
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		addDecodeError(errs, nil, err)
+		return nil, errs.err()
+	}
+	lines := indexLines(data)
+	for _, r := range reserved {
+		if v, ok := lookup(doc, r.path); ok {
+			reportReserved(errs, lines, r.path, v, r.message)
+		}
+	}
+
+	// A table given as a value (server = 5) would stop the strict decoder at
+	// the first one; report each here and decode the rest without them.
+	src := data
+	if pruneNonTables(errs, lines, doc, nil) {
+		var err error
+		if src, err = toml.Marshal(doc); err != nil {
+			errs.add("", 0, "%v", err)
+			return nil, errs.err()
+		}
+	}
+	var f file
+	dec := toml.NewDecoder(bytes.NewReader(src)).DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		addDecodeError(errs, lines, err)
+	}
+
+	c := Default()
+	c.file, c.lines = name, lines
+	c.typeErr = map[string]bool{}
+	d := &decoder{errs: errs, lines: lines, typeErr: c.typeErr}
+	if s := f.Server; s != nil {
+		d.str("server.bind_address", s.BindAddress, &c.Server.BindAddress)
+		d.integer("server.port", s.Port, &c.Server.Port)
+		d.duration("server.read_header_timeout", s.ReadHeaderTimeout, &c.Server.ReadHeaderTimeout)
+		d.duration("server.idle_timeout", s.IdleTimeout, &c.Server.IdleTimeout)
+		d.duration("server.shutdown_timeout", s.ShutdownTimeout, &c.Server.ShutdownTimeout)
+		if t := s.TLS; t != nil {
+			c.Server.TLS = &TLS{}
+			d.str("server.tls.server_certificate_bundle", t.CertificateBundle, &c.Server.TLS.CertificateBundle)
+			d.str("server.tls.server_private_key", t.PrivateKey, &c.Server.TLS.PrivateKey)
+		}
+	}
+	if b := f.BlobStore; b != nil && b.FS != nil {
+		d.str("blob_store.fs.root_dir", b.FS.RootDir, &c.BlobStore.FS.RootDir)
+	}
+	if l := f.Limits; l != nil {
+		d.size("limits.max_manifest_size", l.MaxManifestSize, &c.Limits.MaxManifestSize)
+		d.size("limits.max_blob_size", l.MaxBlobSize, &c.Limits.MaxBlobSize)
+	}
+	if u := f.Uploads; u != nil {
+		d.duration("uploads.expiry", u.Expiry, &c.Uploads.Expiry)
+		d.duration("uploads.purge_interval", u.PurgeInterval, &c.Uploads.PurgeInterval)
+	}
+	if l := f.Log; l != nil {
+		d.str("log.level", l.Level, &c.Log.Level)
+		d.str("log.format", l.Format, &c.Log.Format)
+	}
+	if m := f.Metrics; m != nil {
+		d.boolean("metrics.enabled", m.Enabled, &c.Metrics.Enabled)
+		d.str("metrics.address", m.Address, &c.Metrics.Address)
+	}
+	if u := f.UI; u != nil {
+		d.boolean("ui.enabled", u.Enabled, &c.UI.Enabled)
+		d.str("ui.name", u.Name, &c.UI.Name)
+	}
+
+	// Validate only the keys that decoded: a key with the wrong type already
+	// has its problem and keeps its (valid) default.
+	c.validate(errs)
+	if err := errs.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// tables are the known keys whose value must be a table.
+var tables = map[string][]string{
+	"":           {"server", "blob_store", "limits", "uploads", "log", "metrics", "ui"},
+	"server":     {"tls"},
+	"blob_store": {"fs"},
+}
+
+// pruneNonTables reports and deletes known tables that are given another type
+// of value, and returns whether it deleted any.
+func pruneNonTables(errs *Errors, lines lineIndex, doc map[string]any, path []string) bool {
+	pruned := false
+	for _, name := range tables[strings.Join(path, ".")] {
+		v, ok := doc[name]
+		if !ok {
+			continue
+		}
+		p := append(append([]string(nil), path...), name)
+		if m, isTable := v.(map[string]any); isTable {
+			pruned = pruneNonTables(errs, lines, m, p) || pruned
+			continue
+		}
+		key := formatKey(p)
+		errs.add(key, lines.line(key), "must be a table, got %s", describe(v))
+		delete(doc, name)
+		pruned = true
+	}
+	return pruned
+}
+
+// addDecodeError turns go-toml errors into problems with key paths and lines.
+// When lines is not nil, keys are located in the original document (the
+// decoded one may be a re-encoded copy).
+func addDecodeError(errs *Errors, lines lineIndex, err error) {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		for i := range strict.Errors {
+			e := &strict.Errors[i]
+			line, _ := e.Position()
+			key := formatKey(e.Key())
+			if lines != nil {
+				key, line = lines.locate(e.Key(), line)
+			}
+			what := "key"
+			if strings.HasSuffix(e.Error(), "missing table") {
+				what = "table"
+			}
+			errs.add(key, line, "%s", unknownKeyMessage(what, key))
+		}
+		return
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		key := formatKey(de.Key())
+		if lines != nil {
+			key, line = lines.locate(de.Key(), line)
+		}
+		errs.add(key, line, "%s", strings.TrimPrefix(de.Error(), "toml: "))
+		return
+	}
+	errs.add("", 0, "%s", strings.TrimPrefix(err.Error(), "toml: "))
+}
+
+func unknownKeyMessage(what, key string) string {
+	best, bestDist := "", 3 // suggest only close matches
+	for _, k := range known {
+		if d := editDistance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf("unknown %s (did you mean %s?)", what, best)
+	}
+	return "unknown " + what
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func lookup(doc map[string]any, path []string) (any, bool) {
+	var v any = doc
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = m[p]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// reportReserved reports a section of a feature not built yet once per table
+// that holds values (or is empty), so [auth.oidc.github-actions] and each
+// [repository."x".access_policy] get their own line, as written in the file.
+func reportReserved(errs *Errors, lines lineIndex, path []string, v any, message string) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		key := formatKey(path)
+		errs.add(key, lines.line(key), "%s", message)
+		return
+	}
+	names := make([]string, 0, len(m))
+	holdsValues := len(m) == 0
+	for k, child := range m {
+		names = append(names, k)
+		if _, isTable := child.(map[string]any); !isTable {
+			holdsValues = true
+		}
+	}
+	if holdsValues {
+		key := formatKey(path)
+		errs.add(key, lines.line(key), "%s", message)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if child, isTable := m[k].(map[string]any); isTable {
+			reportReserved(errs, lines, append(append([]string(nil), path...), k), child, message)
+		}
+	}
+}
+
+// decoder converts the loosely typed leaves of file into Config fields,
+// recording a problem for each value of the wrong type.
+type decoder struct {
+	errs    *Errors
+	lines   lineIndex
+	typeErr map[string]bool
+}
+
+func (d *decoder) bad(key, format string, args ...any) {
+	d.typeErr[key] = true
+	d.errs.add(key, d.lines.line(key), format, args...)
+}
+
+func (d *decoder) str(key string, v any, dst *string) {
+	switch v := v.(type) {
+	case nil:
+	case string:
+		*dst = v
+	default:
+		d.bad(key, "must be a string, got %s", describe(v))
+	}
+}
+
+func (d *decoder) boolean(key string, v any, dst *bool) {
+	switch v := v.(type) {
+	case nil:
+	case bool:
+		*dst = v
+	default:
+		d.bad(key, "must be true or false, got %s", describe(v))
+	}
+}
+
+func (d *decoder) integer(key string, v any, dst *int) {
+	switch v := v.(type) {
+	case nil:
+	case int64:
+		if v < math.MinInt32 || v > math.MaxInt32 {
+			d.bad(key, "%d is out of range", v)
+			return
+		}
+		*dst = int(v)
+	default:
+		d.bad(key, "must be an integer, got %s", describe(v))
+	}
+}
+
+func (d *decoder) duration(key string, v any, dst *time.Duration) {
+	switch v := v.(type) {
+	case nil:
+	case string:
+		t, err := time.ParseDuration(v)
+		if err != nil {
+			d.bad(key, "%q is not a duration (use a Go duration such as \"30s\", \"10m\" or \"24h\")", v)
+			return
+		}
+		*dst = t
+	default:
+		d.bad(key, "must be a duration string such as \"30s\", got %s", describe(v))
+	}
+}
+
+func (d *decoder) size(key string, v any, dst *int64) {
+	switch v := v.(type) {
+	case nil:
+	case int64:
+		if v < 0 {
+			d.bad(key, "must not be negative, got %d", v)
+			return
+		}
+		*dst = v
+	case string:
+		n, err := ParseSize(v)
+		if err != nil {
+			d.bad(key, "%v", err)
+			return
+		}
+		*dst = n
+	default:
+		d.bad(key, "must be a number of bytes or a size string such as \"4MiB\", got %s", describe(v))
+	}
+}
+
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("string %q", v)
+	case int64:
+		return fmt.Sprintf("integer %d", v)
+	case float64:
+		return fmt.Sprintf("float %v", v)
+	case bool:
+		return fmt.Sprintf("boolean %t", v)
+	case map[string]any:
+		return "a table"
+	}
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map:
+		return "a table"
+	}
+	return "a date/time"
+}
+
+// sizeUnits are the units ParseSize accepts, decimal and binary.
+var sizeUnits = map[string]int64{
+	"B":   1,
+	"KB":  1000,
+	"KiB": 1 << 10,
+	"MB":  1000 * 1000,
+	"MiB": 1 << 20,
+	"GB":  1000 * 1000 * 1000,
+	"GiB": 1 << 30,
+	"TB":  1000 * 1000 * 1000 * 1000,
+	"TiB": 1 << 40,
+}
+
+// ParseSize parses a byte size: a whole number with an optional unit among
+// B, KB, KiB, MB, MiB, GB, GiB, TB, TiB ("4MiB", "512 KB", "1048576").
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	num, unit := t[:i], strings.TrimSpace(t[i:])
+	mult := int64(1)
+	if unit != "" {
+		m, ok := sizeUnits[unit]
+		if !ok {
+			return 0, fmt.Errorf("%q is not a size (use a whole number with an optional unit: B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)", s)
+		}
+		mult = m
+	}
+	if num == "" {
+		return 0, fmt.Errorf("%q is not a size (use a whole number with an optional unit: B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)", s)
+	}
+	var n int64
+	for _, c := range num {
+		if n > (math.MaxInt64-int64(c-'0'))/10 {
+			return 0, fmt.Errorf("%q is too large", s)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,246 @@
+// Package server wires berth together and runs it: storage, the /v2 handler,
+// health and readiness probes, metrics, the HTTP server and its graceful
+// shutdown, and the purge of expired upload sessions.
+//
+//	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//	defer stop()
+//	err := server.Run(ctx, cfg, logger)
+//
+// The package holds no logic of its own beyond wiring: what a request means is
+// decided in internal/registry, how bytes are kept in internal/storage.
+//
+// The server MUST NOT set a ReadTimeout or WriteTimeout: a blob upload or
+// download can legitimately take hours. Slow-loris clients are bounded by
+// ReadHeaderTimeout and idle connections by IdleTimeout.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/fs"
+)
+
+// OpenWarning is logged at startup while the registry has no authentication.
+const OpenWarning = "registry is open: anyone who can reach it may push, pull and delete; configure [auth] before exposing it"
+
+// readyTimeout bounds the storage ping behind /readyz.
+const readyTimeout = 2 * time.Second
+
+// The registry consumes metrics through its own small interface.
+var _ registry.Metrics = (*metrics.Metrics)(nil)
+
+// Run serves the registry described by cfg until ctx is cancelled, then shuts
+// down gracefully: listeners close at once, in-flight requests get
+// cfg.Server.ShutdownTimeout to finish. It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	store, err := fs.New(cfg.BlobStore.FS.RootDir)
+	if err != nil {
+		return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
+	}
+	logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
+	return serve(ctx, cfg, logger, store, options{})
+}
+
+// options are seams for tests.
+type options struct {
+	readyTimeout time.Duration    // default readyTimeout
+	now          func() time.Time // default time.Now
+}
+
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store storage.Store, o options) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if o.readyTimeout <= 0 {
+		o.readyTimeout = readyTimeout
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+
+	// Refuse a broken configuration before opening any socket: a bad TLS
+	// table must never degrade to plain HTTP.
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("server: invalid configuration:\n%w", err)
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLSEnabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertificateBundle, cfg.Server.TLS.PrivateKey)
+		if err != nil {
+			return fmt.Errorf("server: load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+
+	// No authentication exists yet, so the registry is always open.
+	logger.Warn(OpenWarning)
+	if cfg.UI.Enabled {
+		logger.Warn("the web UI is not built yet; ui.enabled is ignored")
+	}
+
+	var m *metrics.Metrics
+	ropts := registry.Options{
+		Store:           store,
+		Logger:          logger,
+		MaxManifestSize: cfg.Limits.MaxManifestSize,
+		MaxBlobSize:     cfg.Limits.MaxBlobSize,
+		Now:             o.now,
+	}
+	if cfg.Metrics.Enabled {
+		m = metrics.New()
+		ropts.Metrics = m // only when enabled: a typed nil would not be nil in the interface
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", registry.New(ropts))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeText(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		pctx, cancel := context.WithTimeout(r.Context(), o.readyTimeout)
+		defer cancel()
+		if err := store.Ping(pctx); err != nil {
+			logger.Warn("not ready: storage ping failed", "err", err)
+			writeText(w, http.StatusServiceUnavailable, "storage unavailable")
+			return
+		}
+		writeText(w, http.StatusOK, "ok")
+	})
+	if m != nil && cfg.Metrics.Address == "" {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	api := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		TLSConfig:         tlsConfig,
+		ErrorLog:          errorLog,
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr())
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	servers := []*http.Server{api}
+	listeners := []net.Listener{ln}
+
+	if m != nil && cfg.Metrics.Address != "" {
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", m.Handler())
+		msrv := &http.Server{
+			Handler:           mmux,
+			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
+			IdleTimeout:       cfg.Server.IdleTimeout,
+			ErrorLog:          errorLog,
+		}
+		mln, err := net.Listen("tcp", cfg.Metrics.Address)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("server: metrics: %w", err)
+		}
+		servers = append(servers, msrv)
+		listeners = append(listeners, mln)
+	}
+
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		ln := listeners[i]
+		tlsOn := srv.TLSConfig != nil
+		if i == 0 {
+			logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsOn)
+		} else {
+			logger.Info("metrics listening", "addr", ln.Addr().String())
+		}
+		go func() {
+			var err error
+			if tlsOn {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+
+	// Purge expired upload sessions until shutdown.
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	var purging sync.WaitGroup
+	purging.Go(func() { purge(purgeCtx, store, cfg.Uploads, o.now, logger) })
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
+	case serveErr = <-errc:
+		// A listener failed; stop the others too.
+		logger.Error("server failed", "err", serveErr)
+	}
+	stopPurge()
+
+	// A fresh context: ctx is already cancelled, and in-flight requests must
+	// get their time to finish.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	var shutdownErr error
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown timed out; closing remaining connections", "err", err)
+			_ = srv.Close()
+			shutdownErr = fmt.Errorf("server: shutdown: %w", err)
+		}
+	}
+	purging.Wait()
+	if serveErr != nil {
+		return fmt.Errorf("server: %w", serveErr)
+	}
+	if shutdownErr != nil {
+		return shutdownErr
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// purge removes upload sessions older than u.Expiry, once at startup and then
+// every u.PurgeInterval, until ctx is done.
+func purge(ctx context.Context, store storage.Store, u config.Uploads, now func() time.Time, logger *slog.Logger) {
+	t := time.NewTicker(u.PurgeInterval)
+	defer t.Stop()
+	for {
+		n, err := store.PurgeUploads(ctx, now().Add(-u.Expiry))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("purging expired uploads failed", "err", err)
+		case n > 0:
+			logger.Info("purged expired uploads", "count", n, "expiry", u.Expiry)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func writeText(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
