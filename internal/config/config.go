@@ -34,6 +34,7 @@ type Config struct {
 	Server    Server
 	BlobStore BlobStore
 	Limits    Limits
+	Manifests Manifests
 	Uploads   Uploads
 	Log       Log
 	Metrics   Metrics
@@ -89,6 +90,13 @@ type Limits struct {
 	MaxManifestSize int64
 	// MaxBlobSize is the largest blob accepted, in bytes (0: unlimited).
 	MaxBlobSize int64
+}
+
+// Manifests is the [manifests] table.
+type Manifests struct {
+	// AllowSparse accepts manifests whose layers or child manifests are not
+	// in the repository (the config must exist). Off: MANIFEST_BLOB_UNKNOWN.
+	AllowSparse bool
 }
 
 // Uploads is the [uploads] table.

@@ -537,3 +537,19 @@ func TestFormatKey(t *testing.T) {
 		}
 	}
 }
+
+func TestManifestsAllowSparse(t *testing.T) {
+	c, err := Parse([]byte("[manifests]\nallow_sparse = true\n"), "t.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Manifests.AllowSparse {
+		t.Fatal("allow_sparse not set")
+	}
+	if Default().Manifests.AllowSparse {
+		t.Fatal("allow_sparse on by default")
+	}
+	if _, err := Parse([]byte("[manifests]\nallow_sparse = \"yes\"\n"), "t.toml"); err == nil || !strings.Contains(err.Error(), "manifests.allow_sparse") {
+		t.Fatalf("wrong type not reported with its key: %v", err)
+	}
+}

@@ -40,6 +40,9 @@ type file struct {
 		MaxManifestSize any `toml:"max_manifest_size"`
 		MaxBlobSize     any `toml:"max_blob_size"`
 	} `toml:"limits"`
+	Manifests *struct {
+		AllowSparse any `toml:"allow_sparse"`
+	} `toml:"manifests"`
 	Uploads *struct {
 		Expiry        any `toml:"expiry"`
 		PurgeInterval any `toml:"purge_interval"`
@@ -83,6 +86,7 @@ var known = []string{
 	"server.tls.server_certificate_bundle", "server.tls.server_private_key",
 	"blob_store", "blob_store.fs", "blob_store.fs.root_dir",
 	"limits", "limits.max_manifest_size", "limits.max_blob_size",
+	"manifests", "manifests.allow_sparse",
 	"uploads", "uploads.expiry", "uploads.purge_interval",
 	"log", "log.level", "log.format",
 	"metrics", "metrics.enabled", "metrics.address",
@@ -150,6 +154,9 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.size("limits.max_manifest_size", l.MaxManifestSize, &c.Limits.MaxManifestSize)
 		d.size("limits.max_blob_size", l.MaxBlobSize, &c.Limits.MaxBlobSize)
 	}
+	if m := f.Manifests; m != nil {
+		d.boolean("manifests.allow_sparse", m.AllowSparse, &c.Manifests.AllowSparse)
+	}
 	if u := f.Uploads; u != nil {
 		d.duration("uploads.expiry", u.Expiry, &c.Uploads.Expiry)
 		d.duration("uploads.purge_interval", u.PurgeInterval, &c.Uploads.PurgeInterval)
@@ -178,7 +185,7 @@ func Parse(data []byte, name string) (*Config, error) {
 
 // tables are the known keys whose value must be a table.
 var tables = map[string][]string{
-	"":           {"server", "blob_store", "limits", "uploads", "log", "metrics", "ui"},
+	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui"},
 	"server":     {"tls"},
 	"blob_store": {"fs"},
 }

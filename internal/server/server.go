@@ -97,7 +97,12 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		Logger:          logger,
 		MaxManifestSize: cfg.Limits.MaxManifestSize,
 		MaxBlobSize:     cfg.Limits.MaxBlobSize,
-		Now:             o.now,
+		AllowSparse:     cfg.Manifests.AllowSparse,
+		// No authentication exists yet, so every caller may read every
+		// repository: mount without from leaks nothing. Turn this off once
+		// [auth] is configured.
+		MountWithoutFrom: true,
+		Now:              o.now,
 	}
 	if cfg.Metrics.Enabled {
 		m = metrics.New()
