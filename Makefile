@@ -1,0 +1,29 @@
+# berth: the two commands a fresh machine needs are `make run` and `make test`.
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: run build test fuzz bench
+
+run:
+	$(GO) run ./cmd/berth serve
+
+build:
+	$(GO) build -o bin/berth ./cmd/berth
+
+# Every test: vet, unit, spec, storage contract, real-client end-to-end and
+# crash tests, then each fuzz target briefly.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) run ./cmd/berth-bench
