@@ -1,0 +1,78 @@
+// Package auth holds what every authentication path shares: the Identity a
+// request acts as, the access a registry token grants, and the sentinel errors
+// the HTTP layer maps to 401 / 503.
+//
+// Authentication paths (each in its own package) turn credentials into an
+// Identity:
+//   - oidc: an OIDC ID token (Basic with username = provider name, or Bearer);
+//   - static users: username and password checked against bcrypt/argon2id hashes;
+//   - token: registry access tokens, refresh tokens and session tokens issued by
+//     berth's own token service.
+//
+// Never log a credential. Log the identity, or why a credential was refused.
+package auth
+
+import (
+	"errors"
+	"slices"
+)
+
+// Sentinel errors.
+var (
+	// ErrInvalidCredentials: the credentials were presented and are wrong,
+	// expired, or not for this registry. Answered with 401 and a challenge.
+	ErrInvalidCredentials = errors.New("auth: invalid credentials")
+	// ErrUnavailable: the credentials cannot be checked now (an issuer is
+	// unreachable and no keys are cached). Answered with 503.
+	ErrUnavailable = errors.New("auth: verification unavailable")
+)
+
+// Identity is who a request acts as. The policy layer sees it as
+// `identity.{id, username, groups, client_ip, oidc{provider_name, claims}}`.
+type Identity struct {
+	// ID is stable and unique: "user:<username>", "oidc:<provider>:<username>", or "anonymous".
+	ID string
+	// Username is the static user's name, or the OIDC claim mapping's username.
+	Username string
+	Groups   []string
+	// ClientIP is the request's client address (no port).
+	ClientIP string
+	// OIDC is set when the identity comes from an OIDC ID token (directly or
+	// through a berth token issued for one).
+	OIDC *OIDC
+	// Access, when not nil, bounds what the request may do: the grants of the
+	// registry access token it presented. nil means no token bound.
+	Access []Access
+}
+
+// OIDC is the OIDC part of an identity.
+type OIDC struct {
+	ProviderName string
+	Claims       map[string]any
+}
+
+// Anonymous returns the identity of a request without credentials.
+func Anonymous(clientIP string) *Identity {
+	return &Identity{ID: "anonymous", ClientIP: clientIP}
+}
+
+// IsAnonymous reports whether the identity presented no credentials.
+func (id *Identity) IsAnonymous() bool { return id == nil || id.ID == "anonymous" }
+
+// Access is one resource grant, as in the Docker token spec's `access` claim:
+// {"type": "repository", "name": "a/b", "actions": ["pull", "push"]}.
+type Access struct {
+	Type    string   `json:"type"`
+	Name    string   `json:"name"`
+	Actions []string `json:"actions"`
+}
+
+// Allows reports whether the grants include action on the resource.
+func Allows(grants []Access, typ, name, action string) bool {
+	for _, g := range grants {
+		if g.Type == typ && g.Name == name && (slices.Contains(g.Actions, action) || slices.Contains(g.Actions, "*")) {
+			return true
+		}
+	}
+	return false
+}
