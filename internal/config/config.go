@@ -39,6 +39,7 @@ type Config struct {
 	Log       Log
 	Metrics   Metrics
 	UI        UI
+	Auth      Auth
 
 	// file and lines let Validate report problems at their place in the file.
 	file    string
@@ -177,6 +178,7 @@ func Default() *Config {
 		Log:       Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Metrics:   Metrics{Enabled: true},
 		UI:        UI{Name: DefaultUIName},
+		Auth:      Auth{Token: Token{Enabled: true, Service: DefaultTokenService, AccessTokenTTL: DefaultAccessTokenTTL}},
 	}
 }
 
@@ -288,4 +290,5 @@ func (c *Config) validate(errs *Errors) {
 	if c.UI.Name == "" {
 		bad("ui.name", "must not be empty")
 	}
+	c.validateAuth(bad)
 }

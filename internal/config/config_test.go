@@ -84,6 +84,7 @@ func TestDefault(t *testing.T) {
 		Log:       Log{Level: "info", Format: "text"},
 		Metrics:   Metrics{Enabled: true, Address: ""},
 		UI:        UI{Enabled: false, Name: "berth"},
+		Auth:      Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute}},
 	}
 	if got := public(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)
@@ -228,11 +229,6 @@ func TestParseErrors(t *testing.T) {
 		{"date", "[server]\nport = 2024-01-01", []Problem{{"server.port", 2, "got a date/time"}}},
 
 		// Sections of features not built yet.
-		{"auth", "[auth]\n", []Problem{{"auth", 1, "authentication is not built yet (issue 3)"}}},
-		{"auth oidc", "[auth.oidc.github-actions]\nprovider = \"github\"", []Problem{{"auth.oidc.github-actions", 1, "authentication is not built yet (issue 3)"}}},
-		{"auth identity", "[auth.identity.alice]\nusername = \"alice\"\npassword = \"x\"", []Problem{{"auth.identity.alice", 1, "authentication is not built yet (issue 3)"}}},
-		{"auth dotted", "auth.oidc.gh.provider = \"github\"", []Problem{{"auth.oidc.gh", 1, "authentication is not built yet (issue 3)"}}},
-		{"auth value", "auth = \"none\"", []Problem{{"auth", 1, "authentication is not built yet (issue 3)"}}},
 		{"global", "[global.access_policy]\ndefault_allow = true", []Problem{{"global.access_policy", 1, "access policies are not built yet (issue 4)"}}},
 		{"repository", "[repository.\"team/app\".access_policy]\nrules = []", []Problem{{`repository."team/app".access_policy`, 1, "access policies are not built yet (issue 4)"}}},
 		{"s3", "[blob_store.s3]\nbucket = \"b\"", []Problem{{"blob_store.s3", 1, "S3 storage is not built yet (issue 6)"}}},
@@ -284,7 +280,7 @@ colour = "blue"
 server_certificate_bundle = "/tls/server.crt"
 
 [auth.oidc.github-actions]
-provider = "github"
+provider = "githup"
 
 [limits]
 max_manifest_size = "4 furlongs"
@@ -302,7 +298,7 @@ address = "nope"
 		{"server.read_header_timeout", 4, "must be a duration string"},
 		{"server.colour", 5, "unknown key"},
 		{"server.tls.server_private_key", 7, "is required"},
-		{"auth.oidc.github-actions", 10, "authentication is not built yet (issue 3)"},
+		{"auth.oidc.github-actions.provider", 11, "is not one of github, gitlab, kubernetes, generic"},
 		{"limits.max_manifest_size", 14, "is not a size"},
 		{"log.level", 17, "is not one of"},
 		{"metrics.address", 21, "not a host:port"},
@@ -312,7 +308,7 @@ address = "nope"
 	msg := err.Error()
 	for _, line := range []string{
 		`berth.toml:3: server.port: must be an integer, got string "5000"`,
-		`berth.toml:10: auth.oidc.github-actions: authentication is not built yet (issue 3)`,
+		`berth.toml:11: auth.oidc.github-actions.provider: "githup" is not one of github, gitlab, kubernetes, generic`,
 	} {
 		if !strings.Contains(msg, line) {
 			t.Errorf("Error() lacks %q:\n%s", line, msg)
@@ -366,7 +362,6 @@ enabled = true
 	doc = strings.NewReplacer("/tls/server.crt", cert, "/tls/server.key", key).Replace(doc)
 	_, err := Parse([]byte(doc), "config.toml")
 	checkProblems(t, problems(t, err), []Problem{
-		{"auth.oidc.github-actions", 12, "authentication is not built yet (issue 3)"},
 		{"repository.production.access_policy", 16, "access policies are not built yet (issue 4)"},
 		{"repository.dev.access_policy", 26, "access policies are not built yet (issue 4)"},
 	})

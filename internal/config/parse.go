@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -60,10 +61,10 @@ type file struct {
 		Name    any `toml:"name"`
 	} `toml:"ui"`
 
-	Auth       any `toml:"auth"`
-	Global     any `toml:"global"`
-	Repository any `toml:"repository"`
-	Cache      any `toml:"cache"`
+	Auth       *rawAuth `toml:"auth"`
+	Global     any      `toml:"global"`
+	Repository any      `toml:"repository"`
+	Cache      any      `toml:"cache"`
 }
 
 // reserved maps the sections of features that are not built yet to the
@@ -72,7 +73,6 @@ var reserved = []struct {
 	path    []string
 	message string
 }{
-	{[]string{"auth"}, "authentication is not built yet (issue 3)"},
 	{[]string{"global"}, "access policies are not built yet (issue 4)"},
 	{[]string{"repository"}, "access policies are not built yet (issue 4)"},
 	{[]string{"blob_store", "s3"}, "S3 storage is not built yet (issue 6)"},
@@ -173,6 +173,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.boolean("ui.enabled", u.Enabled, &c.UI.Enabled)
 		d.str("ui.name", u.Name, &c.UI.Name)
 	}
+	d.decodeAuth(f.Auth, c)
 
 	// Validate only the keys that decoded: a key with the wrong type already
 	// has its problem and keeps its (valid) default.
@@ -185,7 +186,8 @@ func Parse(data []byte, name string) (*Config, error) {
 
 // tables are the known keys whose value must be a table.
 var tables = map[string][]string{
-	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui"},
+	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth"},
+	"auth":       {"token", "oidc", "identity"},
 	"server":     {"tls"},
 	"blob_store": {"fs"},
 }
@@ -248,7 +250,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range known {
+	for _, k := range slices.Concat(known, authKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

@@ -46,6 +46,10 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // down gracefully: listeners close at once, in-flight requests get
 // cfg.Server.ShutdownTimeout to finish. It returns nil after a clean shutdown.
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+	if cfg.Auth.Enabled() {
+		// Never run open when the operator asked for authentication.
+		return fmt.Errorf("server: [auth] is configured but this build cannot enforce it yet; refusing to start an open registry")
+	}
 	store, err := fs.New(cfg.BlobStore.FS.RootDir)
 	if err != nil {
 		return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)

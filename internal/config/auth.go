@@ -1,0 +1,443 @@
+package config
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Auth is the [auth] table: who may present credentials. With no provider,
+// identity or htpasswd file the registry is open.
+type Auth struct {
+	// HtpasswdFile holds more static users (user:bcrypt-hash lines).
+	HtpasswdFile string
+	// Token is the token service ([auth.token]).
+	Token Token
+	// OIDC are the [auth.oidc.<name>] providers, sorted by name.
+	OIDC []OIDCProvider
+	// Identities are the [auth.identity.<id>] static users, sorted by id.
+	Identities []Identity
+}
+
+// Enabled reports whether any credential source is configured. When it is
+// not, berth runs open (anonymous push and pull).
+func (a Auth) Enabled() bool {
+	return len(a.OIDC) > 0 || len(a.Identities) > 0 || a.HtpasswdFile != ""
+}
+
+// Token is the [auth.token] table.
+type Token struct {
+	// Enabled serves /token and advertises it in Bearer challenges.
+	Enabled bool
+	// Service is the `service` of challenges and the audience of berth's tokens.
+	Service string
+	// KeyFile is the PEM signing key (ES256 P-256 or Ed25519); generated and
+	// persisted when absent. Default: <root_dir>/_auth/token-key.pem.
+	KeyFile string
+	// AccessTokenTTL is the lifetime of registry access tokens.
+	AccessTokenTTL time.Duration
+}
+
+// OIDCProvider is one [auth.oidc.<name>] table.
+type OIDCProvider struct {
+	Name                     string // the table name: also the docker login username
+	Provider                 string // github | gitlab | kubernetes | generic
+	Issuer                   string
+	JWKSURI                  string
+	Audiences                []string
+	Algorithms               []string
+	ClockSkew                time.Duration
+	MaxTokenAge              time.Duration
+	CertificateAuthority     string // PEM
+	CertificateAuthorityFile string
+	// CAPEM is the CA to trust for this issuer, from either key (set by validation).
+	CAPEM               string
+	JWKSRefreshInterval time.Duration
+	RequiredClaims      []string
+	ClaimMapping        ClaimMapping
+	// Bounds of refresh and session tokens issued for this provider's identities.
+	TokenTTL        time.Duration
+	TokenMaxTTL     time.Duration
+	TokenMaxUses    int
+	TokenTrustedIPs []netip.Prefix
+}
+
+// ClaimMapping is [auth.oidc.<name>.claim_mapping] (zot's model in snake_case).
+type ClaimMapping struct {
+	Variables   []ClaimVariable
+	Validations []ClaimValidation
+	Username    string
+	Groups      string
+}
+
+// ClaimVariable is one entry of claim_mapping.variables.
+type ClaimVariable struct{ Name, Expression string }
+
+// ClaimValidation is one entry of claim_mapping.validations.
+type ClaimValidation struct{ Expression, Message string }
+
+// Identity is one [auth.identity.<id>] static user.
+type Identity struct {
+	ID           string
+	Username     string
+	PasswordHash string
+}
+
+// Token defaults.
+const (
+	DefaultTokenService   = "berth"
+	DefaultAccessTokenTTL = 5 * time.Minute
+	DefaultTokenTTL       = 15 * time.Minute
+	DefaultTokenMaxTTL    = 12 * time.Hour
+)
+
+// Provider presets.
+var providerPresets = map[string]string{
+	"github":     "https://token.actions.githubusercontent.com",
+	"gitlab":     "https://gitlab.com",
+	"kubernetes": "",
+	"generic":    "",
+}
+
+type rawAuth struct {
+	HtpasswdFile any `toml:"htpasswd_file"`
+	Token        *struct {
+		Enabled        any `toml:"enabled"`
+		Service        any `toml:"service"`
+		KeyFile        any `toml:"key_file"`
+		AccessTokenTTL any `toml:"access_token_ttl"`
+	} `toml:"token"`
+	OIDC     map[string]*rawOIDC `toml:"oidc"`
+	Identity map[string]*struct {
+		Username any `toml:"username"`
+		Password any `toml:"password"`
+	} `toml:"identity"`
+}
+
+type rawOIDC struct {
+	Provider                 any `toml:"provider"`
+	Issuer                   any `toml:"issuer"`
+	JWKSURI                  any `toml:"jwks_uri"`
+	Audiences                any `toml:"audiences"`
+	Algorithms               any `toml:"algorithms"`
+	ClockSkew                any `toml:"clock_skew"`
+	MaxTokenAge              any `toml:"max_token_age"`
+	CertificateAuthority     any `toml:"certificate_authority"`
+	CertificateAuthorityFile any `toml:"certificate_authority_file"`
+	JWKSRefreshInterval      any `toml:"jwks_refresh_interval"`
+	RequiredClaims           any `toml:"required_claims"`
+	TokenTTL                 any `toml:"token_ttl"`
+	TokenMaxTTL              any `toml:"token_max_ttl"`
+	TokenMaxUses             any `toml:"token_max_uses"`
+	TokenTrustedIPs          any `toml:"token_trusted_ips"`
+	ClaimMapping             *struct {
+		Variables []struct {
+			Name       any `toml:"name"`
+			Expression any `toml:"expression"`
+		} `toml:"variables"`
+		Validations []struct {
+			Expression any `toml:"expression"`
+			Message    any `toml:"message"`
+		} `toml:"validations"`
+		Username any `toml:"username"`
+		Groups   any `toml:"groups"`
+	} `toml:"claim_mapping"`
+}
+
+var authKnown = []string{
+	"auth", "auth.htpasswd_file", "auth.token", "auth.token.enabled", "auth.token.service",
+	"auth.token.key_file", "auth.token.access_token_ttl", "auth.oidc", "auth.identity",
+}
+
+// authKey formats a key path under a named table, quoting names that need it.
+func authKey(parts ...string) string { return formatKey(parts) }
+
+func (d *decoder) decodeAuth(ra *rawAuth, c *Config) {
+	if ra == nil {
+		return
+	}
+	a := &c.Auth
+	d.str("auth.htpasswd_file", ra.HtpasswdFile, &a.HtpasswdFile)
+	if t := ra.Token; t != nil {
+		d.boolean("auth.token.enabled", t.Enabled, &a.Token.Enabled)
+		d.str("auth.token.service", t.Service, &a.Token.Service)
+		d.str("auth.token.key_file", t.KeyFile, &a.Token.KeyFile)
+		d.duration("auth.token.access_token_ttl", t.AccessTokenTTL, &a.Token.AccessTokenTTL)
+	}
+	for _, name := range sortedKeys(ra.OIDC) {
+		r := ra.OIDC[name]
+		if r == nil {
+			continue
+		}
+		k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", name}, leaf...)...) }
+		p := OIDCProvider{
+			Name: name, Provider: "generic",
+			ClockSkew: 60 * time.Second, JWKSRefreshInterval: time.Hour,
+			TokenTTL: DefaultTokenTTL, TokenMaxTTL: DefaultTokenMaxTTL,
+		}
+		d.str(k("provider"), r.Provider, &p.Provider)
+		d.str(k("issuer"), r.Issuer, &p.Issuer)
+		d.str(k("jwks_uri"), r.JWKSURI, &p.JWKSURI)
+		d.strList(k("audiences"), r.Audiences, &p.Audiences)
+		d.strList(k("algorithms"), r.Algorithms, &p.Algorithms)
+		d.duration(k("clock_skew"), r.ClockSkew, &p.ClockSkew)
+		d.duration(k("max_token_age"), r.MaxTokenAge, &p.MaxTokenAge)
+		d.str(k("certificate_authority"), r.CertificateAuthority, &p.CertificateAuthority)
+		d.str(k("certificate_authority_file"), r.CertificateAuthorityFile, &p.CertificateAuthorityFile)
+		d.duration(k("jwks_refresh_interval"), r.JWKSRefreshInterval, &p.JWKSRefreshInterval)
+		d.strList(k("required_claims"), r.RequiredClaims, &p.RequiredClaims)
+		d.duration(k("token_ttl"), r.TokenTTL, &p.TokenTTL)
+		d.duration(k("token_max_ttl"), r.TokenMaxTTL, &p.TokenMaxTTL)
+		d.integer(k("token_max_uses"), r.TokenMaxUses, &p.TokenMaxUses)
+		var cidrs []string
+		d.strList(k("token_trusted_ips"), r.TokenTrustedIPs, &cidrs)
+		for _, s := range cidrs {
+			pfx, err := parsePrefix(s)
+			if err != nil {
+				d.bad(k("token_trusted_ips"), "%q is not an IP address or CIDR", s)
+				continue
+			}
+			p.TokenTrustedIPs = append(p.TokenTrustedIPs, pfx)
+		}
+		if m := r.ClaimMapping; m != nil {
+			for i, v := range m.Variables {
+				var cv ClaimVariable
+				d.str(fmt.Sprintf("%s[%d].name", k("claim_mapping", "variables"), i), v.Name, &cv.Name)
+				d.str(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "variables"), i), v.Expression, &cv.Expression)
+				p.ClaimMapping.Variables = append(p.ClaimMapping.Variables, cv)
+			}
+			for i, v := range m.Validations {
+				var cv ClaimValidation
+				d.str(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "validations"), i), v.Expression, &cv.Expression)
+				d.str(fmt.Sprintf("%s[%d].message", k("claim_mapping", "validations"), i), v.Message, &cv.Message)
+				p.ClaimMapping.Validations = append(p.ClaimMapping.Validations, cv)
+			}
+			d.str(k("claim_mapping", "username"), m.Username, &p.ClaimMapping.Username)
+			d.str(k("claim_mapping", "groups"), m.Groups, &p.ClaimMapping.Groups)
+		}
+		a.OIDC = append(a.OIDC, p)
+	}
+	for _, id := range sortedKeys(ra.Identity) {
+		r := ra.Identity[id]
+		if r == nil {
+			continue
+		}
+		u := Identity{ID: id}
+		d.str(authKey("auth", "identity", id, "username"), r.Username, &u.Username)
+		d.str(authKey("auth", "identity", id, "password"), r.Password, &u.PasswordHash)
+		a.Identities = append(a.Identities, u)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (d *decoder) strList(key string, v any, dst *[]string) {
+	switch v := v.(type) {
+	case nil:
+	case []any:
+		out := make([]string, 0, len(v))
+		for i, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				d.bad(key, "element %d must be a string, got %s", i, describe(e))
+				return
+			}
+			out = append(out, s)
+		}
+		*dst = out
+	default:
+		d.bad(key, "must be an array of strings, got %s", describe(v))
+	}
+}
+
+// asymmetric are the JWS algorithms a provider may allow.
+var asymmetric = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
+}
+
+func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
+	a := &c.Auth
+	if a.Token.Service == "" {
+		bad("auth.token.service", "must not be empty")
+	}
+	if a.Token.AccessTokenTTL < time.Minute {
+		bad("auth.token.access_token_ttl", "must be at least 1m (clients need expires_in >= 60), got %s", a.Token.AccessTokenTTL)
+	}
+	names := map[string]bool{}
+	for i := range a.OIDC {
+		p := &a.OIDC[i]
+		k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", p.Name}, leaf...)...) }
+		names[p.Name] = true
+		preset, ok := providerPresets[p.Provider]
+		if !ok {
+			bad(k("provider"), "%q is not one of github, gitlab, kubernetes, generic", p.Provider)
+		}
+		if p.Issuer == "" {
+			p.Issuer = preset
+		}
+		if p.Issuer == "" {
+			if ok {
+				bad(k("issuer"), "is required for provider %q", p.Provider)
+			}
+		} else if err := checkIssuerURL(p.Issuer); err != nil {
+			bad(k("issuer"), "%v", err)
+		}
+		if p.JWKSURI != "" {
+			if err := checkIssuerURL(p.JWKSURI); err != nil {
+				bad(k("jwks_uri"), "%v", err)
+			}
+		}
+		if len(p.Audiences) == 0 && p.Provider != "github" && ok {
+			bad(k("audiences"), "is required for provider %q: list the audience your tokens are minted for", p.Provider)
+		}
+		for _, aud := range p.Audiences {
+			if aud == "" {
+				bad(k("audiences"), "must not contain an empty audience")
+			}
+		}
+		if len(p.Algorithms) == 0 {
+			p.Algorithms = []string{"RS256", "ES256"}
+		}
+		for _, alg := range p.Algorithms {
+			if !asymmetric[alg] {
+				bad(k("algorithms"), "%q is not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+			}
+		}
+		if p.ClockSkew < 0 || p.ClockSkew > 10*time.Minute {
+			bad(k("clock_skew"), "must be between 0 and 10m, got %s", p.ClockSkew)
+		}
+		if p.MaxTokenAge < 0 {
+			bad(k("max_token_age"), "must not be negative")
+		}
+		if p.JWKSRefreshInterval < time.Minute {
+			bad(k("jwks_refresh_interval"), "must be at least 1m, got %s", p.JWKSRefreshInterval)
+		}
+		switch {
+		case p.CertificateAuthority != "" && p.CertificateAuthorityFile != "":
+			bad(k("certificate_authority"), "set certificate_authority or certificate_authority_file, not both")
+		case p.CertificateAuthorityFile != "":
+			pemData, err := os.ReadFile(p.CertificateAuthorityFile)
+			if err != nil {
+				bad(k("certificate_authority_file"), "%v", err)
+			} else if err := checkPEMCerts(pemData); err != nil {
+				bad(k("certificate_authority_file"), "%v", err)
+			} else {
+				p.CAPEM = string(pemData)
+			}
+		case p.CertificateAuthority != "":
+			if err := checkPEMCerts([]byte(p.CertificateAuthority)); err != nil {
+				bad(k("certificate_authority"), "%v", err)
+			}
+			p.CAPEM = p.CertificateAuthority
+		}
+		if p.TokenTTL < time.Minute {
+			bad(k("token_ttl"), "must be at least 1m, got %s", p.TokenTTL)
+		}
+		if p.TokenMaxTTL < p.TokenTTL {
+			bad(k("token_max_ttl"), "must not be shorter than token_ttl (%s)", p.TokenTTL)
+		}
+		if p.TokenMaxUses < 0 {
+			bad(k("token_max_uses"), "must not be negative (0 means unlimited)")
+		}
+		for j, v := range p.ClaimMapping.Variables {
+			vk := fmt.Sprintf("%s[%d]", k("claim_mapping", "variables"), j)
+			if v.Name == "" || v.Expression == "" {
+				bad(vk, "needs a name and an expression")
+			}
+		}
+		for j, v := range p.ClaimMapping.Validations {
+			if v.Expression == "" {
+				bad(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "validations"), j), "must not be empty")
+			}
+		}
+	}
+	seen := map[string]string{}
+	for _, u := range a.Identities {
+		k := func(leaf string) string { return authKey("auth", "identity", u.ID, leaf) }
+		if u.Username == "" {
+			bad(k("username"), "must not be empty")
+		}
+		if names[u.Username] {
+			bad(k("username"), "%q is also the name of an OIDC provider: `docker login -u %s` must mean the provider", u.Username, u.Username)
+		}
+		if other, dup := seen[u.Username]; dup {
+			bad(k("username"), "%q is also the username of [auth.identity.%s]", u.Username, other)
+		}
+		seen[u.Username] = u.ID
+		if !strings.HasPrefix(u.PasswordHash, "$2a$") && !strings.HasPrefix(u.PasswordHash, "$2b$") &&
+			!strings.HasPrefix(u.PasswordHash, "$2y$") && !strings.HasPrefix(u.PasswordHash, "$argon2id$") {
+			bad(k("password"), "must be a bcrypt or argon2id hash (make one with `berth hash-password`), never a plain password")
+		}
+	}
+	if a.HtpasswdFile != "" {
+		if _, err := os.Stat(a.HtpasswdFile); err != nil {
+			bad("auth.htpasswd_file", "%v", err)
+		}
+	}
+}
+
+func checkIssuerURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		h := u.Hostname()
+		if h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1" {
+			return nil // local development only
+		}
+		return fmt.Errorf("%q must use https (plain http is accepted for loopback development issuers only)", s)
+	}
+	return fmt.Errorf("%q must be an https URL", s)
+}
+
+func checkPEMCerts(data []byte) error {
+	n := 0
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
+			return fmt.Errorf("invalid certificate: %v", err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no PEM certificate found")
+	}
+	return nil
+}

@@ -1,0 +1,112 @@
+package config
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestAuthParse(t *testing.T) {
+	doc := `
+[auth]
+[auth.token]
+service = "reg.example"
+access_token_ttl = "10m"
+
+[auth.oidc.github-actions]
+provider = "github"
+
+[auth.oidc.gitlab]
+provider = "gitlab"
+audiences = ["https://reg.example"]
+token_ttl = "30m"
+token_max_ttl = "2h"
+token_max_uses = 3
+token_trusted_ips = ["10.0.0.0/8", "192.168.1.7"]
+
+[auth.oidc."k8s.prod"]
+provider = "kubernetes"
+issuer = "https://kubernetes.default.svc.cluster.local"
+audiences = ["berth"]
+algorithms = ["RS256"]
+required_claims = ["sub"]
+max_token_age = "1h"
+
+[auth.oidc."k8s.prod".claim_mapping]
+username = "claims.sub"
+groups = "['ns-' + claims['kubernetes.io'].namespace]"
+variables = [{ name = "ns", expression = "claims['kubernetes.io'].namespace" }]
+validations = [{ expression = "vars.ns != 'kube-system'", message = "no system pods" }]
+
+[auth.identity.admin]
+username = "admin"
+password = "$2y$12$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE"
+`
+	c, err := Parse([]byte(doc), "a.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := c.Auth
+	if !a.Enabled() || a.Token.Service != "reg.example" || a.Token.AccessTokenTTL != 10*time.Minute || !a.Token.Enabled {
+		t.Fatalf("auth %+v", a)
+	}
+	if len(a.OIDC) != 3 {
+		t.Fatalf("providers %+v", a.OIDC)
+	}
+	gh, gl, k8s := a.OIDC[0], a.OIDC[1], a.OIDC[2]
+	if gh.Name != "github-actions" || gh.Issuer != "https://token.actions.githubusercontent.com" || !slices.Equal(gh.Algorithms, []string{"RS256", "ES256"}) || gh.ClockSkew != time.Minute {
+		t.Fatalf("github preset %+v", gh)
+	}
+	if gl.Issuer != "https://gitlab.com" || gl.TokenMaxUses != 3 || gl.TokenTTL != 30*time.Minute || gl.TokenMaxTTL != 2*time.Hour ||
+		!slices.Equal(gl.TokenTrustedIPs, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32")}) {
+		t.Fatalf("gitlab %+v", gl)
+	}
+	if k8s.Name != "k8s.prod" || k8s.ClaimMapping.Username != "claims.sub" || len(k8s.ClaimMapping.Variables) != 1 ||
+		k8s.ClaimMapping.Validations[0].Message != "no system pods" || k8s.MaxTokenAge != time.Hour {
+		t.Fatalf("kubernetes %+v", k8s)
+	}
+	if len(a.Identities) != 1 || a.Identities[0].Username != "admin" {
+		t.Fatalf("identities %+v", a.Identities)
+	}
+	if Default().Auth.Enabled() {
+		t.Fatal("auth enabled by default")
+	}
+}
+
+func TestAuthProblems(t *testing.T) {
+	doc := `[auth.oidc.a]
+provider = "generic"
+issuer = "http://issuer.example"
+algorithms = ["HS256", "none"]
+certificate_authority = "x"
+certificate_authority_file = "/nope"
+token_trusted_ips = ["not-an-ip"]
+clock_skew = "1h"
+
+[auth.oidc.b]
+provider = "kubernetes"
+
+[auth.identity.x]
+username = "a"
+password = "hunter2"
+
+[auth.token]
+access_token_ttl = "10s"
+`
+	_, err := Parse([]byte(doc), "a.toml")
+	checkProblems(t, problems(t, err), []Problem{
+		{"auth.oidc.a.audiences", 1, "is required"},
+		{"auth.oidc.a.issuer", 3, "must use https"},
+		{"auth.oidc.a.algorithms", 4, `"HS256" is not allowed`},
+		{"auth.oidc.a.algorithms", 4, `"none" is not allowed`},
+		{"auth.oidc.a.certificate_authority", 5, "not both"},
+		{"auth.oidc.a.token_trusted_ips", 7, "is not an IP address or CIDR"},
+		{"auth.oidc.a.clock_skew", 8, "between 0 and 10m"},
+		{"auth.oidc.b.issuer", 10, "is required"},
+		{"auth.oidc.b.audiences", 10, "is required"},
+		{"auth.identity.x.username", 14, "also the name of an OIDC provider"},
+		{"auth.identity.x.password", 15, "never a plain password"},
+		{"auth.token.access_token_ttl", 18, "at least 1m"},
+	})
+}
