@@ -13,6 +13,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"slices"
 )
@@ -75,4 +76,17 @@ func Allows(grants []Access, typ, name, action string) bool {
 		}
 	}
 	return false
+}
+
+type identityKey struct{}
+
+// WithIdentity returns a context carrying the request's identity.
+func WithIdentity(ctx context.Context, id *Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// FromContext returns the request's identity, or nil.
+func FromContext(ctx context.Context) *Identity {
+	id, _ := ctx.Value(identityKey{}).(*Identity)
+	return id
 }

@@ -32,6 +32,7 @@ const (
 	CodeUnsupported         Code = "UNSUPPORTED"
 	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
 	CodeRangeInvalid        Code = "RANGE_INVALID"
+	CodeUnavailable         Code = "UNAVAILABLE"
 	CodeUnknown             Code = "UNKNOWN"
 )
 
@@ -56,6 +57,7 @@ var codeInfo = map[Code]struct {
 	CodeUnsupported:         {http.StatusMethodNotAllowed, "the operation is unsupported"},
 	CodeTooManyRequests:     {http.StatusTooManyRequests, "too many requests"},
 	CodeRangeInvalid:        {http.StatusRequestedRangeNotSatisfiable, "invalid content range"},
+	CodeUnavailable:         {http.StatusServiceUnavailable, "service temporarily unavailable"},
 	CodeUnknown:             {http.StatusInternalServerError, "unknown error"},
 }
 
@@ -67,7 +69,8 @@ type Error struct {
 	Status  int    // 0: the code's default
 	Message string // "": the code's default
 	Detail  any
-	Err     error // cause, logged, never sent
+	Err     error       // cause, logged, never sent
+	Header  http.Header // extra response headers, such as WWW-Authenticate
 }
 
 func (e *Error) Error() string {
@@ -149,7 +152,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		msg = info.message
 	}
 	detail := e.Detail
-	if status >= 500 {
+	if status == http.StatusInternalServerError {
 		id := requestID(r.Context())
 		log.ErrorContext(r.Context(), "internal error", "request_id", id, "err", err)
 		msg = "internal server error"
@@ -159,6 +162,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code, Message: msg, Detail: detail}}})
 	h := w.Header()
+	for k, v := range e.Header {
+		h[k] = v
+	}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Content-Length", fmt.Sprint(len(body)))
 	h.Del("Docker-Content-Digest")

@@ -27,10 +27,12 @@ type Metrics interface {
 	UploadFinished()
 }
 
-// Authorizer decides whether a resolved request may proceed. It returns nil to
-// allow, or an error (an *Error with UNAUTHORIZED or DENIED) to refuse.
+// Authorizer authenticates the request and decides whether the resolved
+// route may proceed. It returns the context the handler runs with (carrying
+// the identity), or an error (an *Error with UNAUTHORIZED, DENIED or
+// UNAVAILABLE, possibly with a challenge header) to refuse.
 type Authorizer interface {
-	Authorize(ctx context.Context, r *http.Request, rt Route) error
+	Authorize(ctx context.Context, r *http.Request, rt Route) (context.Context, error)
 }
 
 // Options configures the handler.
@@ -124,6 +126,18 @@ func New(o Options) *Handler {
 
 type requestIDKey struct{}
 
+type identityKey struct{}
+
+// WithIdentity records who the request acts as, for the request log.
+func WithIdentity(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+func identityOf(ctx context.Context) string {
+	id, _ := ctx.Value(identityKey{}).(string)
+	return id
+}
+
 func requestID(ctx context.Context) string {
 	id, _ := ctx.Value(requestIDKey{}).(string)
 	return id
@@ -153,7 +167,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	rt, err := resolve(r)
 	if err == nil && h.authz != nil {
-		err = h.authz.Authorize(ctx, r, rt)
+		var actx context.Context
+		if actx, err = h.authz.Authorize(ctx, r, rt); err == nil {
+			ctx = actx
+			r = r.WithContext(ctx)
+		}
 	}
 	if err == nil {
 		err = h.byAction[rt.Action](cw, r, rt)
@@ -186,6 +204,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int64("bytes_out", cw.n),
 		slog.Duration("duration", dur),
 		slog.String("remote", r.RemoteAddr),
+		slog.String("identity", identityOf(ctx)),
 	)
 }
 

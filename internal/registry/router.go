@@ -12,7 +12,9 @@ type Route struct {
 	Repo      string // repository name ("" for ping and catalog)
 	Reference string // tag or digest for manifests; digest for blobs and referrers
 	UploadID  string
-	Method    string
+	// From is the source repository of a mount (?from=), "" otherwise.
+	From   string
+	Method string
 }
 
 // resolve maps method and path to a Route. The repository name is parsed from
@@ -87,8 +89,12 @@ func resolve(r *http.Request) (Route, error) {
 		switch {
 		case tail == "" && m == http.MethodPost:
 			rt.Action = ActionStartUpload
-			if r.URL.Query().Has("mount") {
+			if q := r.URL.Query(); q.Has("mount") {
 				rt.Action = ActionMountBlob
+				rt.From = q.Get("from")
+				if rt.From != "" && !validName(rt.From) {
+					return rt, errf(CodeNameInvalid, "invalid repository name %q in from", truncate(rt.From, 300))
+				}
 			}
 		case tail == "":
 			return rt, unsupported()

@@ -1,0 +1,254 @@
+// Package authn turns a request's credentials into an auth.Identity and gates
+// the /v2 API with it.
+//
+// Credentials, by the Authorization header:
+//   - none: the anonymous identity;
+//   - Basic <provider name>:<OIDC ID token>: verified by that provider only
+//     (`docker login -u github-actions --password-stdin`);
+//   - Basic <anything>:<berth session token>: a session token from the token service;
+//   - Basic <user>:<password>: a static user;
+//   - Bearer <berth access token>: verified locally, bounded by its access claim;
+//   - Bearer <OIDC ID token>: routed to its provider by its issuer.
+//
+// Until access policies exist, an authenticated identity may do everything its
+// token allows and the anonymous identity nothing (deny by default once
+// authentication is configured).
+//
+// NEVER log a credential: log the identity, or why a credential was refused.
+package authn
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/registry"
+)
+
+// OIDCVerifier verifies OIDC ID tokens (*oidc.Verifier).
+type OIDCVerifier interface {
+	Verify(ctx context.Context, raw string) (*auth.Identity, error)
+	VerifyFor(ctx context.Context, provider, raw string) (*auth.Identity, error)
+	Has(provider string) bool
+}
+
+// Users checks static users (*users.Store).
+type Users interface {
+	Check(ctx context.Context, username, password string) (*auth.Identity, error)
+}
+
+// Tokens verifies berth's own tokens (*token.Service).
+type Tokens interface {
+	VerifyAccessToken(ctx context.Context, raw string) (*auth.Identity, error)
+	VerifySessionToken(ctx context.Context, raw, clientIP string) (*auth.Identity, error)
+	IsBerthToken(raw string) bool
+}
+
+// Authenticator resolves credentials. Any of its sources may be nil.
+type Authenticator struct {
+	OIDC   OIDCVerifier
+	Users  Users
+	Tokens Tokens
+	// TokenService, when not empty, is the service name advertised in Bearer
+	// challenges with the realm <scheme>://<host>/token; empty: Basic challenges.
+	TokenService string
+	Logger       *slog.Logger
+}
+
+// maxCredentialLen bounds an Authorization header value we try to parse.
+const maxCredentialLen = 32 << 10
+
+// Basic checks a username and password as sent with Basic authentication or
+// to the token service.
+func (a *Authenticator) Basic(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
+	var id *auth.Identity
+	var err error
+	switch {
+	case a.OIDC != nil && a.OIDC.Has(username):
+		id, err = a.OIDC.VerifyFor(ctx, username, password)
+	case a.Tokens != nil && a.Tokens.IsBerthToken(password):
+		id, err = a.Tokens.VerifySessionToken(ctx, password, clientIP)
+	case a.Users != nil:
+		id, err = a.Users.Check(ctx, username, password)
+	default:
+		err = auth.ErrInvalidCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	id.ClientIP = clientIP
+	return id, nil
+}
+
+// Authenticate returns the request's identity: anonymous without credentials,
+// or an error wrapping auth.ErrInvalidCredentials / auth.ErrUnavailable.
+func (a *Authenticator) Authenticate(r *http.Request) (*auth.Identity, error) {
+	ip := ClientIP(r)
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return auth.Anonymous(ip), nil
+	}
+	if len(h) > maxCredentialLen {
+		return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("authorization header too large"))
+	}
+	scheme, cred, _ := strings.Cut(h, " ")
+	cred = strings.TrimSpace(cred)
+	ctx := r.Context()
+	switch strings.ToLower(scheme) {
+	case "basic":
+		raw, err := base64.StdEncoding.DecodeString(cred)
+		if err != nil {
+			return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("malformed basic credentials"))
+		}
+		user, pass, ok := strings.Cut(string(raw), ":")
+		if !ok {
+			return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("malformed basic credentials"))
+		}
+		return a.Basic(ctx, user, pass, ip)
+	case "bearer":
+		var id *auth.Identity
+		var err error
+		switch {
+		case a.Tokens != nil && a.Tokens.IsBerthToken(cred):
+			id, err = a.Tokens.VerifyAccessToken(ctx, cred)
+			if err != nil {
+				// a session token may be presented as a bearer token too
+				if sid, serr := a.Tokens.VerifySessionToken(ctx, cred, ip); serr == nil {
+					id, err = sid, nil
+				}
+			}
+		case a.OIDC != nil:
+			id, err = a.OIDC.Verify(ctx, cred)
+		default:
+			err = auth.ErrInvalidCredentials
+		}
+		if err != nil {
+			return nil, err
+		}
+		id.ClientIP = ip
+		return id, nil
+	}
+	return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("unsupported authorization scheme"))
+}
+
+// ClientIP is the request's peer address without the port. Forwarded headers
+// are not trusted: trusted IP bounds must not be spoofable.
+func ClientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Gate is the registry.Authorizer enforcing authentication on /v2.
+type Gate struct {
+	Authn *Authenticator
+}
+
+// Authorize implements registry.Authorizer.
+func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route) (context.Context, error) {
+	a := g.Authn
+	id, err := a.Authenticate(r)
+	if err != nil {
+		if errors.Is(err, auth.ErrUnavailable) {
+			a.log().WarnContext(ctx, "credentials cannot be verified now", "err", err)
+			return ctx, &registry.Error{Code: registry.CodeUnavailable, Message: "credentials cannot be verified right now; retry later", Err: err}
+		}
+		a.log().DebugContext(ctx, "credentials refused", "reason", err)
+		return ctx, a.challenge(r, rt, "invalid_token", err)
+	}
+	ctx = registry.WithIdentity(ctx, id.ID)
+	ctx = auth.WithIdentity(ctx, id)
+	if id.IsAnonymous() {
+		return ctx, a.challenge(r, rt, "", nil)
+	}
+	if id.Access != nil && !tokenAllows(id.Access, rt) {
+		return ctx, a.challenge(r, rt, "insufficient_scope", nil)
+	}
+	return ctx, nil
+}
+
+// tokenAllows reports whether a registry access token's grants cover the route.
+func tokenAllows(grants []auth.Access, rt registry.Route) bool {
+	switch rt.Action {
+	case registry.ActionPing:
+		return true
+	case registry.ActionListCatalog:
+		return auth.Allows(grants, "registry", "catalog", "*")
+	}
+	if !auth.Allows(grants, "repository", rt.Repo, string(rt.Action.Kind())) {
+		return false
+	}
+	// A mount also reads the source repository.
+	if rt.Action == registry.ActionMountBlob {
+		if from := rt.From; from != "" && !auth.Allows(grants, "repository", from, "pull") {
+			return false
+		}
+	}
+	return true
+}
+
+// Scope is the token scope a route needs, as advertised in challenges.
+func Scope(rt registry.Route) string {
+	switch rt.Action {
+	case registry.ActionPing, "":
+		return ""
+	case registry.ActionListCatalog:
+		return "registry:catalog:*"
+	}
+	kind := rt.Action.Kind()
+	actions := string(kind)
+	if kind == registry.KindPush {
+		actions = "pull,push"
+	}
+	s := "repository:" + rt.Repo + ":" + actions
+	if rt.Action == registry.ActionMountBlob && rt.From != "" {
+		s += " repository:" + rt.From + ":pull"
+	}
+	return s
+}
+
+func (a *Authenticator) challenge(r *http.Request, rt registry.Route, errCode string, cause error) *registry.Error {
+	h := http.Header{}
+	h.Set("WWW-Authenticate", a.Challenge(r, Scope(rt), errCode))
+	msg := "authentication required"
+	if errCode == "insufficient_scope" {
+		msg = "the token does not grant " + string(rt.Action.Kind()) + " access to " + rt.Repo
+	} else if cause != nil {
+		msg = "invalid credentials"
+	}
+	return &registry.Error{Code: registry.CodeUnauthorized, Message: msg, Err: cause, Header: h}
+}
+
+// Challenge is the WWW-Authenticate value for a request.
+func (a *Authenticator) Challenge(r *http.Request, scope, errCode string) string {
+	if a.TokenService == "" {
+		return `Basic realm="berth"`
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	var b strings.Builder
+	b.WriteString(`Bearer realm="` + scheme + "://" + r.Host + `/token",service="` + a.TokenService + `"`)
+	if scope != "" {
+		b.WriteString(`,scope="` + scope + `"`)
+	}
+	if errCode != "" {
+		b.WriteString(`,error="` + errCode + `"`)
+	}
+	return b.String()
+}
+
+func (a *Authenticator) log() *slog.Logger {
+	if a.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Logger
+}
