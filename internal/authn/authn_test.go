@@ -1,0 +1,145 @@
+package authn
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/registry"
+)
+
+// fakeOIDC accepts "idtoken-<provider>" tokens for known providers.
+type fakeOIDC struct{ down bool }
+
+func (f fakeOIDC) Has(p string) bool { return p == "gh" || p == "gl" }
+func (f fakeOIDC) Verify(_ context.Context, raw string) (*auth.Identity, error) {
+	if f.down {
+		return nil, auth.ErrUnavailable
+	}
+	p, ok := strings.CutPrefix(raw, "idtoken-")
+	if !ok || !f.Has(p) {
+		return nil, auth.ErrInvalidCredentials
+	}
+	return &auth.Identity{ID: "oidc:" + p + ":x", Username: "x", OIDC: &auth.OIDC{ProviderName: p}}, nil
+}
+func (f fakeOIDC) VerifyFor(ctx context.Context, provider, raw string) (*auth.Identity, error) {
+	id, err := f.Verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if id.OIDC.ProviderName != provider {
+		return nil, auth.ErrInvalidCredentials
+	}
+	return id, nil
+}
+
+type fakeUsers struct{}
+
+func (fakeUsers) Check(_ context.Context, u, p string) (*auth.Identity, error) {
+	if u == "alice" && p == "secret" {
+		return &auth.Identity{ID: "user:alice", Username: "alice"}, nil
+	}
+	return nil, auth.ErrInvalidCredentials
+}
+
+type fakeTokens struct{}
+
+func (fakeTokens) IsBerthToken(raw string) bool { return strings.HasPrefix(raw, "berth_") }
+func (fakeTokens) VerifyAccessToken(_ context.Context, raw string) (*auth.Identity, error) {
+	if raw == "berth_at_pull_a" {
+		return &auth.Identity{ID: "user:alice", Access: []auth.Access{{Type: "repository", Name: "a", Actions: []string{"pull"}}}}, nil
+	}
+	return nil, auth.ErrInvalidCredentials
+}
+func (fakeTokens) VerifySessionToken(_ context.Context, raw, ip string) (*auth.Identity, error) {
+	if raw == "berth_st_ok" && ip == "192.0.2.1" {
+		return &auth.Identity{ID: "oidc:gh:x"}, nil
+	}
+	return nil, auth.ErrInvalidCredentials
+}
+
+func basic(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+
+func TestGate(t *testing.T) {
+	a := &Authenticator{OIDC: fakeOIDC{}, Users: fakeUsers{}, Tokens: fakeTokens{}, TokenService: "berth"}
+	g := &Gate{Authn: a}
+	pullA := registry.Route{Action: registry.ActionGetManifest, Repo: "a"}
+	pushA := registry.Route{Action: registry.ActionPutManifest, Repo: "a"}
+	cases := []struct {
+		name   string
+		authz  string
+		rt     registry.Route
+		wantID string
+		code   registry.Code
+		chall  string
+	}{
+		{"anonymous", "", pullA, "", registry.CodeUnauthorized, `Bearer realm="http://example.com/token",service="berth",scope="repository:a:pull"`},
+		{"anonymous push scope", "", pushA, "", registry.CodeUnauthorized, `scope="repository:a:pull,push"`},
+		{"provider + id token", basic("gh", "idtoken-gh"), pushA, "oidc:gh:x", "", ""},
+		{"token of provider A as provider B", basic("gl", "idtoken-gh"), pullA, "", registry.CodeUnauthorized, `error="invalid_token"`},
+		{"static user", basic("alice", "secret"), pushA, "user:alice", "", ""},
+		{"wrong password", basic("alice", "nope"), pullA, "", registry.CodeUnauthorized, ""},
+		{"session token as password", basic("ci", "berth_st_ok"), pushA, "oidc:gh:x", "", ""},
+		{"bearer id token", "Bearer idtoken-gl", pullA, "oidc:gl:x", "", ""},
+		{"bearer garbage", "Bearer nope", pullA, "", registry.CodeUnauthorized, ""},
+		{"access token in scope", "Bearer berth_at_pull_a", pullA, "user:alice", "", ""},
+		{"access token out of scope", "Bearer berth_at_pull_a", pushA, "", registry.CodeUnauthorized, `error="insufficient_scope"`},
+		{"access token other repo", "Bearer berth_at_pull_a", registry.Route{Action: registry.ActionGetBlob, Repo: "b"}, "", registry.CodeUnauthorized, ""},
+		{"access token catalog", "Bearer berth_at_pull_a", registry.Route{Action: registry.ActionListCatalog}, "", registry.CodeUnauthorized, `scope="registry:catalog:*"`},
+		{"access token ping", "Bearer berth_at_pull_a", registry.Route{Action: registry.ActionPing}, "user:alice", "", ""},
+		{"mount needs pull on from", "Bearer berth_at_pull_a", registry.Route{Action: registry.ActionMountBlob, Repo: "a", From: "b"}, "", registry.CodeUnauthorized, `repository:b:pull`},
+		{"unknown scheme", "Digest x", pullA, "", registry.CodeUnauthorized, ""},
+		{"malformed basic", "Basic !!!", pullA, "", registry.CodeUnauthorized, ""},
+		{"huge header", "Bearer " + strings.Repeat("a", 40<<10), pullA, "", registry.CodeUnauthorized, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/v2/", nil)
+			r.RemoteAddr = "192.0.2.1:1234"
+			if c.authz != "" {
+				r.Header.Set("Authorization", c.authz)
+			}
+			ctx, err := g.Authorize(r.Context(), r, c.rt)
+			if c.code == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				id := auth.FromContext(ctx)
+				if id == nil || id.ID != c.wantID || id.ClientIP != "192.0.2.1" {
+					t.Fatalf("identity %+v", id)
+				}
+				return
+			}
+			var re *registry.Error
+			if !errors.As(err, &re) || re.Code != c.code {
+				t.Fatalf("err %v, want %s", err, c.code)
+			}
+			if ch := re.Header.Get("WWW-Authenticate"); !strings.Contains(ch, c.chall) || ch == "" {
+				t.Fatalf("challenge %q lacks %q", ch, c.chall)
+			}
+		})
+	}
+}
+
+func TestGateUnavailable(t *testing.T) {
+	g := &Gate{Authn: &Authenticator{OIDC: fakeOIDC{down: true}}}
+	r := httptest.NewRequest("GET", "/v2/", nil)
+	r.Header.Set("Authorization", "Bearer idtoken-gh")
+	_, err := g.Authorize(r.Context(), r, registry.Route{Action: registry.ActionGetManifest, Repo: "a"})
+	var re *registry.Error
+	if !errors.As(err, &re) || re.Code != registry.CodeUnavailable {
+		t.Fatalf("err %v, want UNAVAILABLE", err)
+	}
+}
+
+func TestBasicChallengeWithoutTokenService(t *testing.T) {
+	a := &Authenticator{Users: fakeUsers{}}
+	r := httptest.NewRequest("GET", "/v2/", nil)
+	if got := a.Challenge(r, "repository:a:pull", ""); got != `Basic realm="berth"` {
+		t.Fatalf("challenge %q", got)
+	}
+}
