@@ -2,7 +2,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: run build test fuzz bench
+.PHONY: run build test fuzz bench clients
 
 run:
 	$(GO) run ./cmd/berth serve
@@ -12,10 +12,15 @@ build:
 
 # Every test: vet, unit, spec, storage contract, real-client end-to-end and
 # crash tests, then each fuzz target briefly.
-test:
+test: clients
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
+
+# The pinned command-line clients the end-to-end tests drive (crane, oras,
+# regctl, cosign, skopeo, podman); skipped quickly when already installed.
+clients:
+	bash scripts/install-test-clients.sh "$$($(GO) env GOPATH)/bin"
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
