@@ -1,6 +1,8 @@
 # berth: the two commands a fresh machine needs are `make run` and `make test`.
 GO ?= go
 FUZZTIME ?= 10s
+# The test clients are installed into GOPATH/bin: make sure the tests find them.
+export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
 .PHONY: run build test fuzz bench clients
 
