@@ -1,0 +1,220 @@
+package oidc
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProviderConfig is one [auth.oidc.<name>] provider.
+type ProviderConfig struct {
+	// Name is the table name, e.g. "github-actions"; also the docker login
+	// username that selects this provider.
+	Name string
+	// Preset is "github", "gitlab", "kubernetes" or "generic" ("" = generic).
+	Preset string
+	// Issuer is compared exactly with the token's iss (a trailing slash
+	// matters). Presets fill it: github https://token.actions.githubusercontent.com,
+	// gitlab https://gitlab.com.
+	Issuer string
+	// JWKSURI skips discovery when set.
+	JWKSURI string
+	// Audiences: a token passes when its aud (string or array) contains any.
+	// Required, except for the github preset where none means any audience
+	// (New then returns a warning).
+	Audiences []string
+	// Algorithms allowed in the token header; default RS256, ES256. Only
+	// asymmetric algorithms (RS*, PS*, ES*, EdDSA).
+	Algorithms []string
+	// ClockSkew tolerated on exp, nbf and iat; 0 means the default 60s.
+	ClockSkew time.Duration
+	// MaxTokenAge refuses tokens whose iat is older; 0 = no limit.
+	MaxTokenAge time.Duration
+	// CACertPEM is the CA (PEM) trusted for this issuer's discovery and JWKS,
+	// instead of the system roots.
+	CACertPEM []byte
+	// JWKSRefreshInterval is the background refresh period; default 1h.
+	JWKSRefreshInterval time.Duration
+	// RequiredClaims must be present and not null.
+	RequiredClaims []string
+	// ClaimMapping turns claims into a username and groups.
+	ClaimMapping ClaimMapping
+}
+
+// ClaimMapping is zot's claimMapping model: CEL expressions over `claims`
+// (map(string, dyn)) and `vars` (the variables evaluated before).
+type ClaimMapping struct {
+	// Variables are evaluated in order; each is then vars.<name> for the
+	// following variables, the validations, username and groups.
+	Variables []Variable
+	// Validations must all be true, else the token is refused with Message.
+	Validations []Validation
+	// Username is a CEL string expression; default claims.iss + '/' + claims.sub
+	// (kubernetes preset: system:serviceaccount:<namespace>:<name> when the
+	// token names a service account).
+	Username string
+	// Groups is an optional CEL list(string) expression.
+	Groups string
+}
+
+// Variable is one claim_mapping.variables entry.
+type Variable struct{ Name, Expression string }
+
+// Validation is one claim_mapping.validations entry.
+type Validation struct{ Expression, Message string }
+
+// Options are the Verifier's injected dependencies and limits.
+type Options struct {
+	// HTTPClient fetches discovery documents and key sets; default a clone of
+	// http.DefaultTransport. Timeouts come from FetchTimeout.
+	HTTPClient *http.Client
+	// Logger receives key-set events (discovery, fetches, refresh failures);
+	// default discards. Refusals are returned, not logged.
+	Logger *slog.Logger
+	// Now is the clock for token times and the unknown-kid cooldown; default time.Now.
+	Now func() time.Time
+	// CacheSize bounds the verified-token LRU; default 10000, negative disables it.
+	CacheSize int
+	// FetchTimeout caps one discovery + JWKS fetch; default 10s.
+	FetchTimeout time.Duration
+	// MaxResponseBytes caps a discovery or JWKS response; default 1 MiB.
+	MaxResponseBytes int64
+	// UnknownKidCooldown: a token with an unknown kid makes the issuer's key
+	// set be fetched again only if the previous fetch (of any kind) started
+	// at least this long ago; concurrent requests share one fetch. Default 30s.
+	UnknownKidCooldown time.Duration
+}
+
+// Defaults.
+const (
+	// MaxTokenSize is the largest token Verify parses.
+	MaxTokenSize            = 16 << 10
+	DefaultClockSkew        = 60 * time.Second
+	DefaultRefreshInterval  = time.Hour
+	DefaultCacheSize        = 10000
+	DefaultFetchTimeout     = 10 * time.Second
+	DefaultMaxResponseBytes = 1 << 20
+	DefaultKidCooldown      = 30 * time.Second
+)
+
+// Preset issuers.
+const (
+	GitHubIssuer = "https://token.actions.githubusercontent.com"
+	GitLabIssuer = "https://gitlab.com"
+)
+
+var presetIssuers = map[string]string{
+	"github": GitHubIssuer, "gitlab": GitLabIssuer, "kubernetes": "", "generic": "",
+}
+
+var asymmetric = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
+}
+
+var defaultAlgorithms = []string{"RS256", "ES256"}
+
+// Problem is one thing wrong with a provider configuration.
+type Problem struct {
+	// Key is the configuration key path, e.g. "auth.oidc.gh.claim_mapping.username".
+	Key     string
+	Message string
+}
+
+func (p Problem) String() string { return p.Key + ": " + p.Message }
+
+// ConfigError is every problem New found, so that a configuration check can
+// print them all at once.
+type ConfigError struct {
+	Problems []Problem
+}
+
+// Error returns one "key: message" line per problem.
+func (e *ConfigError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// providerKey formats auth.oidc.<name>.<leaf...> like the config package:
+// names that are not bare TOML keys are quoted.
+func providerKey(name string, leaf ...string) string {
+	parts := append([]string{"auth", "oidc", name}, leaf...)
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		if isBareKey(p) {
+			b.WriteString(p)
+		} else {
+			b.WriteString(strconv.Quote(p))
+		}
+	}
+	return b.String()
+}
+
+func isBareKey(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkURL accepts https URLs, and http for loopback development issuers.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", s)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		h := u.Hostname()
+		if h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1" {
+			return nil
+		}
+		return fmt.Errorf("%q must use https (plain http is accepted for loopback development issuers only)", s)
+	}
+	return fmt.Errorf("%q must be an https URL", s)
+}
+
+func parseCAs(pemData []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	n := 0
+	for {
+		var b *pem.Block
+		b, pemData = pem.Decode(pemData)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("invalid certificate: %v", err)
+		}
+		pool.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("no PEM certificate found")
+	}
+	return pool, nil
+}

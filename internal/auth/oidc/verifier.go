@@ -1,0 +1,617 @@
+package oidc
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// Verifier turns OIDC ID tokens into identities. It is safe for concurrent
+// use; build one per configuration and Close it when replaced.
+type Verifier struct {
+	providers map[string]*provider // by name
+	byIssuer  map[string]*provider
+	names     []string
+	cache     *tokenCache // nil: disabled
+
+	log          *slog.Logger
+	now          func() time.Time
+	fetchTimeout time.Duration
+	cooldown     time.Duration
+
+	// base is the Verifier's own context for key-set fetches and background
+	// refresh; Close cancels it. Request contexts only bound waiting.
+	base   context.Context
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type provider struct {
+	name       string
+	preset     string
+	issuer     string
+	audiences  []string
+	algs       map[string]bool
+	algList    []string
+	skew       time.Duration
+	maxAge     time.Duration
+	required   []string
+	kubernetes bool
+	mapping    *mapping
+	keys       *keySet
+	idv        *gooidc.IDTokenVerifier
+}
+
+// New validates and compiles every provider and returns a Verifier. It never
+// contacts an issuer: discovery and key sets are fetched on first use. When
+// the configuration is wrong, err is a *ConfigError listing every problem with
+// its key path (auth.oidc.<name>.<key>). Warnings are returned either way.
+func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = DefaultFetchTimeout
+	}
+	if o.MaxResponseBytes <= 0 {
+		o.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if o.UnknownKidCooldown <= 0 {
+		o.UnknownKidCooldown = DefaultKidCooldown
+	}
+	var problems []Problem
+	bad := func(key, format string, args ...any) {
+		problems = append(problems, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+
+	base, cancel := context.WithCancel(context.Background())
+	v = &Verifier{
+		providers:    map[string]*provider{},
+		byIssuer:     map[string]*provider{},
+		log:          o.Logger,
+		now:          o.Now,
+		fetchTimeout: o.FetchTimeout,
+		cooldown:     o.UnknownKidCooldown,
+		base:         base,
+		cancel:       cancel,
+	}
+	if o.CacheSize > 0 {
+		v.cache = newTokenCache(o.CacheSize)
+	}
+
+	var baseRT http.RoundTripper
+	var checkRedirect func(*http.Request, []*http.Request) error
+	if o.HTTPClient != nil {
+		baseRT, checkRedirect = o.HTTPClient.Transport, o.HTTPClient.CheckRedirect
+	}
+	if baseRT == nil {
+		baseRT = http.DefaultTransport
+	}
+	shared := &http.Client{Transport: capTransport{rt: baseRT, max: o.MaxResponseBytes}, CheckRedirect: checkRedirect}
+
+	for _, pc := range providers {
+		name := pc.Name
+		key := func(leaf ...string) string { return providerKey(name, leaf...) }
+		switch {
+		case name == "":
+			bad("auth.oidc", "a provider needs a name")
+		case strings.ContainsFunc(name, func(r rune) bool { return r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) }):
+			bad(key(), "the name is the docker login username: it must not contain ':' or spaces")
+		case v.providers[name] != nil:
+			bad(key(), "provider defined twice")
+		}
+		p := &provider{name: name, preset: pc.Preset, audiences: pc.Audiences, skew: pc.ClockSkew,
+			maxAge: pc.MaxTokenAge, required: pc.RequiredClaims}
+		if p.preset == "" {
+			p.preset = "generic"
+		}
+		p.kubernetes = p.preset == "kubernetes"
+		presetIssuer, known := presetIssuers[p.preset]
+		if !known {
+			bad(key("provider"), "%q is not one of github, gitlab, kubernetes, generic", p.preset)
+		}
+		p.issuer = pc.Issuer
+		if p.issuer == "" {
+			p.issuer = presetIssuer
+		}
+		if p.issuer == "" {
+			bad(key("issuer"), "is required for provider %q", p.preset)
+		} else if err := checkURL(p.issuer); err != nil {
+			bad(key("issuer"), "%v", err)
+		} else if other := v.byIssuer[p.issuer]; other != nil {
+			bad(key("issuer"), "%q is also the issuer of provider %q: tokens are routed by issuer, so an issuer belongs to one provider", p.issuer, other.name)
+		}
+		if pc.JWKSURI != "" {
+			if err := checkURL(pc.JWKSURI); err != nil {
+				bad(key("jwks_uri"), "%v", err)
+			}
+		}
+		if len(p.audiences) == 0 {
+			if p.preset == "github" {
+				warnings = append(warnings, key("audiences")+": not set: any GitHub Actions token is accepted whatever its audience, including tokens minted for other services; set the audience your workflows request")
+			} else {
+				bad(key("audiences"), "is required: list the audience your tokens are minted for")
+			}
+		}
+		if slices.Contains(p.audiences, "") {
+			bad(key("audiences"), "must not contain an empty audience")
+		}
+		p.algList = pc.Algorithms
+		if len(p.algList) == 0 {
+			p.algList = defaultAlgorithms
+		}
+		p.algs = map[string]bool{}
+		for _, alg := range p.algList {
+			if !asymmetric[alg] {
+				bad(key("algorithms"), "algorithm %q not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+			}
+			p.algs[alg] = true
+		}
+		if p.skew < 0 {
+			bad(key("clock_skew"), "must not be negative")
+		} else if p.skew == 0 {
+			p.skew = DefaultClockSkew
+		}
+		if p.maxAge < 0 {
+			bad(key("max_token_age"), "must not be negative")
+		}
+		interval := pc.JWKSRefreshInterval
+		if interval < 0 {
+			bad(key("jwks_refresh_interval"), "must not be negative")
+		} else if interval == 0 {
+			interval = DefaultRefreshInterval
+		}
+		for _, c := range pc.RequiredClaims {
+			if c == "" {
+				bad(key("required_claims"), "must not contain an empty claim name")
+			}
+		}
+		client := shared
+		if len(pc.CACertPEM) > 0 {
+			pool, err := parseCAs(pc.CACertPEM)
+			tr, ok := baseRT.(*http.Transport)
+			switch {
+			case err != nil:
+				bad(key("certificate_authority"), "%v", err)
+			case !ok:
+				bad(key("certificate_authority"), "cannot be applied: the HTTP client has a custom transport (%T)", baseRT)
+			default:
+				tr = tr.Clone()
+				if tr.TLSClientConfig == nil {
+					tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+				}
+				tr.TLSClientConfig.RootCAs = pool
+				client = &http.Client{Transport: capTransport{rt: tr, max: o.MaxResponseBytes}, CheckRedirect: checkRedirect}
+			}
+		}
+		p.mapping = compileMapping(name, p.preset, pc.ClaimMapping, bad)
+
+		algs := make([]jose.SignatureAlgorithm, len(p.algList))
+		for i, a := range p.algList {
+			algs[i] = jose.SignatureAlgorithm(a)
+		}
+		p.keys = &keySet{v: v, provider: name, issuer: p.issuer, client: client, algs: algs,
+			interval: interval, jwksURL: pc.JWKSURI}
+		// go-oidc checks the signature (through keys), the algorithm list and
+		// the issuer; audience and times are checked here, with skew and
+		// precise reasons.
+		p.idv = gooidc.NewVerifier(p.issuer, p.keys, &gooidc.Config{
+			SkipClientIDCheck:    true,
+			SkipExpiryCheck:      true,
+			SupportedSigningAlgs: p.algList,
+			Now:                  o.Now,
+		})
+		if name != "" && v.providers[name] == nil {
+			v.providers[name] = p
+			v.names = append(v.names, name)
+		}
+		if p.issuer != "" && v.byIssuer[p.issuer] == nil {
+			v.byIssuer[p.issuer] = p
+		}
+	}
+	if len(problems) > 0 {
+		cancel()
+		return nil, warnings, &ConfigError{Problems: problems}
+	}
+	slices.Sort(v.names)
+	return v, warnings, nil
+}
+
+// Providers returns the provider names, sorted.
+func (v *Verifier) Providers() []string { return slices.Clone(v.names) }
+
+// Has reports whether a provider of that name is configured.
+func (v *Verifier) Has(provider string) bool { return v.providers[provider] != nil }
+
+// Close stops background key refreshes. Cached keys keep verifying tokens;
+// keys can no longer be fetched.
+func (v *Verifier) Close() {
+	v.mu.Lock()
+	v.closed = true
+	v.mu.Unlock()
+	v.cancel()
+	v.wg.Wait()
+}
+
+// background runs f on the Verifier's context until Close.
+func (v *Verifier) background(f func(context.Context)) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return
+	}
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		f(v.base)
+	}()
+}
+
+// Verify checks a raw ID token (a Bearer credential) and returns its
+// identity. The token is routed by its unverified iss to the one provider
+// with that issuer. Errors wrap auth.ErrInvalidCredentials or
+// auth.ErrUnavailable (see Error).
+func (v *Verifier) Verify(ctx context.Context, raw string) (*auth.Identity, error) {
+	return v.verify(ctx, nil, raw)
+}
+
+// VerifyFor checks a token presented with Basic authentication, where the
+// username names the provider. A token from another provider's issuer is
+// refused.
+func (v *Verifier) VerifyFor(ctx context.Context, provider, raw string) (*auth.Identity, error) {
+	p := v.providers[provider]
+	if p == nil {
+		return nil, invalid("", "unknown provider %s", q(provider))
+	}
+	return v.verify(ctx, p, raw)
+}
+
+func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*auth.Identity, error) {
+	name := ""
+	if want != nil {
+		name = want.name
+	}
+	if len(raw) > MaxTokenSize {
+		return nil, invalid(name, "token too large: %d bytes, limit %d", len(raw), MaxTokenSize)
+	}
+	var key [32]byte
+	if v.cache != nil {
+		key = sha256.Sum256([]byte(raw))
+		if e, ok := v.cache.get(key); ok && (want == nil || want == e.p) {
+			if v.now().Before(e.until) {
+				return cloneIdentity(e.id), nil
+			}
+			v.cache.remove(key) // expired: verify again for a precise reason
+		}
+	}
+	h, iss, err := parseUnverified(raw)
+	if err != nil {
+		return nil, invalid(name, "malformed token: %v", err)
+	}
+	p := v.byIssuer[iss]
+	switch {
+	case want == nil && p == nil:
+		return nil, invalid("", "unknown issuer %s", q(iss))
+	case want != nil && p == nil:
+		return nil, invalid(name, "issuer %s is not the issuer of this provider (%s)", q(iss), want.issuer)
+	case want != nil && p != want:
+		return nil, invalid(name, "issuer %s belongs to provider %s", q(iss), p.name)
+	}
+	id, until, err := v.verifyWith(ctx, p, raw, h)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.add(&cacheEntry{key: key, p: p, id: id, until: until})
+	}
+	return cloneIdentity(id), nil
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+type header struct {
+	Alg string `json:"alg"`
+	Kid string `json:"kid"`
+}
+
+// parseUnverified reads the header and iss of a compact JWS without checking
+// anything: only to route the token and to give precise reasons.
+func parseUnverified(raw string) (header, string, error) {
+	var h header
+	hs, rest, ok1 := strings.Cut(raw, ".")
+	ps, sig, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sig, ".") {
+		return h, "", fmt.Errorf("not a compact JWS (want three dot-separated parts)")
+	}
+	// Strict: one signature has one encoding, so a verified token cannot be
+	// replayed under another spelling (and another cache key).
+	if _, err := b64.DecodeString(sig); err != nil {
+		return h, "", fmt.Errorf("signature: %v", err)
+	}
+	hb, err := b64.DecodeString(hs)
+	if err != nil {
+		return h, "", fmt.Errorf("header: %v", err)
+	}
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return h, "", fmt.Errorf("header: %v", err)
+	}
+	pb, err := b64.DecodeString(ps)
+	if err != nil {
+		return h, "", fmt.Errorf("payload: %v", err)
+	}
+	var c struct {
+		Iss *string `json:"iss"`
+	}
+	if err := json.Unmarshal(pb, &c); err != nil {
+		return h, "", fmt.Errorf("payload: %v", err)
+	}
+	if c.Iss == nil {
+		return h, "", fmt.Errorf("no iss claim")
+	}
+	return h, *c.Iss, nil
+}
+
+type sigFailureKey struct{}
+
+// verifyWith fully verifies a token for p: algorithm, key, signature,
+// issuer, audience, times, required claims, then the claim mapping. until is
+// when the identity stops being valid.
+func (v *Verifier) verifyWith(ctx context.Context, p *provider, raw string, h header) (*auth.Identity, time.Time, error) {
+	var never time.Time
+	if !p.algs[h.Alg] {
+		return nil, never, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(h.Alg), strings.Join(p.algList, ", "))
+	}
+	cands, err := p.keys.candidates(ctx, h.Kid, h.Alg)
+	if err != nil {
+		return nil, never, err
+	}
+	fail := &sigFailure{}
+	vctx := context.WithValue(context.WithValue(ctx, candidatesKey{}, cands), sigFailureKey{}, fail)
+	tok, err := p.idv.Verify(vctx, raw)
+	if err != nil {
+		if fail.err != nil {
+			return nil, never, invalid(p.name, "%v", fail.err)
+		}
+		return nil, never, invalid(p.name, "%v", strings.TrimPrefix(err.Error(), "oidc: "))
+	}
+	var payload json.RawMessage
+	if err := tok.Claims(&payload); err != nil {
+		return nil, never, invalid(p.name, "claims: %v", err)
+	}
+	claims, err := decodeClaims(payload)
+	if err != nil {
+		return nil, never, invalid(p.name, "claims: %v", err)
+	}
+	until, err := p.checkTimes(claims, v.now())
+	if err != nil {
+		return nil, never, invalid(p.name, "%v", err)
+	}
+	if err := p.checkAudience(claims["aud"]); err != nil {
+		return nil, never, invalid(p.name, "%v", err)
+	}
+	for _, c := range p.required {
+		if claims[c] == nil {
+			return nil, never, invalid(p.name, "missing required claim %s", q(c))
+		}
+	}
+	if p.kubernetes {
+		flattenKubernetes(claims)
+	}
+	username, groups, err := p.mapping.eval(ctx, claims)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, never, unavailable(p.name, ctx.Err(), "claim mapping interrupted: %v", ctx.Err())
+		}
+		return nil, never, invalid(p.name, "%v", err)
+	}
+	return &auth.Identity{
+		ID:       "oidc:" + p.name + ":" + username,
+		Username: username,
+		Groups:   groups,
+		OIDC:     &auth.OIDC{ProviderName: p.name, Claims: claims},
+	}, until, nil
+}
+
+// checkTimes applies exp, nbf, iat and max_token_age with the clock skew and
+// returns when the token stops being acceptable.
+func (p *provider) checkTimes(claims map[string]any, now time.Time) (time.Time, error) {
+	exp, ok, err := claimTime(claims, "exp")
+	if err != nil {
+		return time.Time{}, err
+	}
+	if !ok {
+		return time.Time{}, fmt.Errorf("missing exp")
+	}
+	until := exp.Add(p.skew)
+	if !now.Before(until) {
+		return time.Time{}, fmt.Errorf("expired %s ago", ago(now.Sub(exp)))
+	}
+	nbf, ok, err := claimTime(claims, "nbf")
+	if err != nil {
+		return time.Time{}, err
+	}
+	if ok && nbf.After(now.Add(p.skew)) {
+		return time.Time{}, fmt.Errorf("not valid yet: nbf is %s in the future", ago(nbf.Sub(now)))
+	}
+	iat, ok, err := claimTime(claims, "iat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	if ok && iat.After(now.Add(p.skew)) {
+		return time.Time{}, fmt.Errorf("issued in the future: iat is %s ahead", ago(iat.Sub(now)))
+	}
+	if p.maxAge > 0 {
+		if !ok {
+			return time.Time{}, fmt.Errorf("missing iat (max_token_age is set)")
+		}
+		limit := iat.Add(p.maxAge + p.skew)
+		if !now.Before(limit) {
+			return time.Time{}, fmt.Errorf("token too old: issued %s ago, max_token_age %s", ago(now.Sub(iat)), p.maxAge)
+		}
+		if limit.Before(until) {
+			until = limit
+		}
+	}
+	return until, nil
+}
+
+func ago(d time.Duration) time.Duration { return d.Round(time.Second) }
+
+// claimTime reads a NumericDate claim.
+func claimTime(claims map[string]any, name string) (time.Time, bool, error) {
+	var secs float64
+	switch n := claims[name].(type) {
+	case nil:
+		if _, present := claims[name]; present {
+			return time.Time{}, false, fmt.Errorf("%s is null", name)
+		}
+		return time.Time{}, false, nil
+	case int64:
+		secs = float64(n)
+	case float64:
+		secs = n
+	default:
+		return time.Time{}, false, fmt.Errorf("%s is not a number", name)
+	}
+	if math.IsNaN(secs) || secs < 0 || secs > 1<<40 {
+		return time.Time{}, false, fmt.Errorf("%s is out of range", name)
+	}
+	whole, frac := math.Modf(secs)
+	return time.Unix(int64(whole), int64(frac*1e9)), true, nil
+}
+
+func (p *provider) checkAudience(aud any) error {
+	var got []string
+	switch a := aud.(type) {
+	case nil:
+	case string:
+		got = []string{a}
+	case []any:
+		for _, e := range a {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("aud contains a %T, want strings", e)
+			}
+			got = append(got, s)
+		}
+	default:
+		return fmt.Errorf("aud is a %T, want a string or an array", aud)
+	}
+	if len(p.audiences) == 0 {
+		return nil // github preset without audiences (New warned)
+	}
+	for _, g := range got {
+		if slices.Contains(p.audiences, g) {
+			return nil
+		}
+	}
+	quoted := make([]string, 0, min(len(got), 5))
+	for i, g := range got {
+		if i == 5 {
+			quoted = append(quoted, "...")
+			break
+		}
+		quoted = append(quoted, q(g))
+	}
+	if len(got) == 0 {
+		quoted = append(quoted, "none")
+	}
+	return fmt.Errorf("audience mismatch: got %s, want one of [%s]", strings.Join(quoted, ", "), strings.Join(p.audiences, ", "))
+}
+
+// decodeClaims decodes the verified payload, integers as int64 and other
+// numbers as float64, so that CEL compares claims.run_attempt == 2.
+func decodeClaims(payload []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	for k, val := range m {
+		m[k] = numbers(val)
+	}
+	return m, nil
+}
+
+func numbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, e := range t {
+			t[k] = numbers(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = numbers(e)
+		}
+	}
+	return v
+}
+
+// flattenKubernetes adds the legacy flat service-account claims from a
+// projected token's nested "kubernetes.io" claim, without overriding claims
+// the token already has.
+func flattenKubernetes(claims map[string]any) {
+	k8s, _ := claims["kubernetes.io"].(map[string]any)
+	if k8s == nil {
+		return
+	}
+	set := func(name string, v any) {
+		if s, ok := v.(string); ok {
+			if _, exists := claims[name]; !exists {
+				claims[name] = s
+			}
+		}
+	}
+	set(k8sNamespace, k8s["namespace"])
+	if sa, ok := k8s["serviceaccount"].(map[string]any); ok {
+		set(k8sSAName, sa["name"])
+		set(k8sSAUID, sa["uid"])
+	}
+}
+
+// cloneIdentity copies what a caller may change (the struct, e.g. ClientIP,
+// and Groups). Claims are shared and MUST be treated as read-only.
+func cloneIdentity(id *auth.Identity) *auth.Identity {
+	c := *id
+	c.Groups = slices.Clone(id.Groups)
+	if id.OIDC != nil {
+		o := *id.OIDC
+		c.OIDC = &o
+	}
+	return &c
+}
