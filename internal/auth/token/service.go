@@ -1,0 +1,221 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// Defaults.
+const (
+	DefaultAccessTTL = 5 * time.Minute
+	// Refresh and session tokens, when LimitsFor leaves TTL/MaxTTL zero.
+	// Deliberately short: a CI identity's ID token lives minutes; longer
+	// bounds are a per-provider decision.
+	DefaultTokenTTL    = time.Hour
+	DefaultTokenMaxTTL = 24 * time.Hour
+
+	minAccessTTL = 60 * time.Second // docker treats expires_in < 60 as 60
+)
+
+// Limits bound a refresh or session token (Infisical's access-token bounds).
+type Limits struct {
+	// TTL is how long the token lives after issuance or its last use
+	// (DefaultTokenTTL when zero).
+	TTL time.Duration
+	// MaxTTL is how long after issuance it dies however often it is used
+	// (DefaultTokenMaxTTL when zero). TTL is capped at MaxTTL.
+	MaxTTL time.Duration
+	// MaxUses is how many times it may be used; 0 means unlimited.
+	MaxUses int
+	// TrustedIPs restricts the client addresses it may be used from; empty
+	// means any.
+	TrustedIPs []netip.Prefix
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.TTL <= 0 {
+		l.TTL = DefaultTokenTTL
+	}
+	if l.MaxTTL <= 0 {
+		l.MaxTTL = DefaultTokenMaxTTL
+	}
+	if l.TTL > l.MaxTTL {
+		l.TTL = l.MaxTTL
+	}
+	if l.MaxUses < 0 {
+		l.MaxUses = 0
+	}
+	return l
+}
+
+// Options configure a Service.
+type Options struct {
+	// Service is the expected audience of access tokens and the `service`
+	// parameter clients send, e.g. "berth". Required.
+	Service string
+	// Issuer is the iss of tokens berth signs; Service when empty.
+	Issuer string
+	// KeyFile is a PEM private key (ES256 P-256 or Ed25519). When the file
+	// does not exist a P-256 key is generated and written there (0600). When
+	// empty, a key is generated per process (tokens die with it).
+	KeyFile string
+	// StateDir holds refresh/session token records. Required.
+	StateDir string
+	// AccessTTL is the lifetime of access tokens: DefaultAccessTTL when zero,
+	// at least 60s.
+	AccessTTL time.Duration
+	Now       func() time.Time
+	Logger    *slog.Logger
+
+	// Authenticate checks Basic credentials (a static user, provider name +
+	// ID token, or a berth session token). It returns an error wrapping
+	// auth.ErrInvalidCredentials or auth.ErrUnavailable. nil refuses all.
+	Authenticate func(ctx context.Context, username, password, clientIP string) (*auth.Identity, error)
+	// VerifyIDToken verifies an OIDC ID token for the token-exchange and
+	// jwt-bearer grants. nil disables those grants.
+	VerifyIDToken func(ctx context.Context, raw string) (*auth.Identity, error)
+	// Grant returns what of requested the identity may have. The answer is
+	// intersected with requested. nil grants nothing.
+	Grant func(ctx context.Context, id *auth.Identity, requested []auth.Access) []auth.Access
+	// LimitsFor returns the bounds of refresh/session tokens issued to id.
+	// Zero fields take the defaults. nil means defaults for everyone.
+	LimitsFor func(id *auth.Identity) Limits
+	// ClientIP extracts the client address (no port) from a request; the
+	// host of RemoteAddr when nil. Set it when berth is behind a proxy.
+	ClientIP func(r *http.Request) string
+}
+
+// Service issues and verifies berth's tokens. It is safe for concurrent use.
+type Service struct {
+	o        Options
+	log      *slog.Logger
+	key      *signingKey
+	store    *store
+	verified verifiedCache
+}
+
+// New validates o, loads or creates the signing key, prepares StateDir and
+// prunes dead token records from it.
+func New(o Options) (*Service, error) {
+	var errs []error
+	if o.Service == "" {
+		errs = append(errs, errors.New("token: Service is required"))
+	}
+	if o.StateDir == "" {
+		errs = append(errs, errors.New("token: StateDir is required"))
+	}
+	if o.AccessTTL == 0 {
+		o.AccessTTL = DefaultAccessTTL
+	}
+	if o.AccessTTL < minAccessTTL {
+		errs = append(errs, fmt.Errorf("token: AccessTTL %s is shorter than %s", o.AccessTTL, minAccessTTL))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if o.Issuer == "" {
+		o.Issuer = o.Service
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = remoteIP
+	}
+	key, err := loadOrCreateKey(o.KeyFile, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	st, err := newStore(o.StateDir, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{o: o, log: o.Logger, key: key, store: st}
+	if n, err := st.prune(); err != nil {
+		s.log.Warn("token: pruning token records failed", "err", err)
+	} else if n > 0 {
+		s.log.Info("token: pruned dead refresh/session tokens", "count", n)
+	}
+	return s, nil
+}
+
+// Prune deletes refresh/session token records that can no longer be used.
+// New runs it once; long-running servers may call it periodically.
+func (s *Service) Prune() (int, error) { return s.store.prune() }
+
+// KeyID is the kid of the signing key (its RFC 7638 thumbprint).
+func (s *Service) KeyID() string { return s.key.kid }
+
+// VerifySessionToken checks a refresh or session token presented as a
+// password (or identity token) from clientIP, and counts one use. The
+// returned identity has ClientIP set and a nil Access. Errors wrap
+// auth.ErrInvalidCredentials, or auth.ErrUnavailable when the state cannot be
+// read or written (the use is then refused, never let through uncounted).
+func (s *Service) VerifySessionToken(ctx context.Context, raw, clientIP string) (*auth.Identity, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rec, err := s.store.use(raw, clientIP)
+	if err != nil {
+		s.log.DebugContext(ctx, "token: refresh/session token refused", "reason", err.Error(), "client_ip", clientIP)
+		return nil, err
+	}
+	return rec.Identity.identity(clientIP), nil
+}
+
+// IsBerthToken reports, cheaply and without verifying anything, whether raw
+// looks like a token berth issued: a refresh/session token prefix, or a JWT
+// whose unverified iss is Issuer. Use it to route Bearer tokens; never as
+// a check.
+func (s *Service) IsBerthToken(raw string) bool {
+	if isOpaque(raw) {
+		return true
+	}
+	return unverifiedIssuer(raw) == s.o.Issuer
+}
+
+// IsOpaqueToken reports whether raw has a refresh/session token prefix.
+func IsOpaqueToken(raw string) bool { return isOpaque(raw) }
+
+func isOpaque(raw string) bool {
+	return len(raw) > len(RefreshPrefix) && (raw[:len(RefreshPrefix)] == RefreshPrefix || raw[:len(SessionPrefix)] == SessionPrefix)
+}
+
+func (s *Service) limitsFor(id *auth.Identity) Limits {
+	if s.o.LimitsFor == nil {
+		return Limits{}.withDefaults()
+	}
+	return s.o.LimitsFor(id).withDefaults()
+}
+
+func (s *Service) grant(ctx context.Context, id *auth.Identity, requested []auth.Access) []auth.Access {
+	if len(requested) == 0 || s.o.Grant == nil {
+		return []auth.Access{}
+	}
+	// Grant gets a copy: what it does to its argument cannot widen the request.
+	cp := make([]auth.Access, len(requested))
+	for i, a := range requested {
+		cp[i] = auth.Access{Type: a.Type, Name: a.Name, Actions: slices.Clone(a.Actions)}
+	}
+	return intersect(requested, s.o.Grant(ctx, id, cp))
+}
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,346 @@
+package token
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// Opaque token prefixes. The rest is <id>_<secret>, both lower-case base32.
+const (
+	RefreshPrefix = "berth_rt_"
+	SessionPrefix = "berth_st_"
+)
+
+const (
+	kindRefresh = "refresh"
+	kindSession = "session"
+
+	idBytes       = 12 // 20 base32 characters
+	secretBytes   = 32 // 52 base32 characters
+	maxRecordSize = 64 << 10
+	recordVersion = 1
+)
+
+var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+var (
+	idLen     = b32.EncodedLen(idBytes)
+	secretLen = b32.EncodedLen(secretBytes)
+)
+
+// refusal is why an opaque token was refused; its text is safe to log and to
+// show the client (it never contains the token).
+type refusal string
+
+func (r refusal) Error() string { return "token: " + string(r) }
+func (r refusal) Unwrap() error { return auth.ErrInvalidCredentials }
+
+const (
+	refusedMalformed = refusal("malformed refresh/session token")
+	refusedUnknown   = refusal("unknown refresh/session token")
+	refusedRevoked   = refusal("refresh/session token revoked")
+	refusedExpired   = refusal("refresh/session token expired")
+	refusedIP        = refusal("refresh/session token not usable from this client IP")
+	refusedUses      = refusal("refresh/session token use limit reached")
+)
+
+// record is the server-side state of one refresh or session token, stored as
+// <StateDir>/<id>.json. It never holds the secret, only its SHA-256.
+type record struct {
+	V            int       `json:"v"`
+	ID           string    `json:"id"`
+	Kind         string    `json:"kind"`
+	SecretSHA256 string    `json:"secret_sha256"`
+	Identity     snapshot  `json:"identity"`
+	Created      time.Time `json:"created"`
+	Expires      time.Time `json:"expires"`
+	MaxExpires   time.Time `json:"max_expires"`
+	TTLSeconds   int64     `json:"ttl_seconds"`
+	Uses         int       `json:"uses"`
+	MaxUses      int       `json:"max_uses,omitempty"`
+	TrustedIPs   []string  `json:"trusted_ips,omitempty"`
+	LastUsed     time.Time `json:"last_used,omitzero"`
+	Revoked      time.Time `json:"revoked,omitzero"`
+}
+
+// snapshot is the part of an Identity a token carries.
+type snapshot struct {
+	ID           string         `json:"id"`
+	Username     string         `json:"username,omitempty"`
+	Groups       []string       `json:"groups,omitempty"`
+	OIDCProvider string         `json:"oidc_provider,omitempty"`
+	OIDCClaims   map[string]any `json:"oidc_claims,omitempty"`
+}
+
+func snapshotOf(id *auth.Identity) snapshot {
+	s := snapshot{ID: id.ID, Username: id.Username, Groups: id.Groups}
+	if id.OIDC != nil {
+		s.OIDCProvider, s.OIDCClaims = id.OIDC.ProviderName, id.OIDC.Claims
+	}
+	return s
+}
+
+func (s snapshot) identity(clientIP string) *auth.Identity {
+	id := &auth.Identity{ID: s.ID, Username: s.Username, Groups: s.Groups, ClientIP: clientIP}
+	if s.OIDCProvider != "" {
+		id.OIDC = &auth.OIDC{ProviderName: s.OIDCProvider, Claims: s.OIDCClaims}
+		if id.OIDC.Claims == nil {
+			id.OIDC.Claims = map[string]any{}
+		}
+	}
+	return id
+}
+
+// store keeps records as files. Updates of one id are serialised by an
+// in-process lock stripe; nothing coordinates separate processes.
+type store struct {
+	dir   string
+	now   func() time.Time
+	locks [64]sync.Mutex
+}
+
+func newStore(dir string, now func() time.Time) (*store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("token: state directory: %w", err)
+	}
+	return &store{dir: dir, now: now}, nil
+}
+
+func (st *store) lock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &st.locks[h.Sum32()%uint32(len(st.locks))]
+}
+
+func (st *store) path(id string) string { return filepath.Join(st.dir, id+".json") }
+
+// create issues a new opaque token of kind for id under lim (already defaulted).
+func (st *store) create(kind string, id *auth.Identity, lim Limits) (string, *record, error) {
+	buf := make([]byte, idBytes+secretBytes)
+	if _, err := rand.Read(buf); err != nil {
+		return "", nil, fmt.Errorf("token: random: %w", err)
+	}
+	tid, secret := b32.EncodeToString(buf[:idBytes]), b32.EncodeToString(buf[idBytes:])
+	now := st.now().UTC()
+	sum := sha256.Sum256([]byte(secret))
+	rec := &record{
+		V: recordVersion, ID: tid, Kind: kind, SecretSHA256: hex.EncodeToString(sum[:]),
+		Identity: snapshotOf(id), Created: now,
+		MaxExpires: now.Add(lim.MaxTTL), TTLSeconds: int64(lim.TTL / time.Second),
+		MaxUses: lim.MaxUses,
+	}
+	rec.Expires = minTime(now.Add(lim.TTL), rec.MaxExpires)
+	for _, p := range lim.TrustedIPs {
+		rec.TrustedIPs = append(rec.TrustedIPs, p.String())
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", nil, fmt.Errorf("token: encode record: %w", err)
+	}
+	if len(b) > maxRecordSize {
+		return "", nil, errTooLarge
+	}
+	mu := st.lock(tid)
+	mu.Lock()
+	defer mu.Unlock()
+	if err := writeAtomic(st.path(tid), b); err != nil {
+		return "", nil, fmt.Errorf("token: store record: %w: %w", auth.ErrUnavailable, err)
+	}
+	prefix := RefreshPrefix
+	if kind == kindSession {
+		prefix = SessionPrefix
+	}
+	return prefix + tid + "_" + secret, rec, nil
+}
+
+// parseOpaque splits a refresh/session token. Only well-formed ids reach the
+// file system, so no path can be smuggled in.
+func parseOpaque(raw string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(raw, RefreshPrefix)
+	if !ok {
+		if rest, ok = strings.CutPrefix(raw, SessionPrefix); !ok {
+			return "", "", false
+		}
+	}
+	id, secret, ok = strings.Cut(rest, "_")
+	if !ok || len(id) != idLen || len(secret) != secretLen || !isB32(id) || !isB32(secret) {
+		return "", "", false
+	}
+	return id, secret, true
+}
+
+func isB32(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// load reads the record for id and checks secret. Caller holds the lock.
+func (st *store) load(id, secret string) (*record, error) {
+	b, err := os.ReadFile(st.path(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, refusedUnknown
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token: read record: %w: %w", auth.ErrUnavailable, err)
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil || rec.V != recordVersion || rec.ID != id {
+		return nil, fmt.Errorf("token: record %s is corrupt: %w", id, auth.ErrUnavailable)
+	}
+	sum := sha256.Sum256([]byte(secret))
+	want, err := hex.DecodeString(rec.SecretSHA256)
+	if err != nil || subtle.ConstantTimeCompare(sum[:], want) != 1 {
+		return nil, refusedUnknown
+	}
+	return &rec, nil
+}
+
+func (st *store) save(rec *record) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("token: encode record: %w", err)
+	}
+	if err := writeAtomic(st.path(rec.ID), b); err != nil {
+		return fmt.Errorf("token: store record: %w: %w", auth.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// use checks a refresh/session token presented from clientIP and counts the
+// use: not revoked, not expired, from a trusted IP, under MaxUses. A
+// successful use renews the expiry by the TTL, never beyond MaxExpires.
+func (st *store) use(raw, clientIP string) (*record, error) {
+	id, secret, ok := parseOpaque(raw)
+	if !ok {
+		return nil, refusedMalformed
+	}
+	mu := st.lock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	rec, err := st.load(id, secret)
+	if err != nil {
+		return nil, err
+	}
+	now := st.now().UTC()
+	switch {
+	case !rec.Revoked.IsZero():
+		return nil, refusedRevoked
+	case !now.Before(rec.Expires):
+		return nil, refusedExpired
+	case !ipTrusted(rec.TrustedIPs, clientIP):
+		return nil, refusedIP
+	case rec.MaxUses > 0 && rec.Uses >= rec.MaxUses:
+		return nil, refusedUses
+	}
+	rec.Uses++
+	rec.LastUsed = now
+	rec.Expires = minTime(now.Add(time.Duration(rec.TTLSeconds)*time.Second), rec.MaxExpires)
+	if err := st.save(rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// revoke marks the token revoked. Unknown or malformed tokens are not an
+// error (RFC 7009 §2.2): the caller answers 200 either way.
+func (st *store) revoke(raw string) (bool, error) {
+	id, secret, ok := parseOpaque(raw)
+	if !ok {
+		return false, nil
+	}
+	mu := st.lock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	rec, err := st.load(id, secret)
+	if errors.Is(err, auth.ErrInvalidCredentials) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if rec.Revoked.IsZero() {
+		rec.Revoked = st.now().UTC()
+		return true, st.save(rec)
+	}
+	return true, nil
+}
+
+// prune deletes records that can no longer be used (expired, revoked or not)
+// and temporary files left by a crash. It returns how many records went.
+func (st *store) prune() (int, error) {
+	entries, err := os.ReadDir(st.dir)
+	if err != nil {
+		return 0, fmt.Errorf("token: prune: %w", err)
+	}
+	now := st.now()
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".tmp-") {
+			if fi, err := e.Info(); err == nil && now.Sub(fi.ModTime()) > time.Hour {
+				os.Remove(filepath.Join(st.dir, name))
+			}
+			continue
+		}
+		id, ok := strings.CutSuffix(name, ".json")
+		if !ok || len(id) != idLen || !isB32(id) {
+			continue
+		}
+		mu := st.lock(id)
+		mu.Lock()
+		var rec record
+		b, err := os.ReadFile(st.path(id))
+		if err == nil && json.Unmarshal(b, &rec) == nil && !now.Before(rec.Expires) {
+			if os.Remove(st.path(id)) == nil {
+				n++
+			}
+		}
+		mu.Unlock()
+	}
+	return n, nil
+}
+
+func ipTrusted(prefixes []string, clientIP string) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	ip, err := netip.ParseAddr(clientIP)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap().WithZone("")
+	for _, s := range prefixes {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
