@@ -24,6 +24,9 @@ Usage:
                                plain HTTP on 0.0.0.0:5000, storage in ./berth-data)
   berth -c FILE server         the same (Angos spelling)
   berth config check -c FILE   check a configuration file and print every problem
+  berth hash-password [-a bcrypt|argon2id] < password
+                               print a password hash for [auth.identity.<id>]
+  berth dev-issuer [-addr A]   run a local OIDC issuer to try workload identity
   berth version                print the version
   berth help                   print this help
 
@@ -38,7 +41,7 @@ const (
 )
 
 // run is the whole command line; main only adds the process around it.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	global := flag.NewFlagSet("berth", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	configFile := global.String("c", "", "configuration file")
@@ -70,6 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return usageError(stdout, stderr, errors.New("config check needs -c FILE"))
 		}
 		return check(file, stdout, stderr)
+	case "hash-password":
+		return hashPassword(rest, stdin, stdout, stderr)
+	case "dev-issuer":
+		return devIssuer(ctx, rest, stdout, stderr)
 	case "version":
 		if len(rest) > 0 {
 			return usageError(stdout, stderr, fmt.Errorf("version takes no arguments"))
@@ -118,8 +125,14 @@ func load(file string) (*config.Config, error) {
 }
 
 func check(file string, stdout, stderr io.Writer) int {
-	if _, err := config.Load(file); err != nil {
+	cfg, err := config.Load(file)
+	if err != nil {
 		printConfigError(stderr, err)
+		return exitError
+	}
+	// Compile what the server would (CEL claim mappings, password hashes).
+	if err := server.CheckAuth(cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return exitError
 	}
 	fmt.Fprintln(stdout, "config OK")

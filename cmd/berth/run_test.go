@@ -35,7 +35,7 @@ func (b *buffer) String() string {
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb buffer
-	code = run(t.Context(), args, &out, &errb)
+	code = run(t.Context(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -107,14 +107,14 @@ func TestConfigCheck(t *testing.T) {
 port = "x"
 colour = 1
 [auth.oidc.github-actions]
-provider = "github"
+provider = "githup"
 [log]
 level = "loud"
 `)
 	code, stdout, stderr = runCmd(t, "config", "check", "-c", bad)
 	want := bad + `:2: server.port: must be an integer, got string "x"
 ` + bad + `:3: server.colour: unknown key
-` + bad + `:4: auth.oidc.github-actions: authentication is not built yet (issue 3)
+` + bad + `:5: auth.oidc.github-actions.provider: "githup" is not one of github, gitlab, kubernetes, generic
 ` + bad + `:7: log.level: "loud" is not one of debug, info, warn, error
 `
 	if code != 1 || stdout != "" || stderr != want {
@@ -163,7 +163,7 @@ level = "debug"
 			defer cancel()
 			var stdout, stderr buffer
 			done := make(chan int, 1)
-			go func() { done <- run(ctx, args, &stdout, &stderr) }()
+			go func() { done <- run(ctx, args, strings.NewReader(""), &stdout, &stderr) }()
 
 			var addr string
 			for deadline := time.Now().Add(5 * time.Second); addr == ""; {
@@ -213,5 +213,39 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if cfg.ListenAddr() != "0.0.0.0:5000" || cfg.BlobStore.FS.RootDir != "./berth-data" {
 		t.Errorf("defaults: %s %s", cfg.ListenAddr(), cfg.BlobStore.FS.RootDir)
+	}
+}
+
+func TestHashPassword(t *testing.T) {
+	for _, alg := range []string{"bcrypt", "argon2id"} {
+		var out, errb strings.Builder
+		code := run(t.Context(), []string{"hash-password", "-a", alg}, strings.NewReader("s3cret\n"), &out, &errb)
+		h := strings.TrimSpace(out.String())
+		if code != 0 || !(strings.HasPrefix(h, "$2") || strings.HasPrefix(h, "$argon2id$")) {
+			t.Fatalf("%s: code %d out %q err %q", alg, code, out.String(), errb.String())
+		}
+		// The hash is accepted as a static user's password.
+		cfg := writeFile(t, "[auth.identity.alice]\nusername = \"alice\"\npassword = '"+h+"'\n")
+		if code, stdout, stderr := runCmd(t, "config", "check", "-c", cfg); code != 0 {
+			t.Fatalf("%s hash refused by config check: %s %s", alg, stdout, stderr)
+		}
+	}
+	var out, errb strings.Builder
+	if code := run(t.Context(), []string{"hash-password"}, strings.NewReader(""), &out, &errb); code == 0 {
+		t.Fatal("empty password accepted")
+	}
+}
+
+func TestConfigCheckCompilesClaimMapping(t *testing.T) {
+	cfg := writeFile(t, `[auth.oidc.ci]
+provider = "generic"
+issuer = "https://issuer.example"
+audiences = ["berth"]
+[auth.oidc.ci.claim_mapping]
+username = "claims.sub +"
+`)
+	code, _, stderr := runCmd(t, "config", "check", "-c", cfg)
+	if code != 1 || !strings.Contains(stderr, "auth.oidc.ci.claim_mapping.username") {
+		t.Fatalf("code %d stderr %q", code, stderr)
 	}
 }

@@ -46,10 +46,6 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // down gracefully: listeners close at once, in-flight requests get
 // cfg.Server.ShutdownTimeout to finish. It returns nil after a clean shutdown.
 func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
-	if cfg.Auth.Enabled() {
-		// Never run open when the operator asked for authentication.
-		return fmt.Errorf("server: [auth] is configured but this build cannot enforce it yet; refusing to start an open registry")
-	}
 	store, err := fs.New(cfg.BlobStore.FS.RootDir)
 	if err != nil {
 		return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
@@ -89,8 +85,16 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 
-	// No authentication exists yet, so the registry is always open.
-	logger.Warn(OpenWarning)
+	authSt, err := buildAuth(cfg, logger, o.now)
+	if err != nil {
+		return err
+	}
+	if authSt == nil {
+		logger.Warn(OpenWarning)
+	} else {
+		defer authSt.closeFn()
+		logger.Warn("access policies are not built yet: every authenticated identity may push, pull and delete; anonymous requests are refused")
+	}
 	if cfg.UI.Enabled {
 		logger.Warn("the web UI is not built yet; ui.enabled is ignored")
 	}
@@ -102,11 +106,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		MaxManifestSize: cfg.Limits.MaxManifestSize,
 		MaxBlobSize:     cfg.Limits.MaxBlobSize,
 		AllowSparse:     cfg.Manifests.AllowSparse,
-		// No authentication exists yet, so every caller may read every
-		// repository: mount without from leaks nothing. Turn this off once
-		// [auth] is configured.
-		MountWithoutFrom: true,
+		// In open mode every caller may read every repository, so a mount
+		// without from leaks nothing; with authentication it would.
+		MountWithoutFrom: authSt == nil,
 		Now:              o.now,
+	}
+	if authSt != nil {
+		ropts.Authorizer = authSt.gate
 	}
 	if cfg.Metrics.Enabled {
 		m = metrics.New()
@@ -115,6 +121,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", registry.New(ropts))
+	authSt.mount(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	})
