@@ -59,7 +59,7 @@ func devIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return usageError(stdout, stderr, fmt.Errorf("dev-issuer: usage: berth dev-issuer [-addr 127.0.0.1:8900] [-claims FILE] [-repository R] [-ref REF] [-actor A]"))
 	}
 	claims := map[string]any{"repository": *repo, "ref": *ref, "actor": *actor,
-		"repository_owner": strings.Split(*repo, "/")[0]}
+		"repository_owner": strings.Split(*repo, "/")[0], "sub": "repo:" + *repo + ":ref:" + *ref}
 	if *claimsFile != "" {
 		data, err := os.ReadFile(*claimsFile)
 		if err != nil {

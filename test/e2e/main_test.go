@@ -77,6 +77,7 @@ type berthProc struct {
 	t       testing.TB
 	dataDir string
 	cfgPath string
+	extra   string // appended to the generated config
 
 	mu        sync.Mutex
 	cmd       *exec.Cmd
@@ -91,7 +92,13 @@ type berthProc struct {
 // ready. The process is stopped with SIGTERM when the test ends.
 func startBerth(t testing.TB, dataDir string) *berthProc {
 	t.Helper()
-	p := &berthProc{t: t, dataDir: dataDir, stderr: &lockedBuffer{}}
+	return startBerthWith(t, dataDir, "")
+}
+
+// startBerthWith is startBerth with extra TOML appended to the config.
+func startBerthWith(t testing.TB, dataDir, extra string) *berthProc {
+	t.Helper()
+	p := &berthProc{t: t, dataDir: dataDir, extra: extra, stderr: &lockedBuffer{}}
 	p.cfgPath = filepath.Join(t.TempDir(), "berth.toml")
 	t.Cleanup(func() {
 		if p.running() {
@@ -116,7 +123,7 @@ root_dir = %q
 [log]
 level = "info"
 format = "text"
-`, port, p.dataDir)
+`, port, p.dataDir) + p.extra
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatalf("write config: %v", err)
 	}

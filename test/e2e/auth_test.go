@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-registry/berth/internal/oidctest"
+)
+
+// authBerth starts berth with one generic OIDC provider "ci" trusting iss,
+// and a static user alice/secret.
+func authBerth(t *testing.T, iss *oidctest.Issuer, extra string) *berthProc {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+[auth.oidc.ci]
+provider = "generic"
+issuer = %q
+audiences = ["berth"]
+clock_skew = "1s"
+%s
+[auth.identity.alice]
+username = "alice"
+password = %q
+`, iss.URL(), extra, string(hash))
+	return startBerthWith(t, t.TempDir(), cfg)
+}
+
+func newIssuer(t *testing.T) *oidctest.Issuer {
+	t.Helper()
+	iss, err := oidctest.New(oidctest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(iss.Close)
+	return iss
+}
+
+func ciToken(iss *oidctest.Issuer, ttl time.Duration) string {
+	now := time.Now()
+	return iss.Mint(map[string]any{"sub": "repo:myorg/api:ref:refs/heads/main", "aud": "berth",
+		"repository": "myorg/api", "iat": now.Unix(), "exp": now.Add(ttl).Unix()})
+}
+
+// pushPull pushes a random image with the authenticator and pulls it back.
+func pushPull(t *testing.T, p *berthProc, repo string, a authn.Authenticator) error {
+	t.Helper()
+	ref, err := name.ParseReference(p.host()+"/"+repo+":v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(a)); err != nil {
+		return fmt.Errorf("push: %w", err)
+	}
+	got, err := remote.Image(ref, remote.WithAuth(a))
+	if err != nil {
+		return fmt.Errorf("pull: %w", err)
+	}
+	want, _ := img.Digest()
+	gd, err := got.Digest()
+	if err != nil || gd != want {
+		return fmt.Errorf("pulled %v (%v), want %v", gd, err, want)
+	}
+	return nil
+}
+
+func TestAuthLoginPaths(t *testing.T) {
+	iss := newIssuer(t)
+	p := authBerth(t, iss, "")
+	idTok := ciToken(iss, 10*time.Minute)
+
+	// Anonymous: 401 with a Bearer challenge on the registry's own host:port.
+	resp, body := doReq(t, "GET", p.url("/v2/"), nil, nil)
+	wantStatus(t, "anonymous ping", resp, body, http.StatusUnauthorized)
+	ch := resp.Header.Get("WWW-Authenticate")
+	if want := `Bearer realm="http://` + p.host() + `/token",service="berth"`; ch != want {
+		t.Fatalf("challenge %q, want %q", ch, want)
+	}
+
+	// 1. docker login -u <provider> with the ID token, through the token service.
+	if err := pushPull(t, p, "myorg/api", &authn.Basic{Username: "ci", Password: idTok}); err != nil {
+		t.Fatalf("provider + ID token: %v", err)
+	}
+	// Static user.
+	if err := pushPull(t, p, "team/tool", &authn.Basic{Username: "alice", Password: "secret"}); err != nil {
+		t.Fatalf("static user: %v", err)
+	}
+	// 2. Raw Bearer ID token on /v2.
+	resp, body = doReq(t, "GET", p.url("/v2/myorg/api/manifests/v1"), nil, map[string]string{"Authorization": "Bearer " + idTok})
+	wantStatus(t, "bearer ID token", resp, body, http.StatusOK)
+
+	refused := []struct {
+		name string
+		a    authn.Authenticator
+	}{
+		{"ID token with a static user's name", &authn.Basic{Username: "alice", Password: idTok}},
+		{"wrong password", &authn.Basic{Username: "alice", Password: "nope"}},
+		{"token of an unconfigured issuer", &authn.Basic{Username: "ci", Password: ciToken(newIssuer(t), time.Minute)}},
+		{"wrong audience", &authn.Basic{Username: "ci", Password: iss.Mint(map[string]any{"sub": "x", "aud": "other"})}},
+		{"anonymous", authn.Anonymous},
+	}
+	for _, c := range refused {
+		if err := pushPull(t, p, "myorg/api", c.a); err == nil {
+			t.Errorf("%s: push accepted", c.name)
+		}
+	}
+
+	// The token service refuses bad credentials even without a scope (else
+	// docker login "succeeds" with garbage).
+	req, _ := http.NewRequest("GET", p.url("/token?service=berth"), nil)
+	req.SetBasicAuth("ci", "garbage")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token service with garbage: %d", res.StatusCode)
+	}
+}
+
+// TestAuthRefreshOutlivesIDToken: a client that logged in with an ID token
+// and asked for offline access keeps pushing after the ID token expired, as
+// `docker login` + a long `docker push` in a CI job does.
+func TestAuthRefreshOutlivesIDToken(t *testing.T) {
+	iss := newIssuer(t)
+	p := authBerth(t, iss, "")
+	idTok := ciToken(iss, 3*time.Second)
+
+	req, _ := http.NewRequest("GET", p.url("/token?service=berth&offline_token=true&client_id=test&scope="+
+		url.QueryEscape("repository:myorg/api:pull,push")), nil)
+	req.SetBasicAuth("ci", idTok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		Token        string `json:"token"`
+		AccessToken  string `json:"access_token"`
+		ExpiresIn    int    `json:"expires_in"`
+		RefreshToken string `json:"refresh_token"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&tr)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 || tr.RefreshToken == "" || tr.Token == "" || tr.Token != tr.AccessToken || tr.ExpiresIn < 60 {
+		t.Fatalf("login: status %d, %+v, %v", res.StatusCode, tr, err)
+	}
+
+	time.Sleep(5 * time.Second) // the ID token (3s, 1s skew) is now expired
+	if err := pushPull(t, p, "myorg/api", &authn.Basic{Username: "ci", Password: idTok}); err == nil {
+		t.Fatal("expired ID token still accepted")
+	}
+	// ggcr presents the refresh token as an identity token: OAuth2 refresh grant.
+	if err := pushPull(t, p, "myorg/api", authn.FromConfig(authn.AuthConfig{IdentityToken: tr.RefreshToken})); err != nil {
+		t.Fatalf("push with the refresh token after the ID token expired: %v", err)
+	}
+}
+
+// TestAuthSessionToken: RFC 8693 exchange of an ID token for a session token
+// usable as a docker password, bounded by token_max_uses.
+func TestAuthSessionToken(t *testing.T) {
+	iss := newIssuer(t)
+	p := authBerth(t, iss, "token_max_uses = 3\n")
+	form := url.Values{
+		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":        {ciToken(iss, time.Minute)},
+		"subject_token_type":   {"urn:ietf:params:oauth:token-type:id_token"},
+		"requested_token_type": {"urn:berth:token-type:session"},
+		"service":              {"berth"},
+	}
+	res, err := http.PostForm(p.url("/token"), form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tr struct {
+		AccessToken     string `json:"access_token"`
+		IssuedTokenType string `json:"issued_token_type"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&tr)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 || !strings.HasPrefix(tr.AccessToken, "berth_st_") {
+		t.Fatalf("exchange: %d %+v %v", res.StatusCode, tr, err)
+	}
+	// Three uses as a Basic password on /v2 work; the fourth is refused.
+	for i := 1; i <= 4; i++ {
+		req, _ := http.NewRequest("GET", p.url("/v2/_catalog"), nil)
+		req.SetBasicAuth("anything", tr.AccessToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		want := http.StatusOK
+		if i == 4 {
+			want = http.StatusUnauthorized
+		}
+		if res.StatusCode != want {
+			t.Fatalf("use %d: status %d, want %d", i, res.StatusCode, want)
+		}
+	}
+}
