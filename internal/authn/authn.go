@@ -165,6 +165,10 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 	}
 	ctx = registry.WithIdentity(ctx, id.ID)
 	ctx = auth.WithIdentity(ctx, id)
+	if id.OIDC != nil && a.log().Enabled(ctx, slog.LevelDebug) {
+		// The claims, never the token.
+		a.log().DebugContext(ctx, "oidc identity", "provider", id.OIDC.ProviderName, "id", id.ID, "claims", id.OIDC.Claims)
+	}
 	if id.IsAnonymous() {
 		return ctx, a.challenge(r, rt, "", nil)
 	}
