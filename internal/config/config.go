@@ -40,6 +40,9 @@ type Config struct {
 	Metrics   Metrics
 	UI        UI
 	Auth      Auth
+	// Global and Repositories hold access policies and immutable tags.
+	Global       Global
+	Repositories []Repository
 
 	// file and lines let Validate report problems at their place in the file.
 	file    string

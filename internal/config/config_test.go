@@ -229,8 +229,9 @@ func TestParseErrors(t *testing.T) {
 		{"date", "[server]\nport = 2024-01-01", []Problem{{"server.port", 2, "got a date/time"}}},
 
 		// Sections of features not built yet.
-		{"global", "[global.access_policy]\ndefault_allow = true", []Problem{{"global.access_policy", 1, "access policies are not built yet (issue 4)"}}},
-		{"repository", "[repository.\"team/app\".access_policy]\nrules = []", []Problem{{`repository."team/app".access_policy`, 1, "access policies are not built yet (issue 4)"}}},
+		{"policy default twice", "[global.access_policy]\ndefault_allow = true\ndefault = \"deny\"", []Problem{{"global.access_policy.default", 3, "not both"}}},
+		{"policy default value", "[repository.\"team/app\".access_policy]\ndefault = \"maybe\"", []Problem{{`repository."team/app".access_policy.default`, 2, "is not allow or deny"}}},
+		{"policy rules type", "[global.access_policy]\nrules = \"x\"", []Problem{{"global.access_policy.rules", 2, "must be an array of strings"}}},
 		{"s3", "[blob_store.s3]\nbucket = \"b\"", []Problem{{"blob_store.s3", 1, "S3 storage is not built yet (issue 6)"}}},
 		{"s3 inline", "blob_store = { s3 = { bucket = \"b\" } }", []Problem{{"blob_store.s3", 1, "S3 storage is not built yet (issue 6)"}}},
 		{"cache", "[cache.redis]\nurl = \"redis://x\"", []Problem{{"cache.redis", 1, "not built yet"}}},
@@ -360,27 +361,15 @@ identity.oidc.claims["repository"].startsWith("myorg/")'''
 enabled = true
 `
 	doc = strings.NewReplacer("/tls/server.crt", cert, "/tls/server.key", key).Replace(doc)
-	_, err := Parse([]byte(doc), "config.toml")
-	checkProblems(t, problems(t, err), []Problem{
-		{"repository.production.access_policy", 16, "access policies are not built yet (issue 4)"},
-		{"repository.dev.access_policy", 26, "access policies are not built yet (issue 4)"},
-	})
-
-	// Without those sections, the rest of the file is a valid berth config.
-	var kept []string
-	skip := false
-	for _, l := range strings.Split(doc, "\n") {
-		if strings.HasPrefix(l, "[") {
-			skip = strings.HasPrefix(l, "[auth") || strings.HasPrefix(l, "[repository")
-		}
-		if !skip {
-			kept = append(kept, l)
-		}
-	}
-	c, err := Parse([]byte(strings.Join(kept, "\n")), "config.toml")
+	c, err := Parse([]byte(doc), "config.toml")
 	if err != nil {
-		t.Fatalf("without auth and policies: %v", err)
+		t.Fatalf("the Complete Example must load as written: %v", err)
 	}
+	if len(c.Repositories) != 2 || c.Repositories[0].Key != "dev" || c.Repositories[1].AccessPolicy.DefaultAllow ||
+		len(c.Repositories[1].AccessPolicy.Rules) != 1 || len(c.Auth.OIDC) != 1 || !c.UI.Enabled {
+		t.Fatalf("Complete Example parsed as %+v", c)
+	}
+
 	if c.ListenAddr() != "0.0.0.0:5000" || !c.TLSEnabled() || c.BlobStore.FS.RootDir != "/data" || !c.UI.Enabled {
 		t.Errorf("unexpected config %+v", public(c))
 	}

@@ -61,10 +61,10 @@ type file struct {
 		Name    any `toml:"name"`
 	} `toml:"ui"`
 
-	Auth       *rawAuth `toml:"auth"`
-	Global     any      `toml:"global"`
-	Repository any      `toml:"repository"`
-	Cache      any      `toml:"cache"`
+	Auth       *rawAuth              `toml:"auth"`
+	Global     *rawGlobal            `toml:"global"`
+	Repository map[string]*rawGlobal `toml:"repository"`
+	Cache      any                   `toml:"cache"`
 }
 
 // reserved maps the sections of features that are not built yet to the
@@ -73,8 +73,6 @@ var reserved = []struct {
 	path    []string
 	message string
 }{
-	{[]string{"global"}, "access policies are not built yet (issue 4)"},
-	{[]string{"repository"}, "access policies are not built yet (issue 4)"},
 	{[]string{"blob_store", "s3"}, "S3 storage is not built yet (issue 6)"},
 	{[]string{"cache"}, "caching is not built yet"},
 }
@@ -174,6 +172,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.str("ui.name", u.Name, &c.UI.Name)
 	}
 	d.decodeAuth(f.Auth, c)
+	d.decodePolicies(f.Global, f.Repository, c)
 
 	// Validate only the keys that decoded: a key with the wrong type already
 	// has its problem and keeps its (valid) default.
@@ -186,7 +185,8 @@ func Parse(data []byte, name string) (*Config, error) {
 
 // tables are the known keys whose value must be a table.
 var tables = map[string][]string{
-	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth"},
+	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository"},
+	"global":     {"access_policy"},
 	"auth":       {"token", "oidc", "identity"},
 	"server":     {"tls"},
 	"blob_store": {"fs"},
@@ -250,7 +250,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, authKnown) {
+	for _, k := range slices.Concat(known, authKnown, policyKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

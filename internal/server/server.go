@@ -85,6 +85,10 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 
+	if cfg.HasPolicies() || cfg.Global.ImmutableTags || len(cfg.Repositories) > 0 {
+		// Never serve with policies the build cannot enforce.
+		return fmt.Errorf("server: access policies and immutable tags are configured but not enforced by this build; refusing to start")
+	}
 	authSt, err := buildAuth(cfg, logger, o.now)
 	if err != nil {
 		return err
