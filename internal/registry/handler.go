@@ -58,6 +58,12 @@ type Options struct {
 	MountWithoutFrom bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// CanList, when set, filters the catalog to the repositories the
+	// request's identity may pull from.
+	CanList func(ctx context.Context, repo string) bool
+	// Immutable, when set, reports whether a tag may not be moved to another
+	// manifest once it exists.
+	Immutable func(repo, tag string) bool
 }
 
 // DefaultMaxManifestSize is the manifest size limit when none is configured.
@@ -73,6 +79,8 @@ type Handler struct {
 	maxBlob  int64
 	sparse   bool
 	mountAny bool
+	canList  func(ctx context.Context, repo string) bool
+	immut    func(repo, tag string) bool
 	now      func() time.Time
 	byAction map[Action]handlerFunc
 }
@@ -90,6 +98,8 @@ func New(o Options) *Handler {
 		maxBlob:  o.MaxBlobSize,
 		sparse:   o.AllowSparse,
 		mountAny: o.MountWithoutFrom,
+		canList:  o.CanList,
+		immut:    o.Immutable,
 		now:      o.Now,
 	}
 	if h.log == nil {

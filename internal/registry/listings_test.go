@@ -1,12 +1,15 @@
 package registry_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/berth-registry/berth/internal/registry"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -168,5 +171,23 @@ func TestReferrers(t *testing.T) {
 	x, _ = get("")
 	if len(x.Manifests) != 1 {
 		t.Fatalf("after delete %+v", x)
+	}
+}
+
+func TestCatalogFiltered(t *testing.T) {
+	e := newEnv(t, func(o *registry.Options) {
+		o.CanList = func(_ context.Context, repo string) bool { return strings.HasPrefix(repo, "pub/") }
+	})
+	for _, n := range []string{"a", "pub/a", "pub/b", "z", "pub/c"} {
+		e.pushImage(n, "v", nil)
+	}
+	r := e.do(req{method: "GET", path: "/v2/_catalog?n=2"})
+	e.expect(r, 200, "")
+	if !strings.Contains(string(r.body), `["pub/a","pub/b"]`) || r.hdr.Get("Link") == "" {
+		t.Fatalf("page 1 %s %v", r.body, r.hdr.Get("Link"))
+	}
+	r = e.do(req{method: "GET", path: "/v2/_catalog?n=2&last=pub/b"})
+	if !strings.Contains(string(r.body), `["pub/c"]`) || r.hdr.Get("Link") != "" {
+		t.Fatalf("page 2 %s %v", r.body, r.hdr.Get("Link"))
 	}
 }

@@ -121,6 +121,9 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	if err := h.checkReferences(r, rt.Repo, pm); err != nil {
 		return err
 	}
+	if err := h.checkImmutable(r, rt.Repo, tags, d); err != nil {
+		return err
+	}
 
 	req := storage.PutManifestRequest{
 		Manifest: storage.Manifest{Digest: d, MediaType: pm.MediaType, Data: data},
@@ -219,5 +222,30 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Rout
 	}
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// checkImmutable refuses to move an immutable tag that exists to another
+// manifest; the first push and a re-push of the same digest are fine.
+func (h *Handler) checkImmutable(r *http.Request, repo string, tags []string, d digest.Digest) error {
+	if h.immut == nil {
+		return nil
+	}
+	for _, t := range tags {
+		if !h.immut(repo, t) {
+			continue
+		}
+		cur, err := h.store.ResolveTag(r.Context(), repo, t)
+		switch {
+		case errors.Is(err, storage.ErrTagUnknown), errors.Is(err, storage.ErrRepositoryUnknown):
+			continue
+		case err != nil:
+			return fmt.Errorf("resolve tag: %w", err)
+		case cur != d:
+			return &Error{Code: CodeDenied, Status: http.StatusConflict,
+				Message: fmt.Sprintf("tag %s in %s is immutable: it already points at %s", t, repo, cur),
+				Detail:  map[string]string{"tag": t, "digest": cur.String()}}
+		}
+	}
 	return nil
 }

@@ -190,3 +190,29 @@ func TestManifestStatusCodesHead(t *testing.T) {
 		t.Fatalf("HEAD missing: %d %q", r.status, r.body)
 	}
 }
+
+func TestImmutableTags(t *testing.T) {
+	e := newEnv(t, func(o *registry.Options) {
+		o.Immutable = func(repo, tag string) bool { return repo == "locked" && tag != "latest" }
+	})
+	a := e.pushImage("locked", "v1", nil)                                     // first push works
+	e.expect(putManifest(e, "locked", "v1", mtManifest, a.manifest), 201, "") // same digest: fine
+	b := e.pushImage("locked", "other", nil)
+	r := putManifest(e, "locked", "v1", mtManifest, b.manifest)
+	e.expect(r, http.StatusConflict, "DENIED")
+	if !strings.Contains(string(r.body), "immutable") {
+		t.Fatalf("message %s", r.body)
+	}
+	// via ?tag= too
+	e.expect(e.do(req{method: "PUT", path: "/v2/locked/manifests/" + b.digest.String() + "?tag=v1", body: b.manifest,
+		hdr: map[string]string{"Content-Type": mtManifest}}), http.StatusConflict, "DENIED")
+	got := e.do(req{method: "GET", path: "/v2/locked/manifests/v1"})
+	if got.hdr.Get("Docker-Content-Digest") != a.digest.String() {
+		t.Fatal("immutable tag moved")
+	}
+	// excluded tag and other repositories move freely
+	e.expect(putManifest(e, "locked", "latest", mtManifest, a.manifest), 201, "")
+	e.expect(putManifest(e, "locked", "latest", mtManifest, b.manifest), 201, "")
+	e.pushImage("free", "v1", nil)
+	e.pushImage("free", "v1", nil)
+}

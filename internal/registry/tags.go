@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -82,7 +83,10 @@ func (h *Handler) listCatalog(w http.ResponseWriter, r *http.Request, _ Route) e
 		return err
 	}
 	repos, err := page(w, "/v2/_catalog", n, last, func(after string, n int) ([]string, error) {
-		return h.store.ListRepositories(r.Context(), after, n)
+		if h.canList == nil {
+			return h.store.ListRepositories(r.Context(), after, n)
+		}
+		return h.visibleRepositories(r.Context(), after, n)
 	})
 	if err != nil {
 		return fmt.Errorf("list repositories: %w", err)
@@ -102,4 +106,30 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) err
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return nil
+}
+
+// visibleRepositories lists up to n repositories after `after` that canList
+// admits, reading the store page by page (never the whole catalog at once).
+func (h *Handler) visibleRepositories(ctx context.Context, after string, n int) ([]string, error) {
+	const batch = 1000
+	var out []string
+	for n < 0 || len(out) < n {
+		names, err := h.store.ListRepositories(ctx, after, batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range names {
+			if h.canList(ctx, name) {
+				out = append(out, name)
+				if n >= 0 && len(out) == n {
+					return out, nil
+				}
+			}
+		}
+		if len(names) < batch {
+			break
+		}
+		after = names[len(names)-1]
+	}
+	return out, nil
 }
