@@ -107,6 +107,11 @@ func buildAuth(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*
 		if err != nil {
 			return nil, fmt.Errorf("server: static users: %w", err)
 		}
+		for _, p := range cfg.Auth.OIDC {
+			if u.Has(p.Name) {
+				return nil, fmt.Errorf("server: static user %q (htpasswd file) has the name of an OIDC provider: `docker login -u %s` must mean the provider", p.Name, p.Name)
+			}
+		}
 		a.Users = u
 		logger.Info("static users ready", "count", u.Len())
 	}

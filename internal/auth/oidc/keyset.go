@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -21,12 +22,11 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// keySet is one issuer's long-lived key set. It implements go-oidc's KeySet,
-// so go-oidc's IDTokenVerifier does the JWS checks and go-jose the
-// cryptography; what it adds over go-oidc's RemoteKeySet is what that lacks:
-// lazy and cached discovery, a cooldown on unknown-kid refetches, a capped
-// response size and fetch time, background refresh, and keeping the last good
-// keys through an outage.
+// keySet is one issuer's long-lived key set: go-oidc does its discovery,
+// go-jose parses its keys and verifies signatures with them. What it adds over
+// go-oidc's RemoteKeySet is what that lacks: lazy and cached discovery, a
+// cooldown on unknown-kid refetches, a capped response size and fetch time,
+// background refresh, and keeping the last good keys through an outage.
 type keySet struct {
 	v        *Verifier
 	provider string
@@ -305,42 +305,36 @@ func (k *keySet) refreshLoop(ctx context.Context) {
 	}
 }
 
-type candidatesKey struct{}
-
-// sigFailure records why VerifySignature refused, since go-oidc flattens the
-// error into a string.
-type sigFailure struct{ err error }
-
-// VerifySignature implements go-oidc's KeySet. Callers MUST NOT use it
-// directly: it checks only the signature, with the candidate keys chosen by
-// Verifier (or every cached key with the token's kid).
-func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+// verifySignature checks the signature of the compact JWS raw with the
+// candidate keys chosen by Verifier. go-jose parses the JWS (once) and does
+// the cryptography; what is checked here is that go-jose read the header that
+// routing and key choice read, and that the signature covers exactly the
+// payload t's claims were decoded from.
+func (k *keySet) verifySignature(raw string, t *unverified, keys []jose.JSONWebKey) error {
 	k.sigChecks.Add(1)
-	jws, err := jose.ParseSigned(raw, k.algs)
+	// ParseSignedCompact, not ParseSigned: compact only, whitespace not
+	// stripped (one token, one spelling).
+	jws, err := jose.ParseSignedCompact(raw, k.algs)
 	if err != nil {
-		return nil, fmt.Errorf("malformed jws: %v", err)
+		return fmt.Errorf("malformed token: %v", err)
 	}
 	if len(jws.Signatures) != 1 {
-		return nil, fmt.Errorf("want exactly one signature")
+		return fmt.Errorf("malformed token: want exactly one signature")
 	}
-	keys, ok := ctx.Value(candidatesKey{}).([]jose.JSONWebKey)
-	if !ok {
-		k.mu.RLock()
-		keys = withKid(k.keys, jws.Signatures[0].Header.KeyID)
-		k.mu.RUnlock()
+	if h := jws.Signatures[0].Header; string(h.Algorithm) != t.Alg || h.KeyID != t.Kid {
+		return fmt.Errorf("malformed token: ambiguous header")
 	}
 	err = errors.New("no key")
 	for i := range keys {
 		var payload []byte
-		if payload, err = jws.Verify(&keys[i]); err == nil {
-			return payload, nil
+		if payload, err = jws.Verify(keys[i].Key); err == nil {
+			if !bytes.Equal(payload, t.payload) {
+				return fmt.Errorf("malformed token: verified payload differs from the decoded one")
+			}
+			return nil
 		}
 	}
-	err = fmt.Errorf("bad signature: %v", err)
-	if f, ok := ctx.Value(sigFailureKey{}).(*sigFailure); ok {
-		f.err = err
-	}
-	return nil, err
+	return fmt.Errorf("bad signature: %v", err)
 }
 
 // capTransport caps response bodies, for discovery (read by go-oidc) and JWKS.

@@ -2,6 +2,7 @@ package oidc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -46,8 +47,12 @@ var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 type mapping struct {
 	vars        []compiledVar
 	validations []compiledValidation
-	username    cel.Program
-	groups      cel.Program // nil: no groups
+	// username is nil for the default username, which defaultName computes
+	// in Go exactly as CEL would defaultUsername (defaultK8sUsername when
+	// k8s): the common case then runs no CEL at all.
+	username cel.Program
+	k8s      bool
+	groups   cel.Program // nil: no groups
 }
 
 type compiledVar struct {
@@ -108,14 +113,10 @@ func compileMapping(name, preset string, m ClaimMapping, bad func(key, format st
 		}
 		out.validations = append(out.validations, compiledValidation{prg: prg, message: msg})
 	}
-	username := m.Username
-	if username == "" {
-		username = defaultUsername
-		if preset == "kubernetes" {
-			username = defaultK8sUsername
-		}
+	if m.Username != "" {
+		out.username = compile(key("username"), m.Username, cel.StringType)
 	}
-	out.username = compile(key("username"), username, cel.StringType)
+	out.k8s = preset == "kubernetes"
 	if m.Groups != "" {
 		out.groups = compile(key("groups"), m.Groups, cel.ListType(cel.StringType))
 	}
@@ -217,6 +218,16 @@ func (boundedSizes) EstimateCallCost(function, overloadID string, target *celcos
 
 // eval runs the mapping. The returned error is a refusal reason.
 func (m *mapping) eval(ctx context.Context, claims map[string]any) (string, []string, error) {
+	if m.username == nil && m.groups == nil && len(m.vars) == 0 && len(m.validations) == 0 {
+		username, err := defaultName(claims, m.k8s)
+		if err == nil {
+			err = checkName(username)
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("claim mapping: username: %v", err)
+		}
+		return username, nil, nil
+	}
 	vars := make(map[string]any, len(m.vars))
 	act := map[string]any{"claims": claims, "vars": vars}
 	for _, v := range m.vars {
@@ -235,15 +246,25 @@ func (m *mapping) eval(ctx context.Context, claims map[string]any) (string, []st
 			return "", nil, fmt.Errorf("validation failed: %s", v.message)
 		}
 	}
-	val, _, err := m.username.ContextEval(ctx, act)
-	if err != nil {
-		return "", nil, fmt.Errorf("claim mapping: username: %v", err)
+	var username string
+	if m.username == nil {
+		var err error
+		username, err = defaultName(claims, m.k8s)
+		if err != nil {
+			return "", nil, fmt.Errorf("claim mapping: username: %v", err)
+		}
+	} else {
+		val, _, err := m.username.ContextEval(ctx, act)
+		if err != nil {
+			return "", nil, fmt.Errorf("claim mapping: username: %v", err)
+		}
+		s, ok := val.(types.String)
+		if !ok {
+			return "", nil, fmt.Errorf("claim mapping: username: got %s, want string", val.Type().(ref.Type).TypeName())
+		}
+		username = string(s)
 	}
-	username, ok := val.(types.String)
-	if !ok {
-		return "", nil, fmt.Errorf("claim mapping: username: got %s, want string", val.Type().(ref.Type).TypeName())
-	}
-	if err := checkName(string(username)); err != nil {
+	if err := checkName(username); err != nil {
 		return "", nil, fmt.Errorf("claim mapping: username: %v", err)
 	}
 	var groups []string
@@ -263,7 +284,48 @@ func (m *mapping) eval(ctx context.Context, claims map[string]any) (string, []st
 			}
 		}
 	}
-	return string(username), groups, nil
+	return username, groups, nil
+}
+
+var (
+	errNoOverload = errors.New("no such overload")
+	errNoIss      = errors.New("no such key: iss")
+	errNoSub      = errors.New("no such key: sub")
+)
+
+// defaultName is the default username: what CEL returns for defaultUsername,
+// or defaultK8sUsername when k8s, with the same errors (TestDefaultName
+// compares them), without CEL's cost.
+func defaultName(claims map[string]any, k8s bool) (string, error) {
+	if k8s {
+		ns, okNS := claims[k8sNamespace]
+		sa, okSA := claims[k8sSAName]
+		if okNS && okSA {
+			nss, ok1 := ns.(string)
+			sas, ok2 := sa.(string)
+			if !ok1 || !ok2 {
+				return "", errNoOverload
+			}
+			return "system:serviceaccount:" + nss + ":" + sas, nil
+		}
+	}
+	iss, ok := claims["iss"]
+	if !ok {
+		return "", errNoIss
+	}
+	isss, ok := iss.(string)
+	if !ok {
+		return "", errNoOverload
+	}
+	sub, ok := claims["sub"]
+	if !ok {
+		return "", errNoSub
+	}
+	subs, ok := sub.(string)
+	if !ok {
+		return "", errNoOverload
+	}
+	return isss + "/" + subs, nil
 }
 
 // checkName refuses empty names and control characters, which would make

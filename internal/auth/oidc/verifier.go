@@ -1,7 +1,6 @@
 package oidc
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -17,7 +16,6 @@ import (
 	"time"
 	"unicode"
 
-	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -58,7 +56,6 @@ type provider struct {
 	kubernetes bool
 	mapping    *mapping
 	keys       *keySet
-	idv        *gooidc.IDTokenVerifier
 }
 
 // New validates and compiles every provider and returns a Verifier. It never
@@ -217,15 +214,6 @@ func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string,
 		}
 		p.keys = &keySet{v: v, provider: name, issuer: p.issuer, client: client, algs: algs,
 			interval: interval, jwksURL: pc.JWKSURI}
-		// go-oidc checks the signature (through keys), the algorithm list and
-		// the issuer; audience and times are checked here, with skew and
-		// precise reasons.
-		p.idv = gooidc.NewVerifier(p.issuer, p.keys, &gooidc.Config{
-			SkipClientIDCheck:    true,
-			SkipExpiryCheck:      true,
-			SupportedSigningAlgs: p.algList,
-			Now:                  o.Now,
-		})
 		if name != "" && v.providers[name] == nil {
 			v.providers[name] = p
 			v.names = append(v.names, name)
@@ -309,26 +297,27 @@ func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*aut
 			v.cache.remove(key) // expired: verify again for a precise reason
 		}
 	}
-	h, iss, err := parseUnverified(raw)
+	t, err := parseUnverified(raw)
 	if err != nil {
 		return nil, invalid(name, "malformed token: %v", err)
 	}
-	p := v.byIssuer[iss]
+	p := v.byIssuer[t.iss]
 	switch {
 	case want == nil && p == nil:
-		return nil, invalid("", "unknown issuer %s", q(iss))
+		return nil, invalid("", "unknown issuer %s", q(t.iss))
 	case want != nil && p == nil:
-		return nil, invalid(name, "issuer %s is not the issuer of this provider (%s)", q(iss), want.issuer)
+		return nil, invalid(name, "issuer %s is not the issuer of this provider (%s)", q(t.iss), want.issuer)
 	case want != nil && p != want:
-		return nil, invalid(name, "issuer %s belongs to provider %s", q(iss), p.name)
+		return nil, invalid(name, "issuer %s belongs to provider %s", q(t.iss), p.name)
 	}
-	id, until, err := v.verifyWith(ctx, p, raw, h)
+	id, until, err := v.verifyWith(ctx, p, raw, t)
 	if err != nil {
 		return nil, err
 	}
-	if v.cache != nil {
-		v.cache.add(&cacheEntry{key: key, p: p, id: id, until: until})
+	if v.cache == nil {
+		return id, nil // not shared: no copy needed
 	}
+	v.cache.add(&cacheEntry{key: key, p: p, id: id, until: until})
 	return cloneIdentity(id), nil
 }
 
@@ -339,73 +328,84 @@ type header struct {
 	Kid string `json:"kid"`
 }
 
-// parseUnverified reads the header and iss of a compact JWS without checking
-// anything: only to route the token and to give precise reasons.
-func parseUnverified(raw string) (header, string, error) {
-	var h header
+// unverified is a compact JWS decoded once, before its signature is checked.
+// Until verifyWith has checked the signature over exactly payload, it only
+// routes the token and picks its key.
+type unverified struct {
+	header
+	payload []byte         // the decoded JWS payload
+	claims  map[string]any // payload decoded (decodeClaims)
+	iss     string
+}
+
+// parseUnverified decodes a compact JWS (header, payload and claims) without
+// checking anything: to route the token, pick its key and give precise
+// reasons. The payload JSON is decoded here, once; verifyWith trusts the
+// claims only after go-jose verified the signature over the same bytes.
+func parseUnverified(raw string) (*unverified, error) {
 	hs, rest, ok1 := strings.Cut(raw, ".")
 	ps, sig, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.Contains(sig, ".") {
-		return h, "", fmt.Errorf("not a compact JWS (want three dot-separated parts)")
+		return nil, fmt.Errorf("not a compact JWS (want three dot-separated parts)")
 	}
-	// Strict: one signature has one encoding, so a verified token cannot be
-	// replayed under another spelling (and another cache key).
+	// One token has one spelling, so that a verified token cannot be
+	// replayed under another one (and another cache key): base64 decoding
+	// skips CR and LF, and go-jose checks the signature over the parts
+	// re-encoded, so both are refused here, and Strict refuses non-zero
+	// padding bits.
+	if strings.IndexByte(raw, '\n') >= 0 || strings.IndexByte(raw, '\r') >= 0 {
+		return nil, fmt.Errorf("line break in token")
+	}
 	if _, err := b64.DecodeString(sig); err != nil {
-		return h, "", fmt.Errorf("signature: %v", err)
+		return nil, fmt.Errorf("signature: %v", err)
 	}
 	hb, err := b64.DecodeString(hs)
 	if err != nil {
-		return h, "", fmt.Errorf("header: %v", err)
+		return nil, fmt.Errorf("header: %v", err)
 	}
-	if err := json.Unmarshal(hb, &h); err != nil {
-		return h, "", fmt.Errorf("header: %v", err)
+	t := &unverified{}
+	if err := json.Unmarshal(hb, &t.header); err != nil {
+		return nil, fmt.Errorf("header: %v", err)
 	}
-	pb, err := b64.DecodeString(ps)
-	if err != nil {
-		return h, "", fmt.Errorf("payload: %v", err)
+	if t.payload, err = b64.DecodeString(ps); err != nil {
+		return nil, fmt.Errorf("payload: %v", err)
 	}
-	var c struct {
-		Iss *string `json:"iss"`
+	if t.claims, err = decodeClaims(t.payload); err != nil {
+		return nil, fmt.Errorf("payload: %v", err)
 	}
-	if err := json.Unmarshal(pb, &c); err != nil {
-		return h, "", fmt.Errorf("payload: %v", err)
+	switch iss := t.claims["iss"].(type) {
+	case nil:
+		return nil, fmt.Errorf("no iss claim")
+	case string:
+		t.iss = iss
+	default:
+		return nil, fmt.Errorf("payload: iss is not a string")
 	}
-	if c.Iss == nil {
-		return h, "", fmt.Errorf("no iss claim")
-	}
-	return h, *c.Iss, nil
+	return t, nil
 }
 
-type sigFailureKey struct{}
-
 // verifyWith fully verifies a token for p: algorithm, key, signature,
-// issuer, audience, times, required claims, then the claim mapping. until is
-// when the identity stops being valid.
-func (v *Verifier) verifyWith(ctx context.Context, p *provider, raw string, h header) (*auth.Identity, time.Time, error) {
+// registered claim types, issuer, audience, times, required claims, then the
+// claim mapping. until is when the identity stops being valid.
+func (v *Verifier) verifyWith(ctx context.Context, p *provider, raw string, t *unverified) (*auth.Identity, time.Time, error) {
 	var never time.Time
-	if !p.algs[h.Alg] {
-		return nil, never, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(h.Alg), strings.Join(p.algList, ", "))
+	if !p.algs[t.Alg] {
+		return nil, never, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(t.Alg), strings.Join(p.algList, ", "))
 	}
-	cands, err := p.keys.candidates(ctx, h.Kid, h.Alg)
+	cands, err := p.keys.candidates(ctx, t.Kid, t.Alg)
 	if err != nil {
 		return nil, never, err
 	}
-	fail := &sigFailure{}
-	vctx := context.WithValue(context.WithValue(ctx, candidatesKey{}, cands), sigFailureKey{}, fail)
-	tok, err := p.idv.Verify(vctx, raw)
-	if err != nil {
-		if fail.err != nil {
-			return nil, never, invalid(p.name, "%v", fail.err)
-		}
-		return nil, never, invalid(p.name, "%v", strings.TrimPrefix(err.Error(), "oidc: "))
+	if err := p.keys.verifySignature(raw, t, cands); err != nil {
+		return nil, never, invalid(p.name, "%v", err)
 	}
-	var payload json.RawMessage
-	if err := tok.Claims(&payload); err != nil {
-		return nil, never, invalid(p.name, "claims: %v", err)
+	// The signature covers t.payload: the claims are now trusted.
+	claims := t.claims
+	if err := checkRegistered(claims); err != nil {
+		return nil, never, invalid(p.name, "%v", err)
 	}
-	claims, err := decodeClaims(payload)
-	if err != nil {
-		return nil, never, invalid(p.name, "claims: %v", err)
+	if t.iss != p.issuer { // routing guarantees it; checked where it matters
+		return nil, never, invalid(p.name, "id token issued by a different provider, expected %q got %s", p.issuer, q(t.iss))
 	}
 	until, err := p.checkTimes(claims, v.now())
 	if err != nil {
@@ -429,12 +429,89 @@ func (v *Verifier) verifyWith(ctx context.Context, p *provider, raw string, h he
 		}
 		return nil, never, invalid(p.name, "%v", err)
 	}
-	return &auth.Identity{
-		ID:       "oidc:" + p.name + ":" + username,
-		Username: username,
-		Groups:   groups,
-		OIDC:     &auth.OIDC{ProviderName: p.name, Claims: claims},
-	}, until, nil
+	// One allocation for the identity and its OIDC part.
+	b := &struct {
+		id   auth.Identity
+		oidc auth.OIDC
+	}{
+		id:   auth.Identity{ID: "oidc:" + p.name + ":" + username, Username: username, Groups: groups},
+		oidc: auth.OIDC{ProviderName: p.name, Claims: claims},
+	}
+	b.id.OIDC = &b.oidc
+	return &b.id, until, nil
+}
+
+// checkRegistered refuses what go-oidc's ID token decoding refused: the
+// registered claims it reads must have their JSON types (absent or null is
+// fine here: checkTimes and checkAudience say what they need), and every
+// distributed claim name must name a source.
+func checkRegistered(claims map[string]any) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("failed to unmarshal claims: "+format, args...)
+	}
+	for _, c := range [...]string{"sub", "nonce", "at_hash"} {
+		switch claims[c].(type) {
+		case nil, string:
+		default:
+			return bad("%s is not a string", c)
+		}
+	}
+	for _, c := range [...]string{"exp", "iat", "nbf"} {
+		switch claims[c].(type) {
+		case nil, int64, float64:
+		default:
+			return bad("%s is not a number", c)
+		}
+	}
+	switch aud := claims["aud"].(type) {
+	case nil, string:
+	case []any:
+		for _, a := range aud {
+			if _, ok := a.(string); !ok {
+				return bad("aud is not a string or an array of strings")
+			}
+		}
+	default:
+		return bad("aud is not a string or an array of strings")
+	}
+	names, sources := claims["_claim_names"], claims["_claim_sources"]
+	if names == nil && sources == nil {
+		return nil
+	}
+	nm, ok := names.(map[string]any)
+	if !ok && names != nil {
+		return bad("_claim_names is not an object")
+	}
+	sm, ok := sources.(map[string]any)
+	if !ok && sources != nil {
+		return bad("_claim_sources is not an object")
+	}
+	for _, s := range sm {
+		src, ok := s.(map[string]any)
+		if !ok && s != nil {
+			return bad("a _claim_sources entry is not an object")
+		}
+		for _, f := range [...]string{"endpoint", "access_token"} {
+			switch src[f].(type) {
+			case nil, string:
+			default:
+				return bad("a _claim_sources %s is not a string", f)
+			}
+		}
+	}
+	for _, n := range nm {
+		src, ok := n.(string)
+		if !ok && n != nil {
+			return bad("a _claim_names entry is not a string")
+		}
+		if src == "" {
+			return fmt.Errorf("failed to obtain source from claim name")
+		}
+		if _, ok := sm[src]; !ok {
+			return fmt.Errorf("source does not exist")
+		}
+	}
+	return nil
 }
 
 // checkTimes applies exp, nbf, iat and max_token_age with the clock skew and
@@ -542,44 +619,6 @@ func (p *provider) checkAudience(aud any) error {
 		quoted = append(quoted, "none")
 	}
 	return fmt.Errorf("audience mismatch: got %s, want one of [%s]", strings.Join(quoted, ", "), strings.Join(p.audiences, ", "))
-}
-
-// decodeClaims decodes the verified payload, integers as int64 and other
-// numbers as float64, so that CEL compares claims.run_attempt == 2.
-func decodeClaims(payload []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(payload))
-	d.UseNumber()
-	var m map[string]any
-	if err := d.Decode(&m); err != nil {
-		return nil, err
-	}
-	if m == nil {
-		return nil, fmt.Errorf("not a JSON object")
-	}
-	for k, val := range m {
-		m[k] = numbers(val)
-	}
-	return m, nil
-}
-
-func numbers(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
-	case map[string]any:
-		for k, e := range t {
-			t[k] = numbers(e)
-		}
-	case []any:
-		for i, e := range t {
-			t[i] = numbers(e)
-		}
-	}
-	return v
 }
 
 // flattenKubernetes adds the legacy flat service-account claims from a
