@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -310,7 +310,7 @@ func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*aut
 	case want != nil && p != want:
 		return nil, invalid(name, "issuer %s belongs to provider %s", q(t.iss), p.name)
 	}
-	id, until, err := v.verifyWith(ctx, p, raw, t)
+	id, until, err := v.verifyWith(ctx, p, t)
 	if err != nil {
 		return nil, err
 	}
@@ -323,25 +323,31 @@ func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*aut
 
 var b64 = base64.RawURLEncoding.Strict()
 
-type header struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-}
+// anyAlg is every algorithm a provider may allow, for go-jose's parse before
+// the token is routed; the provider's own list is checked right after.
+var anyAlg = func() []jose.SignatureAlgorithm {
+	out := make([]jose.SignatureAlgorithm, 0, len(asymmetric))
+	for alg := range asymmetric {
+		out = append(out, jose.SignatureAlgorithm(alg))
+	}
+	slices.Sort(out)
+	return out
+}()
 
-// unverified is a compact JWS decoded once, before its signature is checked.
-// Until verifyWith has checked the signature over exactly payload, it only
-// routes the token and picks its key.
+// unverified is a compact JWS parsed once, by go-jose, before its signature
+// is checked. Until verifyWith has checked the signature, it only routes the
+// token and picks its key.
 type unverified struct {
-	header
-	payload []byte         // the decoded JWS payload
-	claims  map[string]any // payload decoded (decodeClaims)
-	iss     string
+	jws      *jose.JSONWebSignature // nil: alg is no provider's (refused once routed)
+	alg, kid string
+	claims   map[string]any // the JWS payload, decoded (decodeClaims)
+	iss      string
 }
 
-// parseUnverified decodes a compact JWS (header, payload and claims) without
-// checking anything: to route the token, pick its key and give precise
-// reasons. The payload JSON is decoded here, once; verifyWith trusts the
-// claims only after go-jose verified the signature over the same bytes.
+// parseUnverified parses a compact JWS without checking its signature: go-jose
+// parses it (the only parse of the header), and the payload go-jose decoded
+// is decoded into claims here, once. The claims only route the token until
+// verifyWith has verified the signature of this very jws.
 func parseUnverified(raw string) (*unverified, error) {
 	hs, rest, ok1 := strings.Cut(raw, ".")
 	ps, sig, ok2 := strings.Cut(rest, ".")
@@ -349,28 +355,41 @@ func parseUnverified(raw string) (*unverified, error) {
 		return nil, fmt.Errorf("not a compact JWS (want three dot-separated parts)")
 	}
 	// One token has one spelling, so that a verified token cannot be
-	// replayed under another one (and another cache key): base64 decoding
-	// skips CR and LF, and go-jose checks the signature over the parts
-	// re-encoded, so both are refused here, and Strict refuses non-zero
-	// padding bits.
+	// replayed under another one (and another cache key). go-jose decodes
+	// base64 leniently (CR and LF skipped, padding bits ignored) and checks
+	// the signature over the header and payload re-encoded, so both are
+	// refused here.
 	if strings.IndexByte(raw, '\n') >= 0 || strings.IndexByte(raw, '\r') >= 0 {
 		return nil, fmt.Errorf("line break in token")
 	}
-	if _, err := b64.DecodeString(sig); err != nil {
-		return nil, fmt.Errorf("signature: %v", err)
-	}
-	hb, err := b64.DecodeString(hs)
-	if err != nil {
-		return nil, fmt.Errorf("header: %v", err)
+	for _, part := range [...]struct{ name, s string }{{"header", hs}, {"payload", ps}, {"signature", sig}} {
+		if err := strictTail(part.s); err != nil {
+			return nil, fmt.Errorf("%s: %v", part.name, err)
+		}
 	}
 	t := &unverified{}
-	if err := json.Unmarshal(hb, &t.header); err != nil {
-		return nil, fmt.Errorf("header: %v", err)
+	var payload []byte
+	jws, err := jose.ParseSignedCompact(raw, anyAlg)
+	var badAlg *jose.ErrUnexpectedSignatureAlgorithm
+	switch {
+	case err == nil:
+		if len(jws.Signatures) != 1 {
+			return nil, fmt.Errorf("want exactly one signature")
+		}
+		h := jws.Signatures[0].Header
+		t.jws, t.alg, t.kid = jws, h.Algorithm, h.KeyID
+		payload = jws.UnsafePayloadWithoutVerification()
+	case errors.As(err, &badAlg):
+		// none, HS256...: decoded only to route the token, so that the
+		// refusal names the provider and its algorithms.
+		t.alg = string(badAlg.Got)
+		if payload, err = b64.DecodeString(ps); err != nil {
+			return nil, fmt.Errorf("payload: %v", err)
+		}
+	default:
+		return nil, err
 	}
-	if t.payload, err = b64.DecodeString(ps); err != nil {
-		return nil, fmt.Errorf("payload: %v", err)
-	}
-	if t.claims, err = decodeClaims(t.payload); err != nil {
+	if t.claims, err = decodeClaims(payload); err != nil {
 		return nil, fmt.Errorf("payload: %v", err)
 	}
 	switch iss := t.claims["iss"].(type) {
@@ -384,22 +403,36 @@ func parseUnverified(raw string) (*unverified, error) {
 	return t, nil
 }
 
+// strictTail refuses a base64url part that go-jose's lenient decoding would
+// accept but Strict decoding would not: non-zero padding bits, which live in
+// the last, partial quantum. (A bad character anywhere fails either way.)
+func strictTail(part string) error {
+	tail := part[len(part)-len(part)%4:]
+	if tail == "" {
+		return nil
+	}
+	var buf [3]byte
+	_, err := b64.Decode(buf[:], []byte(tail))
+	return err
+}
+
 // verifyWith fully verifies a token for p: algorithm, key, signature,
 // registered claim types, issuer, audience, times, required claims, then the
 // claim mapping. until is when the identity stops being valid.
-func (v *Verifier) verifyWith(ctx context.Context, p *provider, raw string, t *unverified) (*auth.Identity, time.Time, error) {
+func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified) (*auth.Identity, time.Time, error) {
 	var never time.Time
-	if !p.algs[t.Alg] {
-		return nil, never, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(t.Alg), strings.Join(p.algList, ", "))
+	if !p.algs[t.alg] || t.jws == nil {
+		return nil, never, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(t.alg), strings.Join(p.algList, ", "))
 	}
-	cands, err := p.keys.candidates(ctx, t.Kid, t.Alg)
+	cands, err := p.keys.candidates(ctx, t.kid, t.alg)
 	if err != nil {
 		return nil, never, err
 	}
-	if err := p.keys.verifySignature(raw, t, cands); err != nil {
+	if err := p.keys.verifySignature(t.jws, cands); err != nil {
 		return nil, never, invalid(p.name, "%v", err)
 	}
-	// The signature covers t.payload: the claims are now trusted.
+	// The signature covers the payload t.claims were decoded from: they are
+	// now trusted.
 	claims := t.claims
 	if err := checkRegistered(claims); err != nil {
 		return nil, never, invalid(p.name, "%v", err)
