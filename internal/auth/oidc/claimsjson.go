@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -31,7 +32,7 @@ func decodeClaims(payload []byte) (map[string]any, error) {
 	if d.i >= len(d.s) || d.s[d.i] != '{' {
 		return nil, fmt.Errorf("not a JSON object")
 	}
-	m, err := d.object(1)
+	m, err := d.object(1, topLevelHint(d.s))
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func (d *claimsDecoder) value(depth int) (any, error) {
 	}
 	switch c := d.s[d.i]; {
 	case c == '{':
-		m, err := d.object(depth + 1)
+		m, err := d.object(depth+1, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -101,14 +102,20 @@ func (d *claimsDecoder) literal(lit string) error {
 	return nil
 }
 
-// object decodes the object at d.i ('{'). A repeated name keeps its last
-// value, like encoding/json.
-func (d *claimsDecoder) object(depth int) (map[string]any, error) {
+// topLevelHint guesses how many names the payload's object has, to size its
+// map at once: one more than its commas, however nested, within reason.
+func topLevelHint(s string) int {
+	return min(strings.Count(s, ",")+1, 64)
+}
+
+// object decodes the object at d.i ('{'), sizing its map for hint names. A
+// repeated name keeps its last value, like encoding/json.
+func (d *claimsDecoder) object(depth, hint int) (map[string]any, error) {
 	if depth > maxJSONDepth {
 		return nil, errJSONDepth
 	}
 	d.i++
-	m := map[string]any{}
+	m := make(map[string]any, hint)
 	d.space()
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++

@@ -3,12 +3,19 @@
 // registry credentials: it verifies a token against its issuer's keys and
 // maps its claims to an auth.Identity with CEL.
 //
-// A token is routed by its unverified iss to the one provider configured with
-// that exact issuer (never tried against every provider), then go-oidc checks
-// the signature algorithm, the signature (go-jose does the cryptography) and
-// the issuer; this package checks the audience, exp/nbf/iat with clock skew,
-// max_token_age and required claims, then runs the claim mapping (zot's
-// model: variables, validations, username, groups).
+// go-jose verifies the signature; go-oidc handles discovery. A token is
+// parsed once: go-jose parses the compact JWS (its one spelling: no line
+// breaks, canonical base64), its payload is decoded into the claims once, and
+// it is routed by its unverified iss to the one provider configured with that
+// exact issuer (never tried against every provider). The provider's
+// algorithms and the key (by kid, of a type fitting the algorithm) are
+// checked, go-jose verifies the signature over that payload, and only then are
+// the claims trusted: this package checks the types of the registered claims
+// (as go-oidc's ID token decoding did), the issuer, the audience, exp/nbf/iat
+// with clock skew, max_token_age and required claims, then runs the claim
+// mapping (zot's model: variables, validations, username, groups). The
+// default username is computed without CEL; configured expressions run in
+// CEL.
 //
 //	v, warnings, err := oidc.New([]oidc.ProviderConfig{{
 //		Name:      "github-actions",

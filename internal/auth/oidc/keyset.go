@@ -45,7 +45,10 @@ type keySet struct {
 	lastFetch time.Time // start of the last fetch, for the unknown-kid cooldown
 }
 
-var errCooldown = errors.New("unknown-kid refetch cooling down")
+var (
+	errCooldown = errors.New("unknown-kid refetch cooling down")
+	errNoKey    = errors.New("no key")
+)
 
 // candidates returns the keys that may have signed a token with this kid and
 // alg, fetching the key set on first use and refetching (at most once per
@@ -308,7 +311,7 @@ func (k *keySet) refreshLoop(ctx context.Context) {
 // with the candidate keys chosen by Verifier; go-jose does the cryptography.
 func (k *keySet) verifySignature(jws *jose.JSONWebSignature, keys []jose.JSONWebKey) error {
 	k.sigChecks.Add(1)
-	err := errors.New("no key")
+	err := errNoKey
 	for i := range keys {
 		if _, err = jws.Verify(keys[i].Key); err == nil {
 			return nil

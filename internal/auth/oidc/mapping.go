@@ -218,24 +218,19 @@ func (boundedSizes) EstimateCallCost(function, overloadID string, target *celcos
 
 // eval runs the mapping. The returned error is a refusal reason.
 func (m *mapping) eval(ctx context.Context, claims map[string]any) (string, []string, error) {
-	if m.username == nil && m.groups == nil && len(m.vars) == 0 && len(m.validations) == 0 {
-		username, err := defaultName(claims, m.k8s)
-		if err == nil {
-			err = checkName(username)
+	// The CEL activation is built only when an expression runs: the default
+	// mapping runs none.
+	var act map[string]any
+	if m.username != nil || m.groups != nil || len(m.vars) > 0 || len(m.validations) > 0 {
+		vars := make(map[string]any, len(m.vars))
+		act = map[string]any{"claims": claims, "vars": vars}
+		for _, v := range m.vars {
+			val, _, err := v.prg.ContextEval(ctx, act)
+			if err != nil {
+				return "", nil, fmt.Errorf("claim mapping: variable %s: %v", v.name, err)
+			}
+			vars[v.name] = val
 		}
-		if err != nil {
-			return "", nil, fmt.Errorf("claim mapping: username: %v", err)
-		}
-		return username, nil, nil
-	}
-	vars := make(map[string]any, len(m.vars))
-	act := map[string]any{"claims": claims, "vars": vars}
-	for _, v := range m.vars {
-		val, _, err := v.prg.ContextEval(ctx, act)
-		if err != nil {
-			return "", nil, fmt.Errorf("claim mapping: variable %s: %v", v.name, err)
-		}
-		vars[v.name] = val
 	}
 	for _, v := range m.validations {
 		val, _, err := v.prg.ContextEval(ctx, act)

@@ -462,15 +462,9 @@ func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified) (
 		}
 		return nil, never, invalid(p.name, "%v", err)
 	}
-	// One allocation for the identity and its OIDC part.
-	b := &struct {
-		id   auth.Identity
-		oidc auth.OIDC
-	}{
-		id:   auth.Identity{ID: "oidc:" + p.name + ":" + username, Username: username, Groups: groups},
-		oidc: auth.OIDC{ProviderName: p.name, Claims: claims},
-	}
-	b.id.OIDC = &b.oidc
+	b := newIdentity()
+	b.id = auth.Identity{ID: "oidc:" + p.name + ":" + username, Username: username, Groups: groups, OIDC: &b.oidc}
+	b.oidc = auth.OIDC{ProviderName: p.name, Claims: claims}
 	return &b.id, until, nil
 }
 
@@ -663,9 +657,9 @@ func flattenKubernetes(claims map[string]any) {
 		return
 	}
 	set := func(name string, v any) {
-		if s, ok := v.(string); ok {
+		if _, ok := v.(string); ok {
 			if _, exists := claims[name]; !exists {
-				claims[name] = s
+				claims[name] = v // the string as decoded: not boxed again
 			}
 		}
 	}
@@ -679,11 +673,20 @@ func flattenKubernetes(claims map[string]any) {
 // cloneIdentity copies what a caller may change (the struct, e.g. ClientIP,
 // and Groups). Claims are shared and MUST be treated as read-only.
 func cloneIdentity(id *auth.Identity) *auth.Identity {
-	c := *id
-	c.Groups = slices.Clone(id.Groups)
+	b := newIdentity()
+	b.id = *id
+	b.id.Groups = slices.Clone(id.Groups)
 	if id.OIDC != nil {
-		o := *id.OIDC
-		c.OIDC = &o
+		b.oidc = *id.OIDC
+		b.id.OIDC = &b.oidc
 	}
-	return &c
+	return &b.id
 }
+
+// identityAlloc is an identity and its OIDC part in one allocation.
+type identityAlloc struct {
+	id   auth.Identity
+	oidc auth.OIDC
+}
+
+func newIdentity() *identityAlloc { return new(identityAlloc) }
