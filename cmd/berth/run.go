@@ -130,8 +130,9 @@ func check(file string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return exitError
 	}
-	// Compile what the server would (CEL claim mappings, password hashes).
-	if err := server.CheckAuth(cfg); err != nil {
+	// Compile what the server would (CEL claim mappings and policies,
+	// password hashes, tag patterns).
+	if err := server.Check(cfg); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return exitError
 	}
@@ -157,7 +158,7 @@ func serve(ctx context.Context, file string, stderr io.Writer) int {
 	}
 	logger := newLogger(cfg.Log, stderr)
 	logger.Info("starting berth", "version", versionString(), "config", configName(file))
-	if err := server.Run(ctx, cfg, logger); err != nil {
+	if err := server.Run(ctx, cfg, file, logger); err != nil {
 		logger.Error("server stopped with an error", "err", err)
 		return exitError
 	}

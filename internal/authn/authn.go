@@ -10,9 +10,8 @@
 //   - Bearer <berth access token>: verified locally, bounded by its access claim;
 //   - Bearer <OIDC ID token>: routed to its provider by its issuer.
 //
-// Until access policies exist, an authenticated identity may do everything its
-// token allows and the anonymous identity nothing (deny by default once
-// authentication is configured).
+// The Gate then asks the access policies (internal/policy) what the identity
+// may do; a registry access token additionally bounds it to its grants.
 //
 // NEVER log a credential: log the identity, or why a credential was refused.
 package authn
@@ -144,38 +143,6 @@ func ClientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// Gate is the registry.Authorizer enforcing authentication on /v2.
-type Gate struct {
-	Authn *Authenticator
-}
-
-// Authorize implements registry.Authorizer.
-func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route) (context.Context, error) {
-	a := g.Authn
-	id, err := a.Authenticate(r)
-	if err != nil {
-		if errors.Is(err, auth.ErrUnavailable) {
-			a.log().WarnContext(ctx, "credentials cannot be verified now", "err", err)
-			return ctx, &registry.Error{Code: registry.CodeUnavailable, Message: "credentials cannot be verified right now; retry later", Err: err}
-		}
-		a.log().DebugContext(ctx, "credentials refused", "reason", err)
-		return ctx, a.challenge(r, rt, "invalid_token", err)
-	}
-	ctx = registry.WithIdentity(ctx, id.ID)
-	ctx = auth.WithIdentity(ctx, id)
-	if id.OIDC != nil && a.log().Enabled(ctx, slog.LevelDebug) {
-		// The claims, never the token.
-		a.log().DebugContext(ctx, "oidc identity", "provider", id.OIDC.ProviderName, "id", id.ID, "claims", id.OIDC.Claims)
-	}
-	if id.IsAnonymous() {
-		return ctx, a.challenge(r, rt, "", nil)
-	}
-	if id.Access != nil && !tokenAllows(id.Access, rt) {
-		return ctx, a.challenge(r, rt, "insufficient_scope", nil)
-	}
-	return ctx, nil
 }
 
 // tokenAllows reports whether a registry access token's grants cover the route.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/policy"
 	"github.com/berth-registry/berth/internal/registry"
 )
 
@@ -62,11 +63,21 @@ func (fakeTokens) VerifySessionToken(_ context.Context, raw, ip string) (*auth.I
 	return nil, auth.ErrInvalidCredentials
 }
 
+// authenticatedOnly allows every authenticated identity everything.
+func authenticatedOnly(t *testing.T) *policy.Engine {
+	t.Helper()
+	e, err := policy.Compile(policy.Config{Global: &policy.Source{Rules: []string{`identity.id != "anonymous"`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 func basic(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
 
 func TestGate(t *testing.T) {
 	a := &Authenticator{OIDC: fakeOIDC{}, Users: fakeUsers{}, Tokens: fakeTokens{}, TokenService: "berth"}
-	g := &Gate{Authn: a}
+	g := NewGate(&State{Authn: a, Policy: authenticatedOnly(t)}, nil)
 	pullA := registry.Route{Action: registry.ActionGetManifest, Repo: "a"}
 	pushA := registry.Route{Action: registry.ActionPutManifest, Repo: "a"}
 	cases := []struct {
@@ -126,7 +137,7 @@ func TestGate(t *testing.T) {
 }
 
 func TestGateUnavailable(t *testing.T) {
-	g := &Gate{Authn: &Authenticator{OIDC: fakeOIDC{down: true}}}
+	g := NewGate(&State{Authn: &Authenticator{OIDC: fakeOIDC{down: true}}, Policy: authenticatedOnly(t)}, nil)
 	r := httptest.NewRequest("GET", "/v2/", nil)
 	r.Header.Set("Authorization", "Bearer idtoken-gh")
 	_, err := g.Authorize(r.Context(), r, registry.Route{Action: registry.ActionGetManifest, Repo: "a"})

@@ -2,9 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"time"
 
@@ -14,15 +14,8 @@ import (
 	"github.com/berth-registry/berth/internal/auth/users"
 	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/policy"
 )
-
-// authStack is everything authentication needs at run time.
-type authStack struct {
-	gate    *authn.Gate
-	tokens  *token.Service // nil when the token service is off
-	oidc    *oidc.Verifier // nil without providers
-	closeFn func()
-}
 
 // OIDCProviders converts the configuration's providers for the oidc package.
 func OIDCProviders(cfg *config.Config) []oidc.ProviderConfig {
@@ -56,23 +49,51 @@ func OIDCProviders(cfg *config.Config) []oidc.ProviderConfig {
 	return out
 }
 
-// CheckAuth builds what authentication needs without serving, so `berth
-// config check` reports CEL and key problems too. It contacts no issuer.
-func CheckAuth(cfg *config.Config) error {
-	if len(cfg.Auth.OIDC) > 0 {
-		v, _, err := oidc.New(OIDCProviders(cfg), oidc.Options{})
-		if err != nil {
-			return err
-		}
-		v.Close()
+// PolicyConfig converts the configuration's access policies.
+func PolicyConfig(cfg *config.Config) policy.Config {
+	pc := policy.Config{Open: !cfg.Auth.Enabled() && !cfg.HasPolicies(), Repositories: map[string]*policy.Source{}}
+	if p := cfg.Global.AccessPolicy; p != nil {
+		pc.Global = &policy.Source{Key: p.Key, DefaultAllow: p.DefaultAllow, Rules: p.Rules}
 	}
-	if len(cfg.Auth.Identities) > 0 || cfg.Auth.HtpasswdFile != "" {
-		if _, err := users.New(staticUsers(cfg), cfg.Auth.HtpasswdFile, users.Options{}); err != nil {
-			return err
+	for _, r := range cfg.Repositories {
+		if p := r.AccessPolicy; p != nil {
+			pc.Repositories[r.Key] = &policy.Source{Key: p.Key, DefaultAllow: p.DefaultAllow, Rules: p.Rules}
 		}
 	}
+	return pc
+}
+
+// ImmutableConfig converts the configuration's immutable-tag settings.
+func ImmutableConfig(cfg *config.Config) policy.ImmutableConfig {
+	ic := policy.ImmutableConfig{Repositories: map[string]*policy.ImmutableSource{}}
+	if cfg.Global.ImmutableTags || len(cfg.Global.ImmutableTagsExclusions) > 0 {
+		ic.Global = &policy.ImmutableSource{Key: "global.immutable_tags", Enabled: cfg.Global.ImmutableTags,
+			Exclusions: cfg.Global.ImmutableTagsExclusions}
+	}
+	for _, r := range cfg.Repositories {
+		if r.ImmutableTags != nil {
+			ic.Repositories[r.Key] = &policy.ImmutableSource{Key: `repository."` + r.Key + `".immutable_tags`,
+				Enabled: *r.ImmutableTags, Exclusions: r.ImmutableTagsExclusions}
+		}
+	}
+	return ic
+}
+
+// Check builds everything a configuration needs beyond its syntax — CEL
+// claim mappings and policies, password hashes, tag regexes — without
+// serving or contacting any issuer, so `berth config check` and a reload
+// report the same problems startup would.
+func Check(cfg *config.Config) error {
+	st, err := buildState(cfg, slog.New(slog.DiscardHandler), time.Now)
+	if err != nil {
+		return err
+	}
+	st.close()
 	return nil
 }
+
+// CheckAuth is Check (kept for callers that only care about authentication).
+func CheckAuth(cfg *config.Config) error { return Check(cfg) }
 
 func staticUsers(cfg *config.Config) []users.User {
 	var out []users.User
@@ -82,96 +103,114 @@ func staticUsers(cfg *config.Config) []users.User {
 	return out
 }
 
-// buildAuth wires the verifiers, static users and token service, or returns
-// nil when no authentication is configured (open mode).
-func buildAuth(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*authStack, error) {
-	if !cfg.Auth.Enabled() {
-		return nil, nil
+// runState is one configuration's authentication and authorization.
+type runState struct {
+	gate    *authn.State
+	oidc    *oidc.Verifier
+	limits  map[string]token.Limits
+	service string // token service name, "" when off
+}
+
+func (s *runState) close() {
+	if s.oidc != nil {
+		s.oidc.Close()
 	}
-	a := &authn.Authenticator{Logger: logger}
-	st := &authStack{closeFn: func() {}}
-	if len(cfg.Auth.OIDC) > 0 {
-		v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now})
-		if err != nil {
-			return nil, fmt.Errorf("server: oidc: %w", err)
-		}
-		for _, w := range warnings {
-			logger.Warn(w)
-		}
-		a.OIDC, st.oidc = v, v
-		st.closeFn = v.Close
-		logger.Info("oidc providers ready", "providers", v.Providers())
-	}
-	if len(cfg.Auth.Identities) > 0 || cfg.Auth.HtpasswdFile != "" {
-		u, err := users.New(staticUsers(cfg), cfg.Auth.HtpasswdFile, users.Options{Now: now})
-		if err != nil {
-			return nil, fmt.Errorf("server: static users: %w", err)
-		}
-		for _, p := range cfg.Auth.OIDC {
-			if u.Has(p.Name) {
-				return nil, fmt.Errorf("server: static user %q (htpasswd file) has the name of an OIDC provider: `docker login -u %s` must mean the provider", p.Name, p.Name)
+}
+
+// buildState compiles a configuration's verifiers, users, policies and
+// immutable tags. It reports every problem it finds.
+func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*runState, error) {
+	var errs []error
+	st := &runState{gate: &authn.State{}, limits: map[string]token.Limits{}}
+	if cfg.Auth.Enabled() {
+		a := &authn.Authenticator{Logger: logger}
+		if len(cfg.Auth.OIDC) > 0 {
+			v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now})
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				for _, w := range warnings {
+					logger.Warn(w)
+				}
+				a.OIDC, st.oidc = v, v
 			}
 		}
-		a.Users = u
-		logger.Info("static users ready", "count", u.Len())
-	}
-	if cfg.Auth.Token.Enabled {
-		limits := map[string]token.Limits{}
-		for _, p := range cfg.Auth.OIDC {
-			limits[p.Name] = token.Limits{TTL: p.TokenTTL, MaxTTL: p.TokenMaxTTL, MaxUses: p.TokenMaxUses, TrustedIPs: p.TokenTrustedIPs}
-		}
-		keyFile := cfg.Auth.Token.KeyFile
-		stateDir := filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens")
-		if keyFile == "" {
-			keyFile = filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "token-key.pem")
-		}
-		var verifyID func(context.Context, string) (*auth.Identity, error)
-		if st.oidc != nil {
-			verifyID = st.oidc.Verify
-		}
-		ts, err := token.New(token.Options{
-			VerifyIDToken: verifyID,
-			Service:       cfg.Auth.Token.Service,
-			KeyFile:       keyFile,
-			StateDir:      stateDir,
-			AccessTTL:     cfg.Auth.Token.AccessTokenTTL,
-			Now:           now,
-			Logger:        logger,
-			Authenticate:  a.Basic,
-			Grant:         grantAll,
-			LimitsFor: func(id *auth.Identity) token.Limits {
-				if id.OIDC != nil {
-					return limits[id.OIDC.ProviderName]
+		if len(cfg.Auth.Identities) > 0 || cfg.Auth.HtpasswdFile != "" {
+			u, err := users.New(staticUsers(cfg), cfg.Auth.HtpasswdFile, users.Options{Now: now})
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				for _, p := range cfg.Auth.OIDC {
+					if u.Has(p.Name) {
+						errs = append(errs, fmt.Errorf("static user %q (htpasswd file) has the name of an OIDC provider: `docker login -u %s` must mean the provider", p.Name, p.Name))
+					}
 				}
-				return token.Limits{}
-			},
-		})
-		if err != nil {
-			st.closeFn()
-			return nil, fmt.Errorf("server: token service: %w", err)
+				a.Users = u
+			}
 		}
-		a.Tokens, st.tokens = ts, ts
-		a.TokenService = cfg.Auth.Token.Service
+		if cfg.Auth.Token.Enabled {
+			a.TokenService = cfg.Auth.Token.Service
+			st.service = cfg.Auth.Token.Service
+		}
+		for _, p := range cfg.Auth.OIDC {
+			st.limits[p.Name] = token.Limits{TTL: p.TokenTTL, MaxTTL: p.TokenMaxTTL, MaxUses: p.TokenMaxUses, TrustedIPs: p.TokenTrustedIPs}
+		}
+		st.gate.Authn = a
 	}
-	st.gate = &authn.Gate{Authn: a}
+	pc := PolicyConfig(cfg)
+	if !pc.Open {
+		eng, err := policy.Compile(pc)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		st.gate.Policy = eng
+	}
+	imm, err := policy.CompileImmutable(ImmutableConfig(cfg))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	st.gate.Immutable = imm
+	if len(errs) > 0 {
+		st.close()
+		return nil, errors.Join(errs...)
+	}
 	return st, nil
 }
 
-// grantAll grants an authenticated identity everything it asks for, and the
-// anonymous identity nothing: access policies (a later feature) will decide
-// here.
-func grantAll(_ context.Context, id *auth.Identity, requested []auth.Access) []auth.Access {
-	if id.IsAnonymous() {
-		return nil
+// newTokenService starts the token service for the gate's current state: it
+// authenticates and grants through the gate, so a reload changes both.
+func newTokenService(cfg *config.Config, gate *authn.Gate, cur func() *runState, logger *slog.Logger, now func() time.Time) (*token.Service, error) {
+	keyFile := cfg.Auth.Token.KeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "token-key.pem")
 	}
-	return requested
-}
-
-// mountAuth serves the token service on the main mux.
-func (st *authStack) mount(mux *http.ServeMux) {
-	if st == nil || st.tokens == nil {
-		return
-	}
-	mux.Handle("/token", st.tokens)
-	mux.Handle("/token/", st.tokens)
+	return token.New(token.Options{
+		Service:   cfg.Auth.Token.Service,
+		KeyFile:   keyFile,
+		StateDir:  filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens"),
+		AccessTTL: cfg.Auth.Token.AccessTokenTTL,
+		Now:       now,
+		Logger:    logger,
+		Authenticate: func(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
+			a := gate.Load().Authn
+			if a == nil {
+				return nil, auth.ErrInvalidCredentials
+			}
+			return a.Basic(ctx, username, password, clientIP)
+		},
+		VerifyIDToken: func(ctx context.Context, raw string) (*auth.Identity, error) {
+			a := gate.Load().Authn
+			if a == nil || a.OIDC == nil {
+				return nil, auth.ErrInvalidCredentials
+			}
+			return a.OIDC.Verify(ctx, raw)
+		},
+		Grant: gate.Grant,
+		LimitsFor: func(id *auth.Identity) token.Limits {
+			if id.OIDC != nil {
+				return cur().limits[id.OIDC.ProviderName]
+			}
+			return token.Limits{}
+		},
+	})
 }

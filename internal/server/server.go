@@ -24,8 +24,11 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/berth-registry/berth/internal/auth/token"
+	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
@@ -45,19 +48,24 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // Run serves the registry described by cfg until ctx is cancelled, then shuts
 // down gracefully: listeners close at once, in-flight requests get
 // cfg.Server.ShutdownTimeout to finish. It returns nil after a clean shutdown.
-func Run(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+//
+// configPath, when not empty, is the file cfg came from: it is reloaded on
+// SIGHUP and when it changes (see watchConfig).
+func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slog.Logger) error {
 	store, err := fs.New(cfg.BlobStore.FS.RootDir)
 	if err != nil {
 		return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
 	}
 	logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
-	return serve(ctx, cfg, logger, store, options{})
+	return serve(ctx, cfg, logger, store, options{configPath: configPath})
 }
 
 // options are seams for tests.
 type options struct {
 	readyTimeout time.Duration    // default readyTimeout
 	now          func() time.Time // default time.Now
+	configPath   string           // reloaded on SIGHUP and on change; "" disables
+	tokens       *token.Service   // set by serve
 }
 
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store storage.Store, o options) error {
@@ -85,23 +93,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 
-	if cfg.HasPolicies() || cfg.Global.ImmutableTags || len(cfg.Repositories) > 0 {
-		// Never serve with policies the build cannot enforce.
-		return fmt.Errorf("server: access policies and immutable tags are configured but not enforced by this build; refusing to start")
-	}
-	authSt, err := buildAuth(cfg, logger, o.now)
+	st, err := buildState(cfg, logger, o.now)
 	if err != nil {
-		return err
+		return fmt.Errorf("server: %w", err)
 	}
-	if authSt == nil {
-		logger.Warn(OpenWarning)
-	} else {
-		defer authSt.closeFn()
-		logger.Warn("access policies are not built yet: every authenticated identity may push, pull and delete; anonymous requests are refused")
-	}
-	if cfg.UI.Enabled {
-		logger.Warn("the web UI is not built yet; ui.enabled is ignored")
-	}
+	var cur atomic.Pointer[runState]
+	cur.Store(st)
+	defer func() { cur.Load().close() }()
+	gate := authn.NewGate(st.gate, logger)
+	logStartupWarnings(cfg, logger)
 
 	var m *metrics.Metrics
 	ropts := registry.Options{
@@ -111,12 +111,15 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		MaxBlobSize:     cfg.Limits.MaxBlobSize,
 		AllowSparse:     cfg.Manifests.AllowSparse,
 		// In open mode every caller may read every repository, so a mount
-		// without from leaks nothing; with authentication it would.
-		MountWithoutFrom: authSt == nil,
+		// without from leaks nothing; otherwise it would.
+		MountWithoutFrom: PolicyConfig(cfg).Open,
 		Now:              o.now,
-	}
-	if authSt != nil {
-		ropts.Authorizer = authSt.gate
+		Authorizer:       gate,
+		CanList:          gate.CanList,
+		Immutable: func(repo, tag string) bool {
+			imm := gate.Load().Immutable
+			return imm != nil && imm.Protected(repo, tag)
+		},
 	}
 	if cfg.Metrics.Enabled {
 		m = metrics.New()
@@ -125,7 +128,19 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", registry.New(ropts))
-	authSt.mount(mux)
+	if st.service != "" {
+		ts, err := newTokenService(cfg, gate, cur.Load, logger, o.now)
+		if err != nil {
+			return fmt.Errorf("server: token service: %w", err)
+		}
+		st.gate.Authn.Tokens = ts
+		mux.Handle("/token", ts)
+		mux.Handle("/token/", ts)
+		o.tokens = ts
+	}
+	if o.configPath != "" {
+		go watchConfig(ctx, o.configPath, cfg, gate, &cur, o.tokens, logger, o.now)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
 	})

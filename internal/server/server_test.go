@@ -567,7 +567,7 @@ func TestRun(t *testing.T) {
 	logs := &logBuffer{}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil))) }()
+	go func() { done <- Run(ctx, cfg, "", slog.New(slog.NewTextHandler(logs, nil))) }()
 	addr := logs.waitAddr(t, "listening", done)
 	if code, body := get(t, "http://"+addr+"/readyz"); code != 200 {
 		t.Errorf("GET /readyz = %d %q", code, body)
@@ -588,7 +588,7 @@ func TestRunStorageError(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.BlobStore.FS.RootDir = filepath.Join(file, "sub") // under a regular file
-	if err := Run(t.Context(), cfg, slog.New(slog.DiscardHandler)); err == nil {
+	if err := Run(t.Context(), cfg, "", slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("Run succeeded with an unusable root_dir")
 	}
 }

@@ -36,6 +36,10 @@ clock_skew = "1s"
 [auth.identity.alice]
 username = "alice"
 password = %q
+
+[global.access_policy]
+default_allow = false
+rules = ['identity.id != "anonymous"']
 `, iss.URL(), extra, string(hash))
 	return startBerthWith(t, t.TempDir(), cfg)
 }

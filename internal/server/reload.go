@@ -1,0 +1,125 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth/token"
+	"github.com/berth-registry/berth/internal/authn"
+	"github.com/berth-registry/berth/internal/config"
+)
+
+// reloadPoll is how often the config file is checked for changes.
+const reloadPoll = 2 * time.Second
+
+// logStartupWarnings says what the configuration leaves open.
+func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
+	switch {
+	case PolicyConfig(cfg).Open:
+		logger.Warn(OpenWarning)
+	case !cfg.HasPolicies():
+		logger.Warn("no access policy is configured: every request is denied; add [global.access_policy] or [repository.\"<name>\".access_policy] (docs/policies.md)")
+	}
+	if cfg.UI.Enabled {
+		logger.Warn("the web UI is not built yet; ui.enabled is ignored")
+	}
+}
+
+// watchConfig reloads the configuration on SIGHUP and when the file changes:
+// providers, users, policies and immutable tags are swapped atomically. A file
+// with errors is refused and the old configuration keeps serving. Changes that
+// need a restart (listener, storage, token service, limits) are logged.
+func watchConfig(ctx context.Context, path string, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
+	tokens *token.Service, logger *slog.Logger, now func() time.Time) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	last, _ := os.ReadFile(path)
+	tick := time.NewTicker(reloadPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			logger.Info("SIGHUP: reloading configuration", "file", path)
+		case <-tick.C:
+			data, err := os.ReadFile(path)
+			if err != nil || bytes.Equal(data, last) {
+				continue
+			}
+			logger.Info("configuration file changed: reloading", "file", path)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			logger.Error("reload refused: the old configuration keeps serving", "err", err)
+			continue
+		}
+		last = data
+		reload(data, path, running, gate, cur, tokens, logger, now)
+	}
+}
+
+// reload applies one configuration document; see watchConfig.
+func reload(data []byte, path string, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
+	tokens *token.Service, logger *slog.Logger, now func() time.Time) bool {
+	cfg, err := config.Parse(data, path)
+	if err == nil && PolicyConfig(cfg).Open != PolicyConfig(running).Open {
+		logger.Error("reload refused: switching between open mode and authenticated mode needs a restart; the old configuration keeps serving")
+		return false
+	}
+	if err == nil && (cfg.Auth.Token.Enabled && cfg.Auth.Enabled()) != (tokens != nil) {
+		logger.Error("reload refused: turning the token service on or off needs a restart; the old configuration keeps serving")
+		return false
+	}
+	var st *runState
+	if err == nil {
+		st, err = buildState(cfg, logger, now)
+	}
+	if err != nil {
+		logger.Error("reload refused: the old configuration keeps serving", "err", err)
+		return false
+	}
+	if tokens != nil {
+		st.gate.Authn.Tokens = tokens
+	}
+	old := cur.Swap(st)
+	gate.Store(st.gate)
+	old.close()
+	for _, k := range restartOnly(running, cfg) {
+		logger.Warn("configuration change needs a restart to take effect", "key", k)
+	}
+	logger.Info("configuration reloaded", "file", path, "providers", len(cfg.Auth.OIDC),
+		"users", len(cfg.Auth.Identities), "repository_policies", len(cfg.Repositories))
+	return true
+}
+
+// restartOnly lists the sections that differ but are only read at startup.
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	for _, c := range []struct {
+		key  string
+		x, y any
+	}{
+		{"server", a.Server, b.Server},
+		{"blob_store", a.BlobStore, b.BlobStore},
+		{"limits", a.Limits, b.Limits},
+		{"manifests", a.Manifests, b.Manifests},
+		{"uploads", a.Uploads, b.Uploads},
+		{"log", a.Log, b.Log},
+		{"metrics", a.Metrics, b.Metrics},
+		{"auth.token", a.Auth.Token, b.Auth.Token},
+	} {
+		if !reflect.DeepEqual(c.x, c.y) {
+			out = append(out, c.key)
+		}
+	}
+	return out
+}
