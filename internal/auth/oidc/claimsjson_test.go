@@ -107,3 +107,27 @@ func trunc(b []byte) []byte {
 	}
 	return b
 }
+
+// BenchmarkDecodeClaims compares decodeClaims with encoding/json on the
+// payload of a GitHub Actions token.
+func BenchmarkDecodeClaims(b *testing.B) {
+	_, raw, _ := benchSetup(b, -1)
+	t, err := parseUnverified(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := t.jws.UnsafePayloadWithoutVerification()
+	for _, d := range []struct {
+		name   string
+		decode func([]byte) (map[string]any, error)
+	}{{"decodeClaims", decodeClaims}, {"encoding-json", decodeClaimsStd}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
