@@ -24,6 +24,9 @@ Usage:
                                plain HTTP on 0.0.0.0:5000, storage in ./berth-data)
   berth -c FILE server         the same (Angos spelling)
   berth config check -c FILE   check a configuration file and print every problem
+  berth policy explain -c FILE (--token JWT [--no-verify] | --claims F --provider P | --user U | --anonymous)
+                       --repository R --action pull|push|delete [--operation OP]
+                               explain offline how the access policies decide a request
   berth hash-password [-a bcrypt|argon2id] < password
                                print a password hash for [auth.identity.<id>]
   berth dev-issuer [-addr A]   run a local OIDC issuer to try workload identity
@@ -73,6 +76,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return usageError(stdout, stderr, errors.New("config check needs -c FILE"))
 		}
 		return check(file, stdout, stderr)
+	case "policy":
+		return policyCmd(ctx, rest, *configFile, stdout, stderr)
 	case "hash-password":
 		return hashPassword(rest, stdin, stdout, stderr)
 	case "dev-issuer":
