@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -160,9 +161,19 @@ func (g *Gate) Grant(ctx context.Context, id *auth.Identity, requested []auth.Ac
 	var out []auth.Access
 	for _, req := range requested {
 		var ok []string
-		for _, action := range expand(req.Actions) {
-			if g.grants(ctx, st, id, req.Type, req.Name, action) {
-				ok = append(ok, action)
+		if req.Type == "registry" {
+			if g.grants(ctx, st, id, req.Type, req.Name, "*") {
+				ok = req.Actions
+			}
+		} else {
+			all := expand(req.Actions)
+			for _, action := range all {
+				if g.grants(ctx, st, id, req.Type, req.Name, action) {
+					ok = append(ok, action)
+				}
+			}
+			if len(ok) == 3 && len(all) == 3 && slices.Contains(req.Actions, "*") {
+				ok = []string{"*"} // everything "*" asked for
 			}
 		}
 		if len(ok) > 0 {

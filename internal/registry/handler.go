@@ -178,8 +178,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, err := resolve(r)
 	if err == nil && h.authz != nil {
 		var actx context.Context
-		if actx, err = h.authz.Authorize(ctx, r, rt); err == nil {
-			ctx = actx
+		actx, err = h.authz.Authorize(ctx, r, rt)
+		if actx != nil {
+			ctx = actx // carries the identity even when refused, for the log
 			r = r.WithContext(ctx)
 		}
 	}

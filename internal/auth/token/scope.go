@@ -149,8 +149,17 @@ func intersect(requested, granted []auth.Access) []auth.Access {
 		for _, a := range r.Actions {
 			if auth.Allows(granted, r.Type, r.Name, a) {
 				acts = append(acts, a)
+			} else if a == "*" {
+				// "*" asked for: keep whatever was granted on the resource.
+				for _, g := range granted {
+					if g.Type == r.Type && g.Name == r.Name {
+						acts = append(acts, g.Actions...)
+					}
+				}
 			}
 		}
+		slices.Sort(acts)
+		acts = slices.Compact(acts)
 		if len(acts) > 0 {
 			out = append(out, auth.Access{Type: r.Type, Name: r.Name, Actions: acts})
 		}

@@ -62,7 +62,7 @@ func TestIntersect(t *testing.T) {
 	granted := []auth.Access{
 		{Type: "repository", Name: "a", Actions: []string{"push", "pull"}},
 		{Type: "repository", Name: "b", Actions: []string{"*"}},
-		{Type: "repository", Name: "c", Actions: []string{"pull", "push"}}, // does not cover "*"
+		{Type: "repository", Name: "c", Actions: []string{"pull", "push"}}, // "*" asked: what was granted
 		{Type: "repository", Name: "z", Actions: []string{"*"}},            // not requested
 		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
 	}
@@ -70,6 +70,7 @@ func TestIntersect(t *testing.T) {
 		{Type: "repository", Name: "a", Actions: []string{"pull", "push"}},
 		{Type: "repository", Name: "b", Actions: []string{"pull"}},
 		{Type: "registry", Name: "catalog", Actions: []string{"*"}},
+		{Type: "repository", Name: "c", Actions: []string{"pull", "push"}},
 	}
 	if got := intersect(req, granted); !reflect.DeepEqual(got, want) {
 		t.Errorf("intersect = %+v", got)
