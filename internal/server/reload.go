@@ -36,12 +36,14 @@ func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
 // providers, users, policies and immutable tags are swapped atomically. A file
 // with errors is refused and the old configuration keeps serving. Changes that
 // need a restart (listener, storage, token service, limits) are logged.
-func watchConfig(ctx context.Context, path string, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
+//
+// last is the file's content the running configuration came from (read
+// before the watcher starts, so a change made meanwhile is not missed).
+func watchConfig(ctx context.Context, path string, last []byte, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
 	tokens *token.Service, logger *slog.Logger, now func() time.Time) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	last, _ := os.ReadFile(path)
 	tick := time.NewTicker(reloadPoll)
 	defer tick.Stop()
 	for {

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -139,7 +140,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		o.tokens = ts
 	}
 	if o.configPath != "" {
-		go watchConfig(ctx, o.configPath, cfg, gate, &cur, o.tokens, logger, o.now)
+		last, _ := os.ReadFile(o.configPath)
+		go watchConfig(ctx, o.configPath, last, cfg, gate, &cur, o.tokens, logger, o.now)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
