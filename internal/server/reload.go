@@ -5,10 +5,8 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/signal"
 	"reflect"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth/token"
@@ -39,11 +37,10 @@ func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
 //
 // last is the file's content the running configuration came from (read
 // before the watcher starts, so a change made meanwhile is not missed).
-func watchConfig(ctx context.Context, path string, last []byte, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
+// hup delivers SIGHUP (registered by the caller before the watcher starts,
+// so an early signal does not terminate the process).
+func watchConfig(ctx context.Context, path string, last []byte, hup <-chan os.Signal, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
 	tokens *token.Service, logger *slog.Logger, now func() time.Time) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	tick := time.NewTicker(reloadPoll)
 	defer tick.Stop()
 	for {

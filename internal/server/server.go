@@ -24,8 +24,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth/token"
@@ -141,7 +143,10 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	}
 	if o.configPath != "" {
 		last, _ := os.ReadFile(o.configPath)
-		go watchConfig(ctx, o.configPath, last, cfg, gate, &cur, o.tokens, logger, o.now)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go watchConfig(ctx, o.configPath, last, hup, cfg, gate, &cur, o.tokens, logger, o.now)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
