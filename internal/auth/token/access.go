@@ -8,9 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -109,12 +106,12 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw string) (*auth.Iden
 		}
 		s.verified.put(key, c, now)
 	}
-	// A fresh Identity each time: callers may modify it without touching
-	// the cache (nested claim values are shared and MUST NOT be modified).
-	id := snapshot{ID: c.Subject, Username: c.Username, Groups: slices.Clone(c.Groups), OIDCProvider: c.OIDCProvider, OIDCClaims: maps.Clone(c.OIDCClaims)}.identity("")
-	id.Access = make([]auth.Access, len(c.Access))
-	for i, a := range c.Access {
-		id.Access[i] = auth.Access{Type: a.Type, Name: a.Name, Actions: slices.Clone(a.Actions)}
+	// A fresh Identity each time (callers set ClientIP); its groups, claims
+	// and access lists are shared with the cache and MUST NOT be modified.
+	id := snapshot{ID: c.Subject, Username: c.Username, Groups: c.Groups, OIDCProvider: c.OIDCProvider, OIDCClaims: c.OIDCClaims}.identity("")
+	id.Access = c.Access
+	if id.Access == nil {
+		id.Access = []auth.Access{} // bound to its (empty) grants, never unbounded
 	}
 	return id, nil
 }
@@ -193,30 +190,4 @@ func (s *Service) verifyAccess(raw string, now time.Time) (*accessClaims, error)
 		return nil, fmt.Errorf("token: access token: %w", err)
 	}
 	return &c, nil
-}
-
-// unverifiedIssuer returns the iss of a JWT without verifying it, or "".
-func unverifiedIssuer(raw string) string {
-	if len(raw) > maxTokenBytes {
-		return ""
-	}
-	_, rest, ok := strings.Cut(raw, ".")
-	if !ok {
-		return ""
-	}
-	payload, _, ok := strings.Cut(rest, ".")
-	if !ok {
-		return ""
-	}
-	b, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil {
-		return ""
-	}
-	var c struct {
-		Iss string `json:"iss"`
-	}
-	if json.Unmarshal(b, &c) != nil {
-		return ""
-	}
-	return c.Iss
 }

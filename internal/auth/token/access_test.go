@@ -245,7 +245,7 @@ func TestIsBerthToken(t *testing.T) {
 		"berth_st_anything": true,
 		"berth_xx_anything": false,
 		forge(t, other, jose.ES256, "k", "JWT", map[string]any{"iss": "https://token.actions.githubusercontent.com"}): false,
-		forge(t, other, jose.ES256, "k", "JWT", map[string]any{"iss": "berth"}):                                       true, // routing only; verification refuses it
+		forge(t, other, jose.ES256, "k", "JWT", map[string]any{"iss": "berth"}):                                       false, // another key's header: not ours
 		"a.b.c": false,
 		"":      false,
 	} {
@@ -325,5 +325,21 @@ func TestVerifiedCacheBounded(t *testing.T) {
 	vc.put(k, c, now)
 	if vc.get(k, now) == nil || vc.get(k, now.Add(time.Minute+clockSkew)) != nil {
 		t.Error("cache ignores expiry")
+	}
+}
+
+// An access token granting nothing must bind the identity to nothing (a nil
+// Access would mean "not token-bound").
+func TestAccessTokenWithoutGrantsIsBound(t *testing.T) {
+	f := newFixture(t, nil)
+	tok := f.get("", "alice", testPassword).str("token")
+	for range 2 { // the second call is served from the cache
+		id, err := f.svc.VerifyAccessToken(t.Context(), tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.Access == nil {
+			t.Fatal("identity from an access token without grants is unbounded")
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -177,13 +178,15 @@ func (s *Service) VerifySessionToken(ctx context.Context, raw, clientIP string) 
 
 // IsBerthToken reports, cheaply and without verifying anything, whether raw
 // looks like a token berth issued: a refresh/session token prefix, or a JWT
-// whose unverified iss is Issuer. Use it to route Bearer tokens; never as
-// a check.
+// with the protected header of this service's key. Use it to route Bearer
+// tokens; never as a check.
 func (s *Service) IsBerthToken(raw string) bool {
 	if isOpaque(raw) {
 		return true
 	}
-	return unverifiedIssuer(raw) == s.o.Issuer
+	// Every access token this service signs starts with the same protected
+	// header (alg, kid, typ): a prefix check, with no decoding on the hot path.
+	return len(raw) > len(s.key.header) && raw[len(s.key.header)] == '.' && strings.HasPrefix(raw, s.key.header)
 }
 
 // IsOpaqueToken reports whether raw has a refresh/session token prefix.
