@@ -1,42 +1,17 @@
 package config
 
 import (
-	"strconv"
 	"strings"
+
+	"github.com/berth-registry/berth/internal/tomlkey"
 
 	"github.com/pelletier/go-toml/v2/unstable"
 )
 
-// formatKey renders a key path the way a user would write it in TOML: parts
-// joined by dots, parts that are not bare keys quoted
-// (repository."team/app".access_policy).
-func formatKey(parts []string) string {
-	var b strings.Builder
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		if isBareKey(p) {
-			b.WriteString(p)
-		} else {
-			b.WriteString(strconv.Quote(p))
-		}
-	}
-	return b.String()
-}
+// formatKey renders a key path the way a user would write it in TOML.
+func formatKey(parts []string) string { return tomlkey.Format(parts...) }
 
-func isBareKey(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
+func isBareKey(s string) bool { return tomlkey.IsBare(s) }
 
 // lineIndex maps formatted key paths to the line where they first appear.
 // go-toml reports lines for syntax and strict-mode errors only; this light

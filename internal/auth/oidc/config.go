@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/berth-registry/berth/internal/tomlkey"
 )
 
 // ProviderConfig is one [auth.oidc.<name>] provider.
@@ -144,35 +145,9 @@ func (e *ConfigError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// providerKey formats auth.oidc.<name>.<leaf...> like the config package:
-// names that are not bare TOML keys are quoted.
+// providerKey formats auth.oidc.<name>.<leaf...> like the config package.
 func providerKey(name string, leaf ...string) string {
-	parts := append([]string{"auth", "oidc", name}, leaf...)
-	var b strings.Builder
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte('.')
-		}
-		if isBareKey(p) {
-			b.WriteString(p)
-		} else {
-			b.WriteString(strconv.Quote(p))
-		}
-	}
-	return b.String()
-}
-
-func isBareKey(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	return tomlkey.Format(append([]string{"auth", "oidc", name}, leaf...)...)
 }
 
 // checkURL accepts https URLs, and http for loopback development issuers.
