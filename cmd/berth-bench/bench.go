@@ -1,0 +1,727 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+const ioBuf = 1 << 20
+
+type bench struct {
+	o       *options
+	log     io.Writer
+	c       *client
+	rawPath string
+	rep     *report
+}
+
+func newBench(o *options, log io.Writer) (*bench, error) {
+	base, err := checkLoopback(o.url)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return nil, err
+	}
+	if o.pid != 0 {
+		if _, err := readVmRSS(o.pid); err != nil {
+			return nil, fmt.Errorf("-pid %d: %w", o.pid, err)
+		}
+	}
+	b := &bench{
+		o:       o,
+		log:     log,
+		c:       newClient(base, 4),
+		rawPath: filepath.Join(o.dir, fmt.Sprintf("berth-bench-raw-%d.bin", os.Getpid())),
+	}
+	b.rep = &report{o: o, base: base.String(), fs: fsType(o.dir), loadStart: loadAvg(), start: time.Now()}
+	if o.pid != 0 {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", o.pid))
+		b.rep.comm = string(bytes.TrimSpace(comm))
+	}
+	return b, nil
+}
+
+func (b *bench) cleanup() {
+	if !b.o.keep {
+		_ = os.Remove(b.rawPath)
+	}
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, "berth-bench: "+format+"\n", args...)
+}
+
+func (b *bench) runAll(ctx context.Context) (*report, error) {
+	if err := b.c.ping(ctx); err != nil {
+		return nil, err
+	}
+	switch b.o.upload {
+	case "post-put":
+		b.c.postPut = true
+	case "auto":
+		if err := b.c.probeUpload(ctx, b.o.repo+"/probe", b.o.seed); err != nil {
+			return nil, fmt.Errorf("upload probe: %w", err)
+		}
+	}
+	b.rep.postPut = b.c.postPut
+	var failed error
+	for r := 0; r < b.o.repeat; r++ {
+		if err := ctx.Err(); err != nil {
+			failed = err
+			break
+		}
+		if err := b.runOnce(ctx, r); err != nil {
+			failed = err
+		}
+	}
+	b.rep.loadEnd = loadAvg()
+	b.rep.end = time.Now()
+	return b.rep, failed
+}
+
+// runOnce runs the raw baselines and every selected scenario once.
+func (b *bench) runOnce(ctx context.Context, run int) error {
+	o := b.o
+	seed := o.seed + uint64(run)*1_000_003
+	block := newBlock(seed)
+	var failed error
+	fail := func(name string, err error) {
+		b.logf("run %d: %s: %v", run+1, name, err)
+		b.rep.add(run, result{name: name, err: err.Error(), load: loadAvg()})
+		failed = err
+	}
+
+	needBig := contains(o.scenarios, "push1g") || contains(o.scenarios, "pull1g")
+	var bigDigest digest.Digest
+	var rawWrite, rawRead, tcpW, tcpR float64
+	if needBig {
+		b.logf("run %d: raw baselines in %s (%s)", run+1, o.dir, fmtBytes(o.size))
+		// Each raw limit is the best of two tries: the disk and the page
+		// cache are shared with the rest of the machine, and noise only ever
+		// makes a try slower.
+		load := loadAvg()
+		var dur time.Duration
+		for try := 0; try < 2; try++ {
+			syscall.Sync() // start from a clean page cache: no writeback of earlier runs
+			d, t, err := writeHashSync(b.rawPath, newStream(block, 1, o.size), o.size)
+			if err != nil {
+				return fmt.Errorf("raw write: %w", err)
+			}
+			bigDigest = d
+			if try == 0 || t < dur {
+				dur = t
+			}
+		}
+		rawWrite = mbps(o.size, dur)
+		b.rep.add(run, result{name: "raw-write", load: load, m: map[string]float64{"mbps": rawWrite, "secs": dur.Seconds()}})
+
+		load = loadAvg()
+		if _, err := readFile(b.rawPath, false); err != nil { // warm the page cache
+			return fmt.Errorf("raw read: %w", err)
+		}
+		for try := 0; try < 2; try++ {
+			t, err := readFile(b.rawPath, false)
+			if err != nil {
+				return fmt.Errorf("raw read: %w", err)
+			}
+			if try == 0 || t < dur {
+				dur = t
+			}
+		}
+		rawRead = mbps(o.size, dur)
+		b.rep.add(run, result{name: "raw-read", load: load, m: map[string]float64{"mbps": rawRead, "secs": dur.Seconds()}})
+
+		load = loadAvg()
+		dur, err := readFile(b.rawPath, true)
+		if err != nil {
+			return fmt.Errorf("raw read+hash: %w", err)
+		}
+		b.rep.add(run, result{name: "raw-readhash", load: load, m: map[string]float64{"mbps": mbps(o.size, dur), "secs": dur.Seconds()}})
+
+		load = loadAvg()
+		n := min(o.size, 256<<20)
+		dur = hashMemory(block, n)
+		b.rep.add(run, result{name: "raw-sha256", load: load, m: map[string]float64{"mbps": mbps(n, dur)}})
+
+		// The same two transfers through a loopback TCP socket, in this
+		// process: what any server on this machine could reach at best.
+		load = loadAvg()
+		dur, err = tcpPush(ctx, newStream(block, 1, o.size), o.size, bigDigest)
+		if err != nil {
+			return fmt.Errorf("raw loopback push: %w", err)
+		}
+		tcpW = mbps(o.size, dur)
+		b.rep.add(run, result{name: "tcp-push", load: load, m: map[string]float64{"mbps": tcpW}})
+		load = loadAvg()
+		dur, err = tcpPull(ctx, b.rawPath, o.size, true)
+		if err != nil {
+			return fmt.Errorf("raw loopback pull: %w", err)
+		}
+		tcpR = mbps(o.size, dur)
+		b.rep.add(run, result{name: "tcp-pull", load: load, m: map[string]float64{"mbps": tcpR}})
+		load = loadAvg()
+		dur, err = tcpPull(ctx, b.rawPath, o.size, false)
+		if err != nil {
+			return fmt.Errorf("raw loopback pull: %w", err)
+		}
+		// On loopback, copying through a buffer can beat sendfile: the
+		// pull's ceiling is the better of the two.
+		tcpR = max(tcpR, mbps(o.size, dur))
+		b.rep.add(run, result{name: "tcp-pull-copy", load: load, m: map[string]float64{"mbps": mbps(o.size, dur)}})
+	}
+
+	bigRepo := o.repo + "/big"
+	if contains(o.scenarios, "push1g") {
+		b.logf("run %d: push1g %s %s", run+1, fmtBytes(o.size), bigDigest)
+		// Free the raw file's page cache just before the push, so the
+		// registry's writes land on the same recycled memory the raw write
+		// did. On a VM, page-cache pages the guest has not touched lately
+		// can cost ten times more kernel time to fill (the host backs them
+		// on first touch): see docs/benchmarks.md.
+		_ = os.Remove(b.rawPath)
+		syscall.Sync()
+		res, err := b.measure("push1g", func() (map[string]float64, error) {
+			body := &timedReader{r: newStream(block, 1, o.size), size: o.size}
+			start := time.Now()
+			if err := b.c.pushBlob(ctx, bigRepo, bigDigest, o.size, body); err != nil {
+				return nil, err
+			}
+			dur := time.Since(start)
+			v := mbps(o.size, dur)
+			m := map[string]float64{"mbps": v, "secs": dur.Seconds(), "ratio": v / rawWrite, "ratio_tcp": v / tcpW}
+			if !body.last.IsZero() {
+				// What the server did after it had every byte: fsync,
+				// rename, bookkeeping.
+				m["tail"] = start.Add(dur).Sub(body.last).Seconds()
+			}
+			return m, nil
+		})
+		if err != nil {
+			fail("push1g", err)
+		} else {
+			b.rep.add(run, res)
+		}
+	}
+
+	if contains(o.scenarios, "pull1g") {
+		b.logf("run %d: pull1g", run+1)
+		ok, err := b.c.blobExists(ctx, bigRepo, bigDigest)
+		if err == nil && !ok {
+			b.logf("run %d: pushing the blob first (untimed)", run+1)
+			err = b.c.pushBlob(ctx, bigRepo, bigDigest, o.size, newStream(block, 1, o.size))
+		}
+		if err != nil {
+			fail("pull1g", err)
+		} else {
+			res, err := b.measure("pull1g", func() (map[string]float64, error) {
+				start := time.Now()
+				if err := b.pull(ctx, bigRepo, bigDigest, o.size); err != nil {
+					return nil, err
+				}
+				dur := time.Since(start)
+				v := mbps(o.size, dur)
+				return map[string]float64{"mbps": v, "secs": dur.Seconds(), "ratio": v / rawRead, "ratio_tcp": v / tcpR}, nil
+			})
+			if err != nil {
+				fail("pull1g", err)
+			} else {
+				b.rep.add(run, res)
+			}
+		}
+	}
+
+	if contains(o.scenarios, "manifest") {
+		b.logf("run %d: manifest, %d clients for %s", run+1, o.clients, o.duration)
+		res, err := b.measure("manifest", func() (map[string]float64, error) {
+			return b.manifest(ctx, block, seed)
+		})
+		if err != nil {
+			fail("manifest", err)
+		} else {
+			b.rep.add(run, res)
+		}
+	}
+
+	if contains(o.scenarios, "small") {
+		b.logf("run %d: small, %d concurrent image pushes", run+1, o.small)
+		images := b.smallImages(block, seed)
+		res, err := b.measure("small", func() (map[string]float64, error) {
+			return b.smallPushes(ctx, images, seed)
+		})
+		if err != nil {
+			fail("small", err)
+		} else {
+			b.rep.add(run, res)
+		}
+	}
+	return failed
+}
+
+// measure runs fn while sampling the server's RSS and CPU time.
+func (b *bench) measure(name string, fn func() (map[string]float64, error)) (result, error) {
+	res := result{name: name, load: loadAvg()}
+	var s *rssSampler
+	var cpu0 time.Duration
+	if b.o.pid != 0 {
+		cpu0, _ = readCPU(b.o.pid)
+		s = startRSS(b.o.pid, 50*time.Millisecond)
+	}
+	m, err := fn()
+	if s != nil {
+		peak, n := s.finish()
+		cpu1, _ := readCPU(b.o.pid)
+		if m != nil {
+			m["rss"] = float64(peak)
+			m["rss_samples"] = float64(n)
+			m["cpu"] = (cpu1 - cpu0).Seconds()
+		}
+	}
+	res.m = m
+	return res, err
+}
+
+// pull GETs the blob and counts its bytes into a reused buffer.
+func (b *bench) pull(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.c.url("/v2/"+repo+"/blobs/"+d.String()), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := b.c.do(req, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength >= 0 && resp.ContentLength != size {
+		return fmt.Errorf("Content-Length %d, want %d", resp.ContentLength, size)
+	}
+	buf := make([]byte, ioBuf)
+	var n int64
+	for {
+		m, err := resp.Body.Read(buf)
+		n += int64(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("after %d bytes: %w", n, err)
+		}
+		if n > size {
+			return fmt.Errorf("body longer than %d bytes", size)
+		}
+	}
+	if n != size {
+		return fmt.Errorf("got %d bytes, want %d", n, size)
+	}
+	return nil
+}
+
+// manifest pushes a small image, then o.clients clients GET its manifest by
+// tag, over kept-alive connections, until o.duration has passed or
+// o.maxRequests were sent.
+func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[string]float64, error) {
+	o := b.o
+	repo := o.repo + "/manifest"
+	layer := make([]byte, 64<<10)
+	if _, err := io.ReadFull(newStream(block, 2, int64(len(layer))), layer); err != nil {
+		return nil, err
+	}
+	im := makeImage([][]byte{layer}, fmt.Sprintf("manifest-%d", seed))
+	if err := b.c.pushImage(ctx, repo, "v1", im); err != nil {
+		return nil, fmt.Errorf("push image: %w", err)
+	}
+	got, err := b.c.getManifest(ctx, repo, "v1")
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(got, im.manifest) {
+		return nil, errors.New("manifest read back differs from the one pushed")
+	}
+
+	c := newClient(b.c.base, o.clients)
+	defer c.hc.CloseIdleConnections()
+	u := c.url("/v2/" + repo + "/manifests/v1")
+	// The loop is bounded in time whatever the server does.
+	lctx, cancel := context.WithTimeout(ctx, o.duration+30*time.Second)
+	defer cancel()
+	get := func() error {
+		req, err := http.NewRequestWithContext(lctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", mediaManifest)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %s", resp.Status)
+		}
+		return nil
+	}
+	// Open every connection before the clock starts.
+	var wg sync.WaitGroup
+	warmErr := make([]error, o.clients)
+	for i := range o.clients {
+		wg.Go(func() { warmErr[i] = get() })
+	}
+	wg.Wait()
+	if err := errors.Join(warmErr...); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+
+	var sent, errs atomic.Int64
+	var firstErr atomic.Value
+	lats := make([][]time.Duration, o.clients)
+	ends := make([]time.Time, o.clients)
+	start := time.Now()
+	deadline := start.Add(o.duration)
+	for i := range o.clients {
+		wg.Go(func() {
+			l := make([]time.Duration, 0, 1<<14)
+			for time.Now().Before(deadline) && sent.Add(1) <= o.maxRequests {
+				t0 := time.Now()
+				err := get()
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					if lctx.Err() != nil {
+						break
+					}
+					continue
+				}
+				l = append(l, time.Since(t0))
+			}
+			lats[i] = l
+			ends[i] = time.Now()
+		})
+	}
+	wg.Wait()
+	end := start
+	for _, e := range ends {
+		if e.After(end) {
+			end = e
+		}
+	}
+	all := slices.Concat(lats...)
+	slices.Sort(all)
+	elapsed := end.Sub(start)
+	m := map[string]float64{
+		"rps":    float64(len(all)) / elapsed.Seconds(),
+		"ok":     float64(len(all)),
+		"errors": float64(errs.Load()),
+		"secs":   elapsed.Seconds(),
+		"p50":    pct(all, 50).Seconds() * 1000,
+		"p99":    pct(all, 99).Seconds() * 1000,
+	}
+	if e := firstErr.Load(); e != nil {
+		b.logf("manifest: %d errors, first: %s", errs.Load(), e)
+	}
+	return m, nil
+}
+
+// smallImages builds o.small images of 3 layers of o.smallBlob bytes each,
+// every layer distinct, outside the timed part.
+func (b *bench) smallImages(block []byte, seed uint64) []image {
+	o := b.o
+	ims := make([]image, o.small)
+	for i := range ims {
+		var layers [][]byte
+		for j := range 3 {
+			l := make([]byte, o.smallBlob)
+			_, _ = io.ReadFull(newStream(block, uint64(1000+3*i+j), o.smallBlob), l)
+			layers = append(layers, l)
+		}
+		ims[i] = makeImage(layers, fmt.Sprintf("small-%d-%d", seed, i))
+	}
+	return ims
+}
+
+// smallPushes pushes every image at once, each into its own repository.
+func (b *bench) smallPushes(ctx context.Context, ims []image, seed uint64) (map[string]float64, error) {
+	c := newClient(b.c.base, len(ims))
+	c.postPut = b.c.postPut
+	defer c.hc.CloseIdleConnections()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	lats := make([]time.Duration, len(ims))
+	errs := make([]error, len(ims))
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for i := range ims {
+		wg.Go(func() {
+			<-gate
+			t0 := time.Now()
+			repo := fmt.Sprintf("%s/small-%d-%d", b.o.repo, seed%100000, i)
+			errs[i] = c.pushImage(pctx, repo, "v1", ims[i])
+			lats[i] = time.Since(t0)
+		})
+	}
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	elapsed := time.Since(start)
+	nerr := 0
+	var ok []time.Duration
+	for i, err := range errs {
+		if err != nil {
+			if nerr == 0 {
+				b.logf("small: first error: %v", err)
+			}
+			nerr++
+			continue
+		}
+		ok = append(ok, lats[i])
+	}
+	slices.Sort(ok)
+	return map[string]float64{
+		"secs":   elapsed.Seconds(),
+		"pps":    float64(len(ok)) / elapsed.Seconds(),
+		"errors": float64(nerr),
+		"p50":    pct(ok, 50).Seconds() * 1000,
+		"p99":    pct(ok, 99).Seconds() * 1000,
+	}, nil
+}
+
+// writeHashSync writes size bytes of src to a new file at path while hashing
+// them, then fsyncs it: the least a registry must do to store a pushed blob.
+func writeHashSync(path string, src io.Reader, size int64) (digest.Digest, time.Duration, error) {
+	_ = os.Remove(path)
+	buf := make([]byte, ioBuf)
+	start := time.Now()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	var n int64
+	for n < size {
+		m, err := io.ReadFull(src, buf[:min(int64(len(buf)), size-n)])
+		if err != nil {
+			return "", 0, err
+		}
+		h.Write(buf[:m])
+		if _, err := f.Write(buf[:m]); err != nil {
+			return "", 0, err
+		}
+		n += int64(m)
+	}
+	if err := f.Sync(); err != nil {
+		return "", 0, err
+	}
+	if err := f.Close(); err != nil {
+		return "", 0, err
+	}
+	dur := time.Since(start)
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))), dur, nil
+}
+
+// readFile reads the whole file into one reused buffer, hashing it if asked.
+func readFile(path string, hash bool) (time.Duration, error) {
+	buf := make([]byte, ioBuf)
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	for {
+		n, err := f.Read(buf)
+		if hash && n > 0 {
+			h.Write(buf[:n])
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if hash {
+		_ = h.Sum(nil)
+	}
+	return time.Since(start), nil
+}
+
+// hashMemory is sha256 alone, on n bytes already in memory.
+func hashMemory(block []byte, n int64) time.Duration {
+	h := sha256.New()
+	start := time.Now()
+	for done := int64(0); done < n; done += int64(len(block)) {
+		h.Write(block[:min(int64(len(block)), n-done)])
+	}
+	_ = h.Sum(nil)
+	return time.Since(start)
+}
+
+func mbps(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / 1e6 / d.Seconds()
+}
+
+// pct is the p-th percentile of sorted (nearest rank).
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[max(0, min(len(sorted)-1, i-1))]
+}
+
+// tcpPush sends size bytes of src through a loopback TCP connection to a
+// receiver in this process that hashes them into a reused buffer: a registry
+// push without HTTP and without the disk (which raw-write measures), the CPU
+// ceiling of moving and hashing the bytes on this machine.
+func tcpPush(ctx context.Context, src io.Reader, size int64, want digest.Digest) (time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	type recv struct {
+		d   digest.Digest
+		err error
+	}
+	done := make(chan recv, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- recv{err: err}
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+		h := sha256.New()
+		buf := make([]byte, ioBuf)
+		n, err := io.CopyBuffer(h, io.LimitReader(c, size), buf)
+		if err == nil && n != size {
+			err = fmt.Errorf("received %d bytes, want %d", n, size)
+		}
+		done <- recv{d: digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))), err: err}
+	}()
+	start := time.Now()
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+	if _, err := io.Copy(c, src); err != nil {
+		return 0, err
+	}
+	r := <-done
+	dur := time.Since(start)
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.d != want {
+		return 0, fmt.Errorf("received %s, sent %s", r.d, want)
+	}
+	return dur, nil
+}
+
+// tcpPull serves the (page-cached) file at path through a loopback TCP
+// connection, with sendfile (as Go's net/http does for an *os.File body) or
+// with read/write through a 32 KiB buffer (as io.Copy does for any other
+// reader), and reads it into a reused buffer: a registry pull without HTTP.
+func tcpPull(ctx context.Context, path string, size int64, sendfile bool) (time.Duration, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	sent := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+		f, err := os.Open(path)
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer f.Close()
+		if sendfile {
+			_, err = io.Copy(c, f)
+		} else {
+			_, err = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{f}, make([]byte, 32<<10))
+		}
+		sent <- err
+	}()
+	buf := make([]byte, ioBuf)
+	start := time.Now()
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Minute))
+	var n int64
+	for {
+		m, err := c.Read(buf)
+		n += int64(m)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	dur := time.Since(start)
+	if err := <-sent; err != nil {
+		return 0, err
+	}
+	if n != size {
+		return 0, fmt.Errorf("got %d bytes, want %d", n, size)
+	}
+	return dur, nil
+}
+
+// timedReader notes when the last of size bytes was read from it, i.e. when
+// the HTTP client had handed the whole body to the socket.
+type timedReader struct {
+	r    io.Reader
+	size int64
+	n    int64
+	last time.Time
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	t.n += int64(n)
+	if t.n >= t.size && t.last.IsZero() {
+		t.last = time.Now()
+	}
+	return n, err
+}
