@@ -216,7 +216,7 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	defer bufPool.Put(bp)
 	buf := *bp
 	src := ctxReader{ctx: ctx, r: r}
-	var written int64
+	var written, flushed int64
 	var readErr, writeErr error
 	for {
 		n, err := src.Read(buf)
@@ -233,6 +233,10 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 			}
 			if h != nil {
 				h.Write(buf[:n])
+			}
+			if written-flushed >= writebackChunk {
+				startWriteback(f, size+flushed, written-flushed)
+				flushed = written
 			}
 		}
 		if err == io.EOF {
@@ -270,6 +274,10 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	}
 	return newSize, nil
 }
+
+// writebackChunk is how much an append writes before it asks the kernel to
+// start writing it back (see startWriteback).
+const writebackChunk = 16 << 20
 
 // writeStateFile replaces path with b (temp + rename, no sync: the content is
 // checksummed, and a lost or stale state only costs a re-hash).
