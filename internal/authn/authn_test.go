@@ -154,3 +154,18 @@ func TestBasicChallengeWithoutTokenService(t *testing.T) {
 		t.Fatalf("challenge %q", got)
 	}
 }
+
+func TestMountDeniedNamesTheSource(t *testing.T) {
+	e, err := policy.Compile(policy.Config{Global: &policy.Source{Rules: []string{`request.repository != "secret"`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGate(&State{Authn: &Authenticator{Users: fakeUsers{}}, Policy: e}, nil)
+	r := httptest.NewRequest("POST", "/v2/a/blobs/uploads/?mount=sha256:00&from=secret", nil)
+	r.Header.Set("Authorization", basic("alice", "secret"))
+	_, err = g.Authorize(r.Context(), r, registry.Route{Action: registry.ActionMountBlob, Repo: "a", From: "secret"})
+	var re *registry.Error
+	if !errors.As(err, &re) || re.Code != registry.CodeDenied || !strings.Contains(re.Message, "may not pull secret") {
+		t.Fatalf("err %v", err)
+	}
+}

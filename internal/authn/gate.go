@@ -91,11 +91,14 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		return ctx, nil
 	}
 	d := g.decide(ctx, st, id, rt, requestOf(r, rt))
+	deniedKind, deniedRoute := rt.Action.Kind(), rt
 	if d.Allowed && rt.Action == registry.ActionMountBlob && rt.From != "" {
 		// A mount also reads the source repository.
 		src := policy.Request{Action: "pull", Operation: string(registry.ActionGetBlob), Repository: rt.From,
 			Digest: r.URL.Query().Get("mount"), Method: r.Method}
-		d = g.decide(ctx, st, id, registry.Route{Action: registry.ActionGetBlob, Repo: rt.From}, src)
+		deniedRoute = registry.Route{Action: registry.ActionGetBlob, Repo: rt.From}
+		deniedKind = registry.KindPull
+		d = g.decide(ctx, st, id, deniedRoute, src)
 	}
 	if d.Allowed {
 		return ctx, nil
@@ -104,7 +107,7 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		return ctx, a.challenge(r, rt, "", nil)
 	}
 	return ctx, &registry.Error{Code: registry.CodeDenied,
-		Message: fmt.Sprintf("%s may not %s %s", describe(id), rt.Action.Kind(), target(rt))}
+		Message: fmt.Sprintf("%s may not %s %s", describe(id), deniedKind, target(deniedRoute))}
 }
 
 // decide asks the policy and writes the audit line: denies at info, allows at debug.

@@ -28,7 +28,7 @@ func OIDCProviders(cfg *config.Config) []oidc.ProviderConfig {
 			JWKSURI:             p.JWKSURI,
 			Audiences:           p.Audiences,
 			Algorithms:          p.Algorithms,
-			ClockSkew:           p.ClockSkew,
+			ClockSkew:           clockSkew(p.ClockSkew),
 			MaxTokenAge:         p.MaxTokenAge,
 			JWKSRefreshInterval: p.JWKSRefreshInterval,
 			RequiredClaims:      p.RequiredClaims,
@@ -47,6 +47,15 @@ func OIDCProviders(cfg *config.Config) []oidc.ProviderConfig {
 		out = append(out, pc)
 	}
 	return out
+}
+
+// clockSkew maps a configured skew to the oidc package, where 0 means "the
+// default": a configured 0 must mean no tolerance at all.
+func clockSkew(d time.Duration) time.Duration {
+	if d == 0 {
+		return time.Nanosecond
+	}
+	return d
 }
 
 // PolicyConfig converts the configuration's access policies.
@@ -71,10 +80,16 @@ func ImmutableConfig(cfg *config.Config) policy.ImmutableConfig {
 			Exclusions: cfg.Global.ImmutableTagsExclusions}
 	}
 	for _, r := range cfg.Repositories {
-		if r.ImmutableTags != nil {
-			ic.Repositories[r.Key] = &policy.ImmutableSource{Key: `repository."` + r.Key + `".immutable_tags`,
-				Enabled: *r.ImmutableTags, Exclusions: r.ImmutableTagsExclusions}
+		if r.ImmutableTags == nil && len(r.ImmutableTagsExclusions) == 0 {
+			continue
 		}
+		// Exclusions alone keep the global on/off setting.
+		enabled := cfg.Global.ImmutableTags
+		if r.ImmutableTags != nil {
+			enabled = *r.ImmutableTags
+		}
+		ic.Repositories[r.Key] = &policy.ImmutableSource{Key: `repository."` + r.Key + `".immutable_tags`,
+			Enabled: enabled, Exclusions: r.ImmutableTagsExclusions}
 	}
 	return ic
 }
