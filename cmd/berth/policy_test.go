@@ -8,47 +8,19 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-registry/berth/internal/seedtest"
+
 	"github.com/berth-registry/berth/internal/auth/users"
 	"github.com/berth-registry/berth/internal/oidctest"
 )
 
 // explainSeedExample is the Complete Example of the GitHub Actions guide
 // (seed 000) with its [server.tls] table removed.
-const explainSeedExample = `[server]
-bind_address = "0.0.0.0"
-port = 5000
-
-[blob_store.fs]
-root_dir = "/data"
-
-[auth.oidc.github-actions]
-provider = "github"
-%ISSUER%
-# Production: only main branch from specific repos
-[repository."production".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.provider_name == "github-actions" &&
-identity.oidc.claims["ref"] == "refs/heads/main" &&
-identity.oidc.claims["repository"].matches("^myorg/(api|web|worker)$")'''
-]
-
-# Dev: any branch from org
-[repository."dev".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.claims["repository"].startsWith("myorg/")'''
-]
-
-[ui]
-enabled = true
-`
+var explainSeedExample = seedtest.Without(seedtest.AngosComplete, "server.tls")
 
 func explainSeedConfig(t *testing.T, issuerLines string) string {
 	t.Helper()
-	return writeFile(t, strings.Replace(explainSeedExample, "%ISSUER%", issuerLines, 1))
+	return writeFile(t, seedtest.WithProviderKeys(explainSeedExample, issuerLines))
 }
 
 func explainClaimsFile(t *testing.T, claims map[string]any) string {

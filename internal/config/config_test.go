@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/seedtest"
 )
 
 // writeCert writes a self-signed certificate and its key into dir.
@@ -325,41 +327,7 @@ address = "nope"
 // point at a temporary certificate, since /tls does not exist here.
 func TestParseAngosCompleteExample(t *testing.T) {
 	cert, key := writeCert(t, t.TempDir())
-	doc := `[server]
-bind_address = "0.0.0.0"
-port = 5000
-
-[server.tls]
-server_certificate_bundle = "/tls/server.crt"
-server_private_key = "/tls/server.key"
-
-[blob_store.fs]
-root_dir = "/data"
-
-[auth.oidc.github-actions]
-provider = "github"
-
-# Production: only main branch from specific repos
-[repository."production".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.provider_name == "github-actions" &&
-identity.oidc.claims["ref"] == "refs/heads/main" &&
-identity.oidc.claims["repository"].matches("^myorg/(api|web|worker)$")'''
-]
-
-# Dev: any branch from org
-[repository."dev".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.claims["repository"].startsWith("myorg/")'''
-]
-
-[ui]
-enabled = true
-`
+	doc := seedtest.AngosComplete
 	doc = strings.NewReplacer("/tls/server.crt", cert, "/tls/server.key", key).Replace(doc)
 	c, err := Parse([]byte(doc), "config.toml")
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/berth-registry/berth/internal/seedtest"
+
 	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/policy"
@@ -168,38 +170,7 @@ func TestExampleDecisions(t *testing.T) {
 // angosCompleteExample is the "Complete Example" of the Angos GitHub Actions
 // guide (seed 000), as written, without its [server.tls] table (the
 // certificate files do not exist here).
-const angosCompleteExample = `
-[server]
-bind_address = "0.0.0.0"
-port = 5000
-
-[blob_store.fs]
-root_dir = "/data"
-
-[auth.oidc.github-actions]
-provider = "github"
-
-# Production: only main branch from specific repos
-[repository."production".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.provider_name == "github-actions" &&
-identity.oidc.claims["ref"] == "refs/heads/main" &&
-identity.oidc.claims["repository"].matches("^myorg/(api|web|worker)$")'''
-]
-
-# Dev: any branch from org
-[repository."dev".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.claims["repository"].startsWith("myorg/")'''
-]
-
-[ui]
-enabled = true
-`
+var angosCompleteExample = seedtest.Without(seedtest.AngosComplete, "server.tls")
 
 // TestAngosCompleteExample: an Angos file brought over loads as written, with
 // its access policies.

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/seedtest"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -32,40 +34,15 @@ import (
 // 000) without [server.tls]; its [server] and [blob_store.fs] tables are the
 // harness's (a free loopback port, the test's data directory). The provider's
 // issuer is the fake issuer, with an audience.
-const polSeedExample = `
-[auth.oidc.github-actions]
-provider = "github"
-issuer = %q
-audiences = ["berth"]
-
-# Production: only main branch from specific repos
-[repository."production".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.provider_name == "github-actions" &&
-identity.oidc.claims["ref"] == "refs/heads/main" &&
-identity.oidc.claims["repository"].matches("^myorg/(api|web|worker)$")'''
-]
-
-# Dev: any branch from org
-[repository."dev".access_policy]
-default_allow = false
-rules = [
-'''identity.oidc != null &&
-identity.oidc.claims["repository"].startsWith("myorg/")'''
-]
-
-[ui]
-enabled = true
-`
+var polSeedExample = seedtest.Without(seedtest.AngosComplete, "server", "server.tls", "blob_store.fs")
 
 // polSeedBerth starts berth with the seed's Complete Example and a fake
 // issuer playing GitHub Actions.
 func polSeedBerth(t *testing.T) (*berthProc, *oidctest.Issuer) {
 	t.Helper()
 	iss := newIssuer(t)
-	return startBerthWith(t, t.TempDir(), fmt.Sprintf(polSeedExample, iss.URL())), iss
+	return startBerthWith(t, t.TempDir(), seedtest.WithProviderKeys(polSeedExample,
+		fmt.Sprintf("issuer = %q\naudiences = [\"berth\"]", iss.URL()))), iss
 }
 
 // polToken mints a GitHub Actions ID token for a workflow of repo on ref,
