@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -230,7 +231,10 @@ func PolicyIdentity(id *auth.Identity) *policy.Identity {
 
 // requestOf is the policy's view of a resolved request.
 func requestOf(r *http.Request, rt registry.Route) policy.Request {
-	q := r.URL.Query()
+	var q url.Values
+	if r.URL.RawQuery != "" {
+		q = r.URL.Query() // only when there is one: the hot GETs have none
+	}
 	req := policy.Request{
 		Action:     string(rt.Action.Kind()),
 		Operation:  string(rt.Action),
