@@ -1,0 +1,405 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// formatRevision is the content of a revision link: the media type, and the
+// subject digest on a second line when there is one.
+func formatRevision(mediaType string, subject digest.Digest) []byte {
+	if subject == "" {
+		return []byte(mediaType)
+	}
+	return []byte(mediaType + "\n" + string(subject))
+}
+
+func parseRevision(b []byte) (mediaType string, subject digest.Digest) {
+	mt, subj, _ := strings.Cut(string(b), "\n")
+	return mt, digest.Digest(strings.TrimSpace(subj))
+}
+
+func manifestUnknown(repo string, d digest.Digest) error {
+	return fmt.Errorf("s3: manifest %s in %s: %w", d, repo, storage.ErrManifestUnknown)
+}
+
+func (s *Store) manifest(ctx context.Context, repo string, d digest.Digest, withData bool) (storage.Manifest, error) {
+	rk, err := s.repoKey(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	rev, err := s.get(ctx, revisionKey(rk, g))
+	if err != nil {
+		if isNotFound(err) {
+			return storage.Manifest{}, manifestUnknown(repo, d)
+		}
+		return storage.Manifest{}, fmt.Errorf("s3: get manifest: %w", err)
+	}
+	mediaType, _ := parseRevision(rev)
+	m := storage.Manifest{Digest: d, MediaType: mediaType}
+	if withData {
+		m.Data, err = s.get(ctx, s.blobKey(g))
+		if err != nil {
+			if isNotFound(err) {
+				return storage.Manifest{}, fmt.Errorf("s3: manifest %s in %s: bytes missing: %w", d, repo, storage.ErrManifestUnknown)
+			}
+			return storage.Manifest{}, fmt.Errorf("s3: get manifest: %w", err)
+		}
+		return m, nil
+	}
+	ok, err := s.exists(ctx, s.blobKey(g))
+	if err != nil {
+		return storage.Manifest{}, err
+	}
+	if !ok {
+		return storage.Manifest{}, fmt.Errorf("s3: manifest %s in %s: bytes missing: %w", d, repo, storage.ErrManifestUnknown)
+	}
+	return m, nil
+}
+
+// GetManifest returns a manifest linked into repo, or ErrManifestUnknown.
+func (s *Store) GetManifest(ctx context.Context, repo string, d digest.Digest) (storage.Manifest, error) {
+	return s.manifest(ctx, repo, d, true)
+}
+
+// StatManifest is GetManifest without the bytes.
+func (s *Store) StatManifest(ctx context.Context, repo string, d digest.Digest) (storage.Manifest, error) {
+	return s.manifest(ctx, repo, d, false)
+}
+
+// PutManifest stores the manifest bytes as a blob, then links the revision,
+// then the referrer entry, then the tags, each object written before the
+// next. The bytes must hash to Manifest.Digest (ErrDigestMismatch).
+func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutManifestRequest) error {
+	rk, err := s.repoKey(repo, nil)
+	if err != nil {
+		return err
+	}
+	m := req.Manifest
+	g, err := parseDigest(m.Digest)
+	if err != nil {
+		if errors.Is(err, errInvalidDigest) {
+			return fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+		}
+		return err
+	}
+	h := newHash(g.alg)
+	h.Write(m.Data)
+	if got := hashDigest(g.alg, h); got != m.Digest {
+		return fmt.Errorf("s3: manifest is %s, not %s: %w", got, m.Digest, storage.ErrDigestMismatch)
+	}
+	if strings.ContainsAny(m.MediaType, "\r\n\x00") {
+		return fmt.Errorf("s3: invalid media type %q", m.MediaType)
+	}
+	for _, tag := range req.Tags {
+		if err := checkTag(tag, nil); err != nil {
+			return err
+		}
+	}
+	var subject parsedDigest
+	var referrer []byte
+	if req.Subject != "" {
+		subject, err = parseDigest(req.Subject)
+		if err != nil {
+			return fmt.Errorf("s3: subject: %w", err)
+		}
+		referrer, err = json.Marshal(req.Referrer)
+		if err != nil {
+			return fmt.Errorf("s3: referrer: %w", err)
+		}
+	}
+
+	mu := s.repoLock(repo)
+	mu.RLock()
+	defer mu.RUnlock()
+
+	// 0. the repository exists from now on
+	if err := s.markRepo(ctx, repo); err != nil {
+		return err
+	}
+	// 1. bytes
+	blob := s.blobKey(g)
+	have, err := s.exists(ctx, blob)
+	if err != nil {
+		return err
+	}
+	if !have {
+		if err := s.put(ctx, blob, m.Data); err != nil {
+			return err
+		}
+	}
+	// 2. revision
+	if err := s.putIfChanged(ctx, revisionKey(rk, g), formatRevision(m.MediaType, req.Subject)); err != nil {
+		return err
+	}
+	// 3. referrer
+	if req.Subject != "" {
+		if err := s.putIfChanged(ctx, referrersKey(rk, subject)+referrerName(g), referrer); err != nil {
+			return err
+		}
+	}
+	// 4. tags
+	for _, tag := range req.Tags {
+		if err := s.put(ctx, tagsKey(rk)+tag, []byte(m.Digest)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteManifest removes, in this order, the tags pointing at the manifest,
+// its referrer entry and its revision link. The bytes stay for garbage
+// collection (other repositories may link them).
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	rk, err := s.repoKey(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	defer mu.Unlock()
+
+	revKey := revisionKey(rk, g)
+	rev, err := s.get(ctx, revKey)
+	if err != nil {
+		if isNotFound(err) {
+			return manifestUnknown(repo, d)
+		}
+		return fmt.Errorf("s3: delete manifest: %w", err)
+	}
+
+	tk := tagsKey(rk)
+	err = s.listKeys(ctx, tk, "", -1, func(key string, _ int64) (bool, error) {
+		b, err := s.get(ctx, key)
+		if err != nil {
+			if isNotFound(err) {
+				return true, nil
+			}
+			return false, fmt.Errorf("s3: delete manifest: %w", err)
+		}
+		if digest.Digest(bytes.TrimSpace(b)) == d {
+			if err := s.del(ctx, key); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+
+	if _, subj := parseRevision(rev); subj != "" {
+		if sg, err := parseDigest(subj); err == nil {
+			if err := s.del(ctx, referrersKey(rk, sg)+referrerName(g)); err != nil {
+				return err
+			}
+		}
+	}
+	return s.del(ctx, revKey)
+}
+
+// ResolveTag returns the digest the tag points at. A tag whose manifest is
+// not linked (which the write order prevents) is reported unknown.
+func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest, error) {
+	rk, err := s.repoKey(repo, storage.ErrTagUnknown)
+	if err != nil {
+		return "", err
+	}
+	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+		return "", err
+	}
+	b, err := s.get(ctx, tagsKey(rk)+tag)
+	if err != nil {
+		if isNotFound(err) {
+			return "", fmt.Errorf("s3: tag %s in %s: %w", tag, repo, storage.ErrTagUnknown)
+		}
+		return "", fmt.Errorf("s3: resolve tag: %w", err)
+	}
+	d := digest.Digest(bytes.TrimSpace(b))
+	g, err := parseDigest(d)
+	if err != nil {
+		return "", fmt.Errorf("s3: tag %s in %s: damaged: %w", tag, repo, storage.ErrTagUnknown)
+	}
+	ok, err := s.exists(ctx, revisionKey(rk, g))
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("s3: tag %s in %s: manifest %s missing: %w", tag, repo, d, storage.ErrTagUnknown)
+	}
+	return d, nil
+}
+
+// DeleteTag removes a tag; the manifest stays.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	rk, err := s.repoKey(repo, storage.ErrTagUnknown)
+	if err != nil {
+		return err
+	}
+	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+		return err
+	}
+	key := tagsKey(rk) + tag
+	ok, err := s.exists(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("s3: tag %s in %s: %w", tag, repo, storage.ErrTagUnknown)
+	}
+	return s.del(ctx, key)
+}
+
+// ListReferrers returns the descriptors of the manifests in repo whose
+// subject is d, ordered by referrer digest.
+func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]storage.Descriptor, error) {
+	rk, err := s.repoKey(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return nil, err
+	}
+	subject, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return nil, err
+	}
+	prefix := referrersKey(rk, subject)
+	out := []storage.Descriptor{}
+	err = s.listKeys(ctx, prefix, "", -1, func(key string, _ int64) (bool, error) {
+		name := strings.TrimPrefix(key, prefix)
+		alg, enc, ok := strings.Cut(name, "-")
+		if !ok {
+			return true, nil
+		}
+		g, err := parseDigest(digest.Digest(alg + ":" + enc))
+		if err != nil {
+			return true, nil
+		}
+		if ok, err := s.exists(ctx, revisionKey(rk, g)); err != nil {
+			return false, err
+		} else if !ok {
+			return true, nil
+		}
+		b, err := s.get(ctx, key)
+		if err != nil {
+			if isNotFound(err) {
+				return true, nil // deleted meanwhile
+			}
+			return false, fmt.Errorf("s3: list referrers: %w", err)
+		}
+		var desc storage.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			return false, fmt.Errorf("s3: referrer %s of %s in %s: %w", g.d, d, repo, err)
+		}
+		out = append(out, desc)
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// listKeys calls fn with the keys under prefix that sort after prefix+after,
+// in order, fetching pages of at most pageHint keys (pageHint <= 0: 1000),
+// until fn returns false or the listing ends.
+func (s *Store) listKeys(ctx context.Context, prefix, after string, pageHint int, fn func(key string, size int64) (bool, error)) error {
+	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)}
+	if after != "" {
+		in.StartAfter = aws.String(prefix + after)
+	}
+	if pageHint > 0 && pageHint < 1000 {
+		in.MaxKeys = aws.Int32(int32(pageHint))
+	}
+	for {
+		out, err := s.c.ListObjectsV2(ctx, in)
+		if err != nil {
+			return fmt.Errorf("s3: list %s: %w", prefix, err)
+		}
+		for _, o := range out.Contents {
+			key := aws.ToString(o.Key)
+			if !strings.HasPrefix(key, prefix) {
+				continue
+			}
+			more, err := fn(key, aws.ToInt64(o.Size))
+			if err != nil || !more {
+				return err
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
+			return nil
+		}
+		in.ContinuationToken = out.NextContinuationToken
+		in.StartAfter = nil
+	}
+}
+
+// ListTags returns up to n tags after `after` in lexical order (n < 0: all):
+// one ListObjectsV2 page of n keys starting after the tag.
+func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]string, error) {
+	rk, err := s.repoKey(repo, storage.ErrRepositoryUnknown)
+	if err != nil {
+		return nil, err
+	}
+	tags := []string{}
+	if n != 0 {
+		prefix := tagsKey(rk)
+		err = s.listKeys(ctx, prefix, after, n, func(key string, _ int64) (bool, error) {
+			tag := strings.TrimPrefix(key, prefix)
+			if tag > after && tagRE.MatchString(tag) {
+				tags = append(tags, tag)
+			}
+			return n < 0 || len(tags) < n, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(tags) == 0 {
+		ok, err := s.exists(ctx, s.reposKey()+encodeRepo(repo))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("s3: repository %s: %w", repo, storage.ErrRepositoryUnknown)
+		}
+	}
+	return tags, nil
+}
+
+// ListRepositories returns up to n repository names after `after` in lexical
+// order (n < 0: all), from the repository markers: one ListObjectsV2 page.
+func (s *Store) ListRepositories(ctx context.Context, after string, n int) ([]string, error) {
+	repos := []string{}
+	if n == 0 {
+		return repos, nil
+	}
+	prefix := s.reposKey()
+	err := s.listKeys(ctx, prefix, encodeRepo(after), n, func(key string, _ int64) (bool, error) {
+		name, ok := decodeRepo(strings.TrimPrefix(key, prefix))
+		if ok && name > after {
+			repos = append(repos, name)
+		}
+		return n < 0 || len(repos) < n, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return repos, nil
+}

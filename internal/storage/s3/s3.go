@@ -1,0 +1,735 @@
+// Package s3 implements storage.Store natively on S3-compatible object storage
+// (AWS S3, MinIO, Ceph, versitygw, R2 ...) with aws-sdk-go-v2.
+//
+// # Layout
+//
+// Every key lives under Options.KeyPrefix:
+//
+//	blobs/<alg>/<hex>                                        blob bytes: layers, configs and manifests
+//	repositories/<name>/_blobs/<alg>/<hex>                   link: the blob is in the repository (holds the digest)
+//	repositories/<name>/_manifests/revisions/<alg>/<hex>     link: media type, and the subject digest on a second line
+//	repositories/<name>/_manifests/tags/<tag>                tag: holds the manifest digest
+//	repositories/<name>/_referrers/<salg>/<shex>/<alg>-<hex> referrer of subject <salg>:<shex>: descriptor JSON
+//	_repos/<encoded name>                                    marker: the repository has been pushed to
+//	_uploads/<id>/state                                      upload session state (JSON)
+//	_uploads/<id>/tail                                       staged remainder (< 5 MiB) not yet in a part
+//	_uploads/<id>/data                                       key of the session's multipart upload
+//
+// Repository markers make the catalog a single ListObjectsV2 page per
+// request. Their names are encoded so that the markers of "a" and "a/b" never
+// collide on a filesystem-backed gateway and their keys sort exactly like the
+// names (see encodeRepo).
+//
+// # Integrity
+//
+// S3 makes a single object visible atomically, so ordering is all that is
+// needed: blob bytes, then the revision link, then the referrer entry, then
+// tags; DeleteManifest works in the reverse order. An upload becomes a blob
+// only after its digest is verified: the multipart upload is completed into
+// the session's temporary key, copied server-side to blobs/<alg>/<hex>, and
+// only then linked into the repository.
+//
+// # Uploads
+//
+// A session is an S3 multipart upload plus a state object holding the parts
+// (number, ETag, size), the size so far, the start time and the running
+// sha256 state. Full parts of MultipartPartSize go to UploadPart; a remainder
+// under the 5 MiB part minimum is staged as the tail object and prepended to
+// the next append (or becomes the last part at commit). A request holds at
+// most one part in memory. Because everything is in the bucket, a session
+// continues on any replica; within one process appends to one session are
+// serialised, across processes a session must not be appended to twice at
+// once (clients do not do that).
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// ErrInvalidName is wrapped by the errors returned for a repository name, tag
+// or upload id that does not match its grammar. Lookups wrap the matching
+// storage "unknown" sentinel as well.
+var ErrInvalidName = errors.New("s3: invalid name")
+
+const (
+	// MinPartSize is the S3 minimum size of every multipart part but the last.
+	MinPartSize = 5 << 20
+	// DefaultPartSize is the default MultipartPartSize.
+	DefaultPartSize = 8 << 20
+	// maxCopySize is the largest object CopyObject copies; larger ones are
+	// copied with UploadPartCopy.
+	maxCopySize  = 5 << 30
+	copyPartSize = 1 << 30
+
+	lockStripes = 64
+)
+
+// Options configures a Store.
+type Options struct {
+	Endpoint  string // e.g. http://127.0.0.1:7070; empty: AWS
+	Bucket    string
+	Region    string // default us-east-1
+	KeyPrefix string // optional; a trailing "/" is added
+	// AccessKeyID and SecretKey: static credentials. When empty the default
+	// AWS chain is used (environment, shared config, web identity, IMDS).
+	AccessKeyID string
+	SecretKey   string
+	PathStyle   bool
+	// MultipartPartSize is the size of the parts uploads are split into
+	// (default 8 MiB, at least 5 MiB). It bounds the memory of one append.
+	MultipartPartSize int64
+	HTTPClient        *http.Client
+	Now               func() time.Time
+}
+
+// Store is the S3 backend. It is safe for concurrent use.
+type Store struct {
+	c        *awss3.Client
+	presign  *awss3.PresignClient
+	bucket   string
+	prefix   string
+	partSize int64
+	now      func() time.Time
+	bufPool  sync.Pool
+
+	uploadLocks [lockStripes]sync.Mutex
+	repoLocks   [lockStripes]sync.RWMutex
+	marked      sync.Map // repository name -> struct{}: marker known to exist
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// New returns a store on opts.Bucket. It does not contact the server (Ping does).
+func New(ctx context.Context, opts Options) (*Store, error) {
+	if opts.Bucket == "" {
+		return nil, errors.New("s3: empty bucket")
+	}
+	if opts.Region == "" {
+		opts.Region = "us-east-1"
+	}
+	if opts.MultipartPartSize == 0 {
+		opts.MultipartPartSize = DefaultPartSize
+	}
+	if opts.MultipartPartSize < MinPartSize {
+		return nil, fmt.Errorf("s3: multipart part size %d below the S3 minimum of %d", opts.MultipartPartSize, MinPartSize)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	loadOpts := []func(*config.LoadOptions) error{config.WithRegion(opts.Region)}
+	if opts.AccessKeyID != "" || opts.SecretKey != "" {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(opts.AccessKeyID, opts.SecretKey, "")))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: aws config: %w", err)
+	}
+	cfg.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	cfg.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	c := awss3.NewFromConfig(cfg, func(o *awss3.Options) {
+		if opts.Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.Endpoint)
+		}
+		o.UsePathStyle = opts.PathStyle
+		if opts.HTTPClient != nil {
+			o.HTTPClient = opts.HTTPClient
+		}
+	})
+	prefix := strings.Trim(opts.KeyPrefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	s := &Store{
+		c:        c,
+		presign:  awss3.NewPresignClient(c),
+		bucket:   opts.Bucket,
+		prefix:   prefix,
+		partSize: opts.MultipartPartSize,
+		now:      opts.Now,
+	}
+	size := int(opts.MultipartPartSize)
+	s.bufPool.New = func() any { b := make([]byte, size); return &b }
+	return s, nil
+}
+
+// Client returns the underlying S3 client.
+func (s *Store) Client() *awss3.Client { return s.c }
+
+// Bucket returns the bucket name.
+func (s *Store) Bucket() string { return s.bucket }
+
+// ---------------------------------------------------------------------------
+// names, digests and keys
+
+var (
+	repoComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	tagRE           = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
+	errInvalidDigest = errors.New("s3: invalid digest")
+)
+
+type parsedDigest struct {
+	d   digest.Digest
+	alg string
+	hex string
+}
+
+func parseDigest(d digest.Digest) (parsedDigest, error) {
+	s := string(d)
+	alg, enc, ok := strings.Cut(s, ":")
+	if !ok || alg == "" {
+		return parsedDigest{}, fmt.Errorf("s3: digest %q: %w", s, errInvalidDigest)
+	}
+	var n int
+	switch alg {
+	case "sha256":
+		n = 64
+	case "sha512":
+		n = 128
+	default:
+		return parsedDigest{}, fmt.Errorf("s3: digest %q: %w", s, storage.ErrUnsupportedDigest)
+	}
+	if len(enc) != n || !isLowerHex(enc) {
+		return parsedDigest{}, fmt.Errorf("s3: digest %q: %w", s, errInvalidDigest)
+	}
+	return parsedDigest{d: d, alg: alg, hex: enc}, nil
+}
+
+// lookupDigest is parseDigest for lookups: a malformed digest names nothing
+// stored, so the error also wraps unknown.
+func lookupDigest(d digest.Digest, unknown error) (parsedDigest, error) {
+	g, err := parseDigest(d)
+	if err != nil && errors.Is(err, errInvalidDigest) {
+		return g, fmt.Errorf("%w: %w", err, unknown)
+	}
+	return g, err
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func newHash(alg string) hash.Hash {
+	if alg == "sha512" {
+		return sha512.New()
+	}
+	return sha256.New()
+}
+
+func hashDigest(alg string, h hash.Hash) digest.Digest {
+	return digest.Digest(alg + ":" + hex.EncodeToString(h.Sum(nil)))
+}
+
+func validRepo(repo string) bool {
+	if repo == "" || len(repo) > 255 {
+		return false
+	}
+	for c := range strings.SplitSeq(repo, "/") {
+		if !repoComponentRE.MatchString(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func validUploadID(id string) bool { return len(id) == 32 && isLowerHex(id) }
+
+func nameErr(what, name string, unknown error) error {
+	if unknown != nil {
+		return fmt.Errorf("s3: %s %q: %w: %w", what, name, ErrInvalidName, unknown)
+	}
+	return fmt.Errorf("s3: %s %q: %w", what, name, ErrInvalidName)
+}
+
+// repoKey returns the key prefix of repo (ending in "/").
+func (s *Store) repoKey(repo string, unknown error) (string, error) {
+	if !validRepo(repo) {
+		return "", nameErr("repository name", repo, unknown)
+	}
+	return s.prefix + "repositories/" + repo + "/", nil
+}
+
+func checkTag(tag string, unknown error) error {
+	if !tagRE.MatchString(tag) {
+		return nameErr("tag", tag, unknown)
+	}
+	return nil
+}
+
+func (s *Store) blobKey(g parsedDigest) string { return s.prefix + "blobs/" + g.alg + "/" + g.hex }
+
+func linkKey(rk string, g parsedDigest) string { return rk + "_blobs/" + g.alg + "/" + g.hex }
+
+func revisionKey(rk string, g parsedDigest) string {
+	return rk + "_manifests/revisions/" + g.alg + "/" + g.hex
+}
+
+func tagsKey(rk string) string { return rk + "_manifests/tags/" }
+
+func referrersKey(rk string, subject parsedDigest) string {
+	return rk + "_referrers/" + subject.alg + "/" + subject.hex + "/"
+}
+
+func referrerName(g parsedDigest) string { return g.alg + "-" + g.hex }
+
+func (s *Store) reposKey() string { return s.prefix + "_repos/" }
+
+func (s *Store) uploadKey(id string) string { return s.prefix + "_uploads/" + id + "/" }
+
+// encodeRepo maps a repository name to a single path segment whose byte order
+// is the order of the names: '/' becomes '0' and a digit d becomes "1d"; the
+// other characters of the grammar ([a-z._-]) stay. The code is prefix-free
+// and order-preserving on single characters ('-' < '.' < '/' < digits < '_' <
+// letters), so it preserves lexical order, and no marker key is a "directory"
+// of another.
+func encodeRepo(name string) string {
+	var b strings.Builder
+	b.Grow(len(name) + 8)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '/':
+			b.WriteByte('0')
+		case c >= '0' && c <= '9':
+			b.WriteByte('1')
+			b.WriteByte(c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func decodeRepo(enc string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(enc))
+	for i := 0; i < len(enc); i++ {
+		c := enc[i]
+		switch {
+		case c == '0':
+			b.WriteByte('/')
+		case c == '1':
+			if i+1 >= len(enc) || enc[i+1] < '0' || enc[i+1] > '9' {
+				return "", false
+			}
+			i++
+			b.WriteByte(enc[i])
+		case c >= '2' && c <= '9':
+			return "", false
+		default:
+			b.WriteByte(c)
+		}
+	}
+	name := b.String()
+	return name, validRepo(name)
+}
+
+func (s *Store) uploadLock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &s.uploadLocks[h.Sum32()%lockStripes]
+}
+
+func (s *Store) repoLock(repo string) *sync.RWMutex {
+	h := fnv.New32a()
+	h.Write([]byte(repo))
+	return &s.repoLocks[h.Sum32()%lockStripes]
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails
+	return hex.EncodeToString(b)
+}
+
+// ---------------------------------------------------------------------------
+// object helpers
+
+// isNotFound reports whether err says the key (or multipart upload) does not exist.
+func isNotFound(err error) bool {
+	var nsk *types.NoSuchKey
+	var nf *types.NotFound
+	var nsu *types.NoSuchUpload
+	if errors.As(err, &nsk) || errors.As(err, &nf) || errors.As(err, &nsu) {
+		return true
+	}
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "NoSuchKey", "NotFound", "NoSuchUpload":
+			return true
+		case "NoSuchBucket":
+			return false
+		}
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
+}
+
+func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
+	out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return nil, err
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
+}
+
+// head returns the size of key; found is false when it does not exist.
+func (s *Store) head(ctx context.Context, key string) (size int64, found bool, err error) {
+	out, err := s.c.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		if isNotFound(err) {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("s3: head %s: %w", key, err)
+	}
+	return aws.ToInt64(out.ContentLength), true, nil
+}
+
+func (s *Store) exists(ctx context.Context, key string) (bool, error) {
+	_, ok, err := s.head(ctx, key)
+	return ok, err
+}
+
+func (s *Store) put(ctx context.Context, key string, data []byte) error {
+	_, err := s.c.PutObject(ctx, &awss3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+	})
+	if err != nil {
+		return fmt.Errorf("s3: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// putIfChanged is put that skips the write when key already holds data.
+func (s *Store) putIfChanged(ctx context.Context, key string, data []byte) error {
+	if cur, err := s.get(ctx, key); err == nil && bytes.Equal(cur, data) {
+		return nil
+	}
+	return s.put(ctx, key, data)
+}
+
+func (s *Store) del(ctx context.Context, key string) error {
+	if _, err := s.c.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: &s.bucket, Key: &key}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("s3: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// copySource is the x-amz-copy-source of key.
+func (s *Store) copySource(key string) string {
+	segs := strings.Split(s.bucket+"/"+key, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	return strings.Join(segs, "/")
+}
+
+// copyObject copies src (of size bytes) to dst server-side, with
+// UploadPartCopy when it is too large for CopyObject.
+func (s *Store) copyObject(ctx context.Context, src, dst string, size int64) error {
+	if size <= maxCopySize {
+		_, err := s.c.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &s.bucket, Key: &dst, CopySource: aws.String(s.copySource(src))})
+		if err != nil {
+			return fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
+		}
+		return nil
+	}
+	mpu, err := s.c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dst})
+	if err != nil {
+		return fmt.Errorf("s3: copy %s: %w", dst, err)
+	}
+	partSize := max(int64(copyPartSize), (size+9999)/10000)
+	var parts []types.CompletedPart
+	for n, off := int32(1), int64(0); off < size; n, off = n+1, off+partSize {
+		end := min(off+partSize, size) - 1
+		out, err := s.c.UploadPartCopy(ctx, &awss3.UploadPartCopyInput{
+			Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId, PartNumber: aws.Int32(n),
+			CopySource:      aws.String(s.copySource(src)),
+			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
+		})
+		if err != nil {
+			s.c.AbortMultipartUpload(context.WithoutCancel(ctx), &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId})
+			return fmt.Errorf("s3: copy %s part %d: %w", dst, n, err)
+		}
+		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.CopyPartResult.ETag})
+	}
+	_, err = s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+		Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	if err != nil {
+		s.c.AbortMultipartUpload(context.WithoutCancel(ctx), &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId})
+		return fmt.Errorf("s3: copy %s: complete: %w", dst, err)
+	}
+	return nil
+}
+
+// markRepo records that repo has been pushed to (once per process).
+func (s *Store) markRepo(ctx context.Context, repo string) error {
+	if _, ok := s.marked.Load(repo); ok {
+		return nil
+	}
+	if err := s.put(ctx, s.reposKey()+encodeRepo(repo), nil); err != nil {
+		return err
+	}
+	s.marked.Store(repo, struct{}{})
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Ping
+
+// Ping checks that the bucket answers (HeadBucket).
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.c.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
+		return fmt.Errorf("s3: ping bucket %s: %w", s.bucket, err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// blobs
+
+// linkedBlob reports how g is linked into the repository at rk: as a blob,
+// as a manifest (with its revision content), or not at all.
+func (s *Store) linkedBlob(ctx context.Context, rk string, g parsedDigest) (asBlob bool, revision []byte, err error) {
+	asBlob, err = s.exists(ctx, linkKey(rk, g))
+	if err != nil {
+		return false, nil, err
+	}
+	revision, err = s.get(ctx, revisionKey(rk, g))
+	if err != nil {
+		if !isNotFound(err) {
+			return false, nil, fmt.Errorf("s3: %w", err)
+		}
+		revision = nil
+	}
+	return asBlob, revision, nil
+}
+
+// statLinked returns the size of a blob linked into rk (as a blob or as a
+// manifest), or ErrBlobUnknown.
+func (s *Store) statLinked(ctx context.Context, rk, repo string, g parsedDigest) (int64, error) {
+	linked, err := s.exists(ctx, linkKey(rk, g))
+	if err == nil && !linked {
+		linked, err = s.exists(ctx, revisionKey(rk, g))
+	}
+	if err != nil {
+		return 0, err
+	}
+	if !linked {
+		return 0, fmt.Errorf("s3: blob %s in %s: %w", g.d, repo, storage.ErrBlobUnknown)
+	}
+	size, ok, err := s.head(ctx, s.blobKey(g))
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, fmt.Errorf("s3: blob %s in %s: data missing: %w", g.d, repo, storage.ErrBlobUnknown)
+	}
+	return size, nil
+}
+
+// StatBlob returns the blob if it is linked into repo (as a blob or as a manifest).
+func (s *Store) StatBlob(ctx context.Context, repo string, d digest.Digest) (storage.BlobInfo, error) {
+	rk, err := s.repoKey(repo, storage.ErrBlobUnknown)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	g, err := lookupDigest(d, storage.ErrBlobUnknown)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	size, err := s.statLinked(ctx, rk, repo, g)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	return storage.BlobInfo{Digest: d, Size: size}, nil
+}
+
+// OpenBlob streams length bytes of the blob from offset (length < 0: to the
+// end) with a ranged GetObject. A range that runs past the end is cut at the
+// end; an offset outside [0, size] is an error.
+func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	rk, err := s.repoKey(repo, storage.ErrBlobUnknown)
+	if err != nil {
+		return nil, err
+	}
+	g, err := lookupDigest(d, storage.ErrBlobUnknown)
+	if err != nil {
+		return nil, err
+	}
+	size, err := s.statLinked(ctx, rk, repo, g)
+	if err != nil {
+		return nil, err
+	}
+	if offset < 0 || offset > size {
+		return nil, fmt.Errorf("s3: blob %s: offset %d outside [0, %d]", d, offset, size)
+	}
+	if length < 0 || length > size-offset {
+		length = size - offset
+	}
+	if length == 0 {
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	key := s.blobKey(g)
+	in := &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key}
+	if offset > 0 || length < size {
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
+	}
+	out, err := s.c.GetObject(ctx, in)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, fmt.Errorf("s3: blob %s in %s: %w", d, repo, storage.ErrBlobUnknown)
+		}
+		return nil, fmt.Errorf("s3: open blob: %w", err)
+	}
+	return out.Body, nil
+}
+
+// PresignBlob returns a URL that GETs the blob without credentials for ttl.
+func (s *Store) PresignBlob(ctx context.Context, repo string, d digest.Digest, ttl time.Duration) (string, error) {
+	rk, err := s.repoKey(repo, storage.ErrBlobUnknown)
+	if err != nil {
+		return "", err
+	}
+	g, err := lookupDigest(d, storage.ErrBlobUnknown)
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.statLinked(ctx, rk, repo, g); err != nil {
+		return "", err
+	}
+	key := s.blobKey(g)
+	req, err := s.presign.PresignGetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key}, awss3.WithPresignExpires(ttl))
+	if err != nil {
+		return "", fmt.Errorf("s3: presign: %w", err)
+	}
+	return req.URL, nil
+}
+
+// MountBlob links a blob or manifest linked into from into repo. A manifest
+// is mounted as a manifest (same media type), so GetManifest finds it too.
+func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (storage.BlobInfo, error) {
+	rk, err := s.repoKey(repo, nil)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	g, err := lookupDigest(d, storage.ErrBlobUnknown)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	var asBlob bool
+	var rev []byte
+	if from == "" {
+		asBlob = true
+	} else {
+		fk, err := s.repoKey(from, storage.ErrBlobUnknown)
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
+		asBlob, rev, err = s.linkedBlob(ctx, fk, g)
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
+	}
+	if !asBlob && rev == nil {
+		return storage.BlobInfo{}, fmt.Errorf("s3: mount %s from %s: %w", d, from, storage.ErrBlobUnknown)
+	}
+	size, ok, err := s.head(ctx, s.blobKey(g))
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if !ok {
+		return storage.BlobInfo{}, fmt.Errorf("s3: mount %s from %s: data missing: %w", d, from, storage.ErrBlobUnknown)
+	}
+	if err := s.markRepo(ctx, repo); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if asBlob {
+		if err := s.putIfChanged(ctx, linkKey(rk, g), []byte(d)); err != nil {
+			return storage.BlobInfo{}, err
+		}
+	}
+	if rev != nil {
+		mediaType, _ := parseRevision(rev)
+		mu := s.repoLock(repo)
+		mu.RLock()
+		err := s.linkMountedManifest(ctx, rk, g, mediaType)
+		mu.RUnlock()
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
+	}
+	return storage.BlobInfo{Digest: d, Size: size}, nil
+}
+
+// linkMountedManifest links a mounted manifest into rk unless it is already
+// there (keeping an existing revision, which may carry a subject).
+func (s *Store) linkMountedManifest(ctx context.Context, rk string, g parsedDigest, mediaType string) error {
+	key := revisionKey(rk, g)
+	ok, err := s.exists(ctx, key)
+	if err != nil || ok {
+		return err
+	}
+	return s.put(ctx, key, formatRevision(mediaType, ""))
+}
+
+// DeleteBlob removes the blob link from repo. Manifests are deleted with DeleteManifest.
+func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {
+	rk, err := s.repoKey(repo, storage.ErrBlobUnknown)
+	if err != nil {
+		return err
+	}
+	g, err := lookupDigest(d, storage.ErrBlobUnknown)
+	if err != nil {
+		return err
+	}
+	key := linkKey(rk, g)
+	ok, err := s.exists(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("s3: delete blob %s in %s: %w", d, repo, storage.ErrBlobUnknown)
+	}
+	return s.del(ctx, key)
+}

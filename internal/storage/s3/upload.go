@@ -1,0 +1,516 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+const (
+	keyState = "state"
+	keyTail  = "tail"
+	keyData  = "data"
+)
+
+// part is one uploaded part of a session's multipart upload.
+type part struct {
+	Number int32  `json:"n"`
+	ETag   string `json:"etag"`
+	Size   int64  `json:"size"`
+}
+
+// session is the state object of an upload session.
+type session struct {
+	Repo      string    `json:"repo"`
+	UploadID  string    `json:"uploadId"` // S3 multipart upload id
+	Parts     []part    `json:"parts,omitempty"`
+	Size      int64     `json:"size"` // bytes received: the parts plus the tail
+	Tail      int64     `json:"tail"` // bytes staged in the tail object
+	StartedAt time.Time `json:"startedAt"`
+	// SHA256 is the marshalled sha256 state over all Size bytes.
+	SHA256 []byte `json:"sha256"`
+}
+
+func (ss *session) info(id string) storage.UploadInfo {
+	return storage.UploadInfo{ID: id, Repo: ss.Repo, Size: ss.Size, StartedAt: ss.StartedAt}
+}
+
+func (ss *session) partsSize() int64 {
+	var n int64
+	for _, p := range ss.Parts {
+		n += p.Size
+	}
+	return n
+}
+
+func (ss *session) hash() (hash.Hash, error) {
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(ss.SHA256); err != nil {
+		return nil, fmt.Errorf("s3: upload state: sha256: %w", err)
+	}
+	return h, nil
+}
+
+func uploadUnknown(repo, id string) error {
+	return fmt.Errorf("s3: upload %s in %s: %w", id, repo, storage.ErrUploadUnknown)
+}
+
+// loadSession reads the state of session id and checks it belongs to repo.
+func (s *Store) loadSession(ctx context.Context, repo, id string) (*session, error) {
+	if !validRepo(repo) {
+		return nil, nameErr("repository name", repo, storage.ErrUploadUnknown)
+	}
+	if !validUploadID(id) {
+		return nil, nameErr("upload id", id, storage.ErrUploadUnknown)
+	}
+	b, err := s.get(ctx, s.uploadKey(id)+keyState)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, uploadUnknown(repo, id)
+		}
+		return nil, fmt.Errorf("s3: upload %s: %w", id, err)
+	}
+	var ss session
+	if err := json.Unmarshal(b, &ss); err != nil {
+		return nil, fmt.Errorf("s3: upload %s: damaged state: %w", id, err)
+	}
+	if ss.Repo != repo {
+		return nil, uploadUnknown(repo, id)
+	}
+	return &ss, nil
+}
+
+func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
+	b, err := json.Marshal(ss)
+	if err != nil {
+		return err
+	}
+	return s.put(ctx, s.uploadKey(id)+keyState, b)
+}
+
+// BeginUpload creates the session's multipart upload and its state object.
+func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInfo, error) {
+	if !validRepo(repo) {
+		return storage.UploadInfo{}, nameErr("repository name", repo, nil)
+	}
+	id := randomHex(16)
+	dataKey := s.uploadKey(id) + keyData
+	mpu, err := s.c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dataKey})
+	if err != nil {
+		return storage.UploadInfo{}, fmt.Errorf("s3: begin upload: %w", err)
+	}
+	st, _ := sha256.New().(encoding.BinaryMarshaler).MarshalBinary()
+	ss := &session{
+		Repo:      repo,
+		UploadID:  aws.ToString(mpu.UploadId),
+		StartedAt: s.now().UTC().Round(0),
+		SHA256:    st,
+	}
+	if err := s.saveSession(ctx, id, ss); err != nil {
+		s.abortMPU(ctx, id, ss.UploadID)
+		return storage.UploadInfo{}, err
+	}
+	return ss.info(id), nil
+}
+
+// StatUpload returns the session, or ErrUploadUnknown.
+func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.UploadInfo, error) {
+	ss, err := s.loadSession(ctx, repo, id)
+	if err != nil {
+		return storage.UploadInfo{}, err
+	}
+	return ss.info(id), nil
+}
+
+// AppendUpload streams r into the session: the staged tail plus the new bytes
+// are cut into parts of MultipartPartSize for UploadPart; a remainder of at
+// least 5 MiB becomes a part too, a smaller one is staged as the tail object.
+// The state is saved after every part, so on a read error the bytes received
+// so far stay and the reported size is the saved one.
+func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error) {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	ss, err := s.loadSession(ctx, repo, id)
+	if err != nil {
+		return 0, err
+	}
+	if offset != ss.Size {
+		return ss.Size, fmt.Errorf("s3: upload %s: chunk at %d, upload is %d bytes: %w", id, offset, ss.Size, storage.ErrUploadOffset)
+	}
+	h, err := ss.hash()
+	if err != nil {
+		return ss.Size, err
+	}
+
+	bp := s.bufPool.Get().(*[]byte)
+	defer s.bufPool.Put(bp)
+	buf := *bp
+	fill := 0
+	if ss.Tail > 0 {
+		if err := s.readTail(ctx, id, buf[:ss.Tail]); err != nil {
+			return ss.Size, err
+		}
+		fill = int(ss.Tail)
+	}
+	tailKey := s.uploadKey(id) + keyTail
+
+	// flush uploads buf[:fill] as the next part and saves the state.
+	flush := func(newBytes int) error {
+		if err := s.uploadPart(ctx, id, ss, buf[:fill]); err != nil {
+			return err
+		}
+		ss.Size += int64(newBytes)
+		ss.Tail = 0
+		ss.SHA256, _ = h.(encoding.BinaryMarshaler).MarshalBinary()
+		return s.saveSession(ctx, id, ss)
+	}
+
+	newBytes := 0 // bytes of r in buf[:fill], already hashed
+	var readErr error
+	for {
+		n, err := r.Read(buf[fill:])
+		if n > 0 {
+			h.Write(buf[fill : fill+n])
+			fill += n
+			newBytes += n
+		}
+		if fill == len(buf) {
+			if err := flush(newBytes); err != nil {
+				return ss.Size, err
+			}
+			fill, newBytes = 0, 0
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				readErr = err
+			}
+			break
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			readErr = cerr
+			break
+		}
+	}
+
+	// The remainder: a part when it is large enough, else the tail object.
+	if newBytes > 0 {
+		wctx := ctx
+		if readErr != nil {
+			// Keep what was received even when the client went away.
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+		}
+		if fill >= MinPartSize {
+			if err := s.uploadPart(wctx, id, ss, buf[:fill]); err != nil {
+				return ss.Size, errors.Join(readErr, err)
+			}
+			ss.Tail = 0
+		} else {
+			if err := s.put(wctx, tailKey, buf[:fill]); err != nil {
+				return ss.Size, errors.Join(readErr, err)
+			}
+			ss.Tail = int64(fill)
+		}
+		newSize := ss.Size + int64(newBytes)
+		ss.Size = newSize
+		ss.SHA256, _ = h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err := s.saveSession(wctx, id, ss); err != nil {
+			return ss.Size - int64(newBytes), errors.Join(readErr, err)
+		}
+	}
+	if readErr != nil {
+		return ss.Size, fmt.Errorf("s3: upload %s: read: %w", id, readErr)
+	}
+	return ss.Size, nil
+}
+
+func (s *Store) readTail(ctx context.Context, id string, p []byte) error {
+	key := s.uploadKey(id) + keyTail
+	out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return fmt.Errorf("s3: upload %s: read tail: %w", id, err)
+	}
+	defer out.Body.Close()
+	if _, err := io.ReadFull(out.Body, p); err != nil {
+		return fmt.Errorf("s3: upload %s: read tail: %w", id, err)
+	}
+	return nil
+}
+
+// uploadPart uploads data as the next part of the session's multipart upload.
+func (s *Store) uploadPart(ctx context.Context, id string, ss *session, data []byte) error {
+	key := s.uploadKey(id) + keyData
+	n := int32(len(ss.Parts) + 1)
+	out, err := s.c.UploadPart(ctx, &awss3.UploadPartInput{
+		Bucket:        &s.bucket,
+		Key:           &key,
+		UploadId:      aws.String(ss.UploadID),
+		PartNumber:    aws.Int32(n),
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+	})
+	if err != nil {
+		if isNotFound(err) {
+			return fmt.Errorf("s3: upload %s part %d: %w: %w", id, n, err, storage.ErrUploadUnknown)
+		}
+		return fmt.Errorf("s3: upload %s part %d: %w", id, n, err)
+	}
+	ss.Parts = append(ss.Parts, part{Number: n, ETag: aws.ToString(out.ETag), Size: int64(len(data))})
+	return nil
+}
+
+func (s *Store) abortMPU(ctx context.Context, id, uploadID string) error {
+	key := s.uploadKey(id) + keyData
+	_, err := s.c.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: &uploadID})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("s3: abort upload %s: %w", id, err)
+	}
+	return nil
+}
+
+// removeSession aborts the multipart upload and deletes the session's
+// objects, the state last (so a failure leaves a session Purge can find).
+func (s *Store) removeSession(ctx context.Context, id string, ss *session) error {
+	if err := s.abortMPU(ctx, id, ss.UploadID); err != nil {
+		return err
+	}
+	for _, k := range []string{keyTail, keyData, keyState} {
+		if err := s.del(ctx, s.uploadKey(id)+k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CommitUpload verifies the session against d, completes its multipart
+// upload into the session's temporary key (or takes the tail object when
+// there are no parts), copies it server-side to blobs/<alg>/<hex> and links
+// it into repo. On a digest mismatch nothing is stored and the session is
+// removed.
+func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (storage.BlobInfo, error) {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	ss, err := s.loadSession(ctx, repo, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	g, err := parseDigest(d)
+	if err != nil {
+		if errors.Is(err, errInvalidDigest) {
+			return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+		}
+		return storage.BlobInfo{}, err
+	}
+	rk, _ := s.repoKey(repo, nil)
+	base := s.uploadKey(id)
+
+	mismatch := func(got digest.Digest) (storage.BlobInfo, error) {
+		if err := s.removeSession(ctx, id, ss); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s is %s, not %s: %w", id, got, d, storage.ErrDigestMismatch)
+	}
+	if g.alg == "sha256" {
+		h, err := ss.hash()
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
+		if got := hashDigest("sha256", h); got != d {
+			return mismatch(got)
+		}
+	}
+
+	// The content as one object: src.
+	var src string
+	switch {
+	case ss.Size == 0:
+		src = ""
+	case len(ss.Parts) == 0:
+		src = base + keyTail
+	default:
+		if ss.Tail > 0 {
+			// The staged tail becomes the last part.
+			bp := s.bufPool.Get().(*[]byte)
+			buf := (*bp)[:ss.Tail]
+			err := s.readTail(ctx, id, buf)
+			if err == nil {
+				err = s.uploadPart(ctx, id, ss, buf)
+			}
+			s.bufPool.Put(bp)
+			if err != nil {
+				return storage.BlobInfo{}, err
+			}
+			ss.Tail = 0
+			if err := s.saveSession(ctx, id, ss); err != nil {
+				return storage.BlobInfo{}, err
+			}
+		}
+		parts := make([]types.CompletedPart, len(ss.Parts))
+		for i, p := range ss.Parts {
+			parts[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
+		}
+		src = base + keyData
+		_, err := s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+			Bucket: &s.bucket, Key: &src, UploadId: aws.String(ss.UploadID),
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+		if err != nil {
+			if isNotFound(err) {
+				// Completed before (a retried commit): the object is there.
+				if ok, herr := s.exists(ctx, src); herr != nil || !ok {
+					return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: %w", id, err)
+				}
+			} else {
+				return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: %w", id, err)
+			}
+		}
+	}
+
+	if g.alg != "sha256" {
+		h := newHash(g.alg)
+		if src != "" {
+			out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &src})
+			if err != nil {
+				return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: re-hash: %w", id, err)
+			}
+			_, err = io.Copy(h, out.Body)
+			out.Body.Close()
+			if err != nil {
+				return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: re-hash: %w", id, err)
+			}
+		}
+		if got := hashDigest(g.alg, h); got != d {
+			return mismatch(got)
+		}
+	}
+
+	blob := s.blobKey(g)
+	size, have, err := s.head(ctx, blob)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if !have {
+		if src == "" {
+			err = s.put(ctx, blob, nil)
+		} else {
+			err = s.copyObject(ctx, src, blob, ss.Size)
+		}
+		if err != nil {
+			return storage.BlobInfo{}, err
+		}
+		size = ss.Size
+	}
+	if size != ss.Size {
+		return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: stored blob %s is %d bytes, upload is %d", id, d, size, ss.Size)
+	}
+	if err := s.markRepo(ctx, repo); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.putIfChanged(ctx, linkKey(rk, g), []byte(d)); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.removeSession(ctx, id, ss); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	return storage.BlobInfo{Digest: d, Size: ss.Size}, nil
+}
+
+// AbortUpload aborts the multipart upload and removes the session.
+func (s *Store) AbortUpload(ctx context.Context, repo, id string) error {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	ss, err := s.loadSession(ctx, repo, id)
+	if err != nil {
+		return err
+	}
+	return s.removeSession(ctx, id, ss)
+}
+
+// PurgeUploads removes the sessions started before olderThan (aborting their
+// multipart uploads) and returns how many. It also aborts multipart uploads
+// under _uploads/ older than olderThan whose session state is gone.
+func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, error) {
+	prefix := s.prefix + "_uploads/"
+	var ids []string
+	err := s.listKeys(ctx, prefix, "", -1, func(key string, _ int64) (bool, error) {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
+		if ok && rest == keyState && validUploadID(id) {
+			ids = append(ids, id)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		b, err := s.get(ctx, s.uploadKey(id)+keyState)
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return n, fmt.Errorf("s3: purge: %w", err)
+		}
+		var ss session
+		if err := json.Unmarshal(b, &ss); err != nil {
+			continue
+		}
+		if !ss.StartedAt.Before(olderThan) {
+			continue
+		}
+		mu := s.uploadLock(id)
+		mu.Lock()
+		err = s.removeSession(ctx, id, &ss)
+		mu.Unlock()
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+
+	// Orphaned multipart uploads (a session removed halfway).
+	in := &awss3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: aws.String(prefix)}
+	for {
+		out, err := s.c.ListMultipartUploads(ctx, in)
+		if err != nil {
+			return n, nil // best effort: not every S3-compatible store lists uploads
+		}
+		for _, u := range out.Uploads {
+			if u.Initiated == nil || !u.Initiated.Before(olderThan) {
+				continue
+			}
+			key := aws.ToString(u.Key)
+			id, _, _ := strings.Cut(strings.TrimPrefix(key, prefix), "/")
+			if !validUploadID(id) {
+				continue
+			}
+			if ok, err := s.exists(ctx, s.uploadKey(id)+keyState); err != nil || ok {
+				continue
+			}
+			s.c.AbortMultipartUpload(ctx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: u.Key, UploadId: u.UploadId})
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return n, nil
+		}
+		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
+	}
+}
