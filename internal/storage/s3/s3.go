@@ -83,12 +83,15 @@ const (
 	MinPartSize = 5 << 20
 	// DefaultPartSize is the default MultipartPartSize.
 	DefaultPartSize = 8 << 20
-	// maxCopySize is the largest object CopyObject copies; larger ones are
-	// copied with UploadPartCopy.
-	maxCopySize  = 5 << 30
-	copyPartSize = 1 << 30
 
 	lockStripes = 64
+)
+
+// maxCopySize is the largest object CopyObject copies; larger ones are copied
+// with UploadPartCopy in parts of copyPartSize (variables for the tests).
+var (
+	maxCopySize  int64 = 5 << 30
+	copyPartSize int64 = 1 << 30
 )
 
 // Options configures a Store.
@@ -476,7 +479,7 @@ func (s *Store) copyObject(ctx context.Context, src, dst string, size int64) err
 	if err != nil {
 		return fmt.Errorf("s3: copy %s: %w", dst, err)
 	}
-	partSize := max(int64(copyPartSize), (size+9999)/10000)
+	partSize := max(copyPartSize, (size+9999)/10000)
 	var parts []types.CompletedPart
 	for n, off := int32(1), int64(0); off < size; n, off = n+1, off+partSize {
 		end := min(off+partSize, size) - 1

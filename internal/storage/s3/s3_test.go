@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go/build"
 	"io"
@@ -562,5 +563,81 @@ func TestStateIsJSON(t *testing.T) {
 	b, err := json.Marshal(ss)
 	if err != nil || !bytes.Contains(b, []byte(`"startedAt":"1970-01-01T00:00:01.000000005Z"`)) {
 		t.Fatalf("state = %s, %v", b, err)
+	}
+}
+
+// TestMismatchLeavesNothing: a commit with the wrong digest, of a session with
+// parts and a tail, stores no blob and leaves no object or multipart upload.
+func TestMismatchLeavesNothing(t *testing.T) {
+	opts := testOptions(t, newPrefix())
+	opts.MultipartPartSize = MinPartSize
+	st := openStore(t, opts)
+	ctx := t.Context()
+	data := randomBytes(3, 6<<20+99)
+	for _, wrong := range []digest.Digest{sha256Of([]byte("other")), digest.Digest("sha512:" + strings.Repeat("ab", 64))} {
+		u, err := st.BeginUpload(ctx, "repo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AppendUpload(ctx, "repo", u.ID, 0, bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+		checkParts(t, st, "repo", u.ID)
+		_, err = st.CommitUpload(ctx, "repo", u.ID, wrong)
+		if !errors.Is(err, storage.ErrDigestMismatch) {
+			t.Fatalf("CommitUpload(%s) = %v, want ErrDigestMismatch", wrong, err)
+		}
+		var keys []string
+		st.listKeys(ctx, st.prefix, "", -1, func(key string, _ int64) (bool, error) {
+			keys = append(keys, key)
+			return true, nil
+		})
+		if len(keys) != 0 {
+			t.Fatalf("objects left after a digest mismatch: %q", keys)
+		}
+		out, err := st.c.ListMultipartUploads(ctx, &awss3.ListMultipartUploadsInput{Bucket: &st.bucket, Prefix: aws.String(st.prefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Uploads) != 0 {
+			t.Fatalf("%d multipart uploads left after a digest mismatch", len(out.Uploads))
+		}
+	}
+}
+
+// TestLargeCopyUsesUploadPartCopy lowers the CopyObject limit to exercise the
+// UploadPartCopy path that objects over 5 GiB take.
+func TestLargeCopyUsesUploadPartCopy(t *testing.T) {
+	opts := testOptions(t, newPrefix())
+	ct := &countingTransport{}
+	opts.HTTPClient = &http.Client{Transport: ct}
+	st := openStore(t, opts)
+	defer func(a, b int64) { maxCopySize, copyPartSize = a, b }(maxCopySize, copyPartSize)
+	maxCopySize, copyPartSize = 1<<20, MinPartSize
+	ctx := t.Context()
+	data := randomBytes(4, 12<<20+5)
+	u, err := st.BeginUpload(ctx, "repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AppendUpload(ctx, "repo", u.ID, 0, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	ct.take()
+	d := sha256Of(data)
+	if _, err := st.CommitUpload(ctx, "repo", u.ID, d); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	copies := 0
+	for _, r := range ct.take() {
+		if strings.HasPrefix(r, "PUT ") && strings.Contains(r, "partNumber=") && strings.Contains(r, "uploadId=") {
+			copies++
+		}
+	}
+	if copies < 4 { // the tail part, then 3 copied parts
+		t.Fatalf("%d part requests during commit, want the tail part and 3 UploadPartCopy", copies)
+	}
+	if got := readAll(t, st, "repo", d); !bytes.Equal(got, data) {
+		t.Fatal("content differs after a multipart copy")
 	}
 }
