@@ -1,7 +1,7 @@
 // Package config loads and validates berth's TOML configuration.
 //
 // The syntax follows Angos's config.toml so that an Angos file can be brought
-// over: [server], [server.tls], [blob_store.fs], plus berth's own [limits],
+// over: [server], [server.tls], [blob_store.fs] or [blob_store.s3], plus berth's own [limits],
 // [uploads], [log], [metrics] and [ui].
 //
 //	cfg, err := config.Load("config.toml")
@@ -12,8 +12,7 @@
 //
 // Decoding is strict: an unknown key is an error, never ignored, because a
 // misspelt security setting must not silently fall back to a default. Sections
-// that belong to features not built yet ([auth], [global], [repository],
-// [blob_store.s3], [cache]) are rejected with a message naming the feature,
+// that belong to features not built yet ([cache]) are rejected with a message naming the feature,
 // for the same reason: a registry must never start open when its file asks
 // for authentication.
 package config
@@ -80,11 +79,16 @@ type TLS struct {
 // BlobStore is the [blob_store] table.
 type BlobStore struct {
 	FS FS
+	// S3, when not nil, stores blobs, manifests and upload sessions in S3
+	// instead of FS.RootDir ([blob_store.s3]). FS.RootDir then keeps its
+	// default and holds only local state (the token service's key and state).
+	S3 *S3
 }
 
 // FS is the [blob_store.fs] table.
 type FS struct {
-	// RootDir is the directory holding blobs, manifests and upload sessions.
+	// RootDir is the directory holding blobs, manifests and upload sessions
+	// (with [blob_store.s3]: only the token service's local state).
 	RootDir string
 }
 
@@ -293,5 +297,6 @@ func (c *Config) validate(errs *Errors) {
 	if c.UI.Name == "" {
 		bad("ui.name", "must not be empty")
 	}
+	c.validateS3(bad)
 	c.validateAuth(bad)
 }

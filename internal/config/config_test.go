@@ -234,8 +234,8 @@ func TestParseErrors(t *testing.T) {
 		{"policy default twice", "[global.access_policy]\ndefault_allow = true\ndefault = \"deny\"", []Problem{{"global.access_policy.default", 3, "not both"}}},
 		{"policy default value", "[repository.\"team/app\".access_policy]\ndefault = \"maybe\"", []Problem{{`repository."team/app".access_policy.default`, 2, "is not allow or deny"}}},
 		{"policy rules type", "[global.access_policy]\nrules = \"x\"", []Problem{{"global.access_policy.rules", 2, "must be an array of strings"}}},
-		{"s3", "[blob_store.s3]\nbucket = \"b\"", []Problem{{"blob_store.s3", 1, "S3 storage is not built yet (issue 6)"}}},
-		{"s3 inline", "blob_store = { s3 = { bucket = \"b\" } }", []Problem{{"blob_store.s3", 1, "S3 storage is not built yet (issue 6)"}}},
+		{"s3 without bucket", "[blob_store.s3]\nregion = \"us-east-1\"", []Problem{{"blob_store.s3.bucket", 1, "is required"}}},
+		{"s3 inline unknown", "blob_store = { s3 = { bucket = \"b\", buckt = 1 } }", []Problem{{"blob_store.s3.buckt", 1, "unknown key"}}},
 		{"cache", "[cache.redis]\nurl = \"redis://x\"", []Problem{{"cache.redis", 1, "not built yet"}}},
 	}
 	for _, tt := range tests {

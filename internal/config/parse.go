@@ -35,7 +35,7 @@ type file struct {
 		FS *struct {
 			RootDir any `toml:"root_dir"`
 		} `toml:"fs"`
-		S3 any `toml:"s3"`
+		S3 *rawS3 `toml:"s3"`
 	} `toml:"blob_store"`
 	Limits *struct {
 		MaxManifestSize any `toml:"max_manifest_size"`
@@ -73,7 +73,6 @@ var reserved = []struct {
 	path    []string
 	message string
 }{
-	{[]string{"blob_store", "s3"}, "S3 storage is not built yet (issue 6)"},
 	{[]string{"cache"}, "caching is not built yet"},
 }
 
@@ -148,6 +147,9 @@ func Parse(data []byte, name string) (*Config, error) {
 	if b := f.BlobStore; b != nil && b.FS != nil {
 		d.str("blob_store.fs.root_dir", b.FS.RootDir, &c.BlobStore.FS.RootDir)
 	}
+	if b := f.BlobStore; b != nil {
+		d.decodeS3(b.S3, c)
+	}
 	if l := f.Limits; l != nil {
 		d.size("limits.max_manifest_size", l.MaxManifestSize, &c.Limits.MaxManifestSize)
 		d.size("limits.max_blob_size", l.MaxBlobSize, &c.Limits.MaxBlobSize)
@@ -189,7 +191,7 @@ var tables = map[string][]string{
 	"global":     {"access_policy"},
 	"auth":       {"token", "oidc", "identity"},
 	"server":     {"tls"},
-	"blob_store": {"fs"},
+	"blob_store": {"fs", "s3"},
 }
 
 // pruneNonTables reports and deletes known tables that are given another type
@@ -250,7 +252,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, authKnown, policyKnown) {
+	for _, k := range slices.Concat(known, s3Known, authKnown, policyKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

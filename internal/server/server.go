@@ -37,6 +37,7 @@ import (
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
+	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
 // OpenWarning is logged at startup while the registry has no authentication.
@@ -55,11 +56,34 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // configPath, when not empty, is the file cfg came from: it is reloaded on
 // SIGHUP and when it changes (see watchConfig).
 func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slog.Logger) error {
-	store, err := fs.New(cfg.BlobStore.FS.RootDir)
-	if err != nil {
-		return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
+	var store storage.Store
+	if sc := cfg.BlobStore.S3; sc != nil {
+		// Never log sc.SecretKey. The token service's key and state stay
+		// under blob_store.fs.root_dir (its default path) on local disk.
+		st, err := s3.New(ctx, s3.Options{
+			Endpoint:          sc.Endpoint,
+			Bucket:            sc.Bucket,
+			Region:            sc.Region,
+			KeyPrefix:         sc.KeyPrefix,
+			AccessKeyID:       sc.AccessKeyID,
+			SecretKey:         sc.SecretKey,
+			PathStyle:         sc.PathStyle,
+			MultipartPartSize: sc.MultipartPartSize,
+		})
+		if err != nil {
+			return fmt.Errorf("server: open S3 storage (bucket %s): %w", sc.Bucket, err)
+		}
+		store = st
+		logger.Info("storage ready", "driver", "s3", "bucket", sc.Bucket, "endpoint", sc.Endpoint,
+			"region", sc.Region, "key_prefix", sc.KeyPrefix, "local_state_dir", cfg.BlobStore.FS.RootDir)
+	} else {
+		st, err := fs.New(cfg.BlobStore.FS.RootDir)
+		if err != nil {
+			return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
+		}
+		store = st
+		logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
 	}
-	logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
 	return serve(ctx, cfg, logger, store, options{configPath: configPath})
 }
 

@@ -1,0 +1,325 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"go/build"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/berth-registry/berth/internal/storage/s3"
+)
+
+// The S3 tests run berth against versitygw (posix backend, 127.0.0.1), like
+// internal/storage/s3. Without the binary they skip, unless BERTH_REQUIRE_S3=1.
+
+const (
+	e2eS3Access = "berthe2eaccess"
+	e2eS3Secret = "berthe2esecret-DO-NOT-PRINT-0123456789"
+	e2eS3Bucket = "berth-e2e"
+)
+
+var versity struct {
+	once     sync.Once
+	endpoint string
+	dir      string // the posix backend's directory: <dir>/<bucket>/<key>
+	skip     string
+	err      error
+}
+
+func findVersitygw() string {
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		gopath = build.Default.GOPATH
+	}
+	for _, dir := range filepath.SplitList(gopath) {
+		p := filepath.Join(dir, "bin", "versitygw")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
+// startVersitygw starts a versitygw for the test with a bucket e2eS3Bucket,
+// and kills it when the test ends. It returns the endpoint and the posix
+// backend's directory.
+func startVersitygw(t *testing.T) (endpoint, dir string) {
+	t.Helper()
+	bin := findVersitygw()
+	if bin == "" {
+		msg := "versitygw not found on PATH or in $GOPATH/bin (scripts/install-test-s3.sh installs it)"
+		if os.Getenv("BERTH_REQUIRE_S3") == "1" {
+			t.Fatalf("BERTH_REQUIRE_S3=1: %s", msg)
+		}
+		t.Skip(msg)
+	}
+	dir = t.TempDir()
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+		log := &lockedBuffer{}
+		cmd := exec.Command(bin, "--access", e2eS3Access, "--secret", e2eS3Secret, "--region", "us-east-1",
+			"--port", addr, "--quiet", "posix", dir)
+		cmd.Stdout, cmd.Stderr = log, log
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start versitygw: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		stop := func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		endpoint = "http://" + addr
+		if lastErr = createS3Bucket(t.Context(), endpoint, exited); lastErr == nil {
+			t.Cleanup(stop)
+			return endpoint, dir
+		}
+		lastErr = fmt.Errorf("versitygw on %s: %w; output:\n%s", addr, lastErr, log.tail(40))
+		stop()
+	}
+	t.Fatal(lastErr)
+	return "", ""
+}
+
+func createS3Bucket(ctx context.Context, endpoint string, exited <-chan struct{}) error {
+	st, err := s3.New(ctx, s3.Options{Endpoint: endpoint, Bucket: e2eS3Bucket, Region: "us-east-1",
+		AccessKeyID: e2eS3Access, SecretKey: e2eS3Secret, PathStyle: true})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err = st.Client().CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(e2eS3Bucket)})
+		if err == nil {
+			return st.Ping(ctx)
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("versitygw exited: %w", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// s3Config is a complete berth configuration on S3: startBerthWith's config
+// always has [blob_store.fs], which cannot be combined with [blob_store.s3].
+func s3Config(port int, endpoint, prefix string) string {
+	return fmt.Sprintf(`[server]
+bind_address = "127.0.0.1"
+port = %d
+
+[blob_store.s3]
+endpoint = %q
+bucket = %q
+region = "us-east-1"
+key_prefix = %q
+access_key_id = %q
+secret_key = %q
+multipart_part_size = "5MiB"
+path_style = true
+
+[log]
+level = "debug"
+format = "text"
+`, port, endpoint, e2eS3Bucket, prefix, e2eS3Access, e2eS3Secret)
+}
+
+// startBerthS3 starts berth with cfg in workDir (where the default
+// blob_store.fs.root_dir, ./berth-data, resolves) and waits until it is
+// ready. It reuses berthProc's readiness, stop and log helpers.
+func startBerthS3(t *testing.T, workDir string, cfg func(port int) string) *berthProc {
+	t.Helper()
+	port := freePort(t)
+	p := &berthProc{t: t, dataDir: workDir, stderr: &lockedBuffer{}}
+	p.cfgPath = filepath.Join(workDir, "berth.toml")
+	if err := os.WriteFile(p.cfgPath, []byte(cfg(port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(berthBin, "serve", "-c", p.cfgPath)
+	cmd.Dir = workDir
+	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start berth: %v", err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.waitErrFn = func() error { <-done; return waitErr }
+	p.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p.starts = 1
+	p.mu.Unlock()
+	t.Cleanup(func() {
+		if p.running() {
+			p.stop()
+		}
+		if t.Failed() {
+			t.Logf("berth output (last 60 lines):\n%s", p.stderr.tail(60))
+		}
+	})
+	p.waitReady()
+	return p
+}
+
+// TestS3 runs berth on [blob_store.s3] and drives it with
+// go-containerregistry: push and pull an image and a multi-arch index, list
+// tags and the catalog, delete by digest.
+func TestS3(t *testing.T) {
+	endpoint, vdir := startVersitygw(t)
+	prefix := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+	work := t.TempDir()
+
+	// config check accepts the file and never prints the secret.
+	cfgFile := filepath.Join(work, "check.toml")
+	writeFile(t, cfgFile, []byte(s3Config(5000, endpoint, prefix)))
+	out, err := exec.Command(berthBin, "config", "check", "-c", cfgFile).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "config OK" {
+		t.Fatalf("config check: %v\n%s", err, out)
+	}
+	bad := filepath.Join(work, "bad.toml")
+	writeFile(t, bad, []byte("[blob_store.fs]\nroot_dir = \"x\"\n[blob_store.s3]\nendpoint = \"nope\"\naccess_key_id = \"\"\nsecret_key = \""+e2eS3Secret+"\"\n"))
+	out, err = exec.Command(berthBin, "config", "check", "-c", bad).CombinedOutput()
+	if err == nil {
+		t.Fatalf("config check accepted fs+s3:\n%s", out)
+	}
+	for _, want := range []string{"choose one", "blob_store.s3.bucket", "blob_store.s3.endpoint", "blob_store.s3.access_key_id"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("config check output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), e2eS3Secret) {
+		t.Fatalf("config check printed the secret key:\n%s", out)
+	}
+
+	p := startBerthS3(t, work, func(port int) string { return s3Config(port, endpoint, prefix) })
+	ctx := t.Context()
+	opts := ggcrOpts(ctx)
+	reg := p.host()
+
+	// An image by tag.
+	img, err := random.Image(3<<20, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgRef := mustRef(t, reg+"/s3/app:v1")
+	if err := remote.Write(imgRef, img, opts...); err != nil {
+		t.Fatalf("push image: %v", err)
+	}
+	got, err := remote.Image(imgRef, opts...)
+	if err != nil {
+		t.Fatalf("pull image: %v", err)
+	}
+	compareImages(t, "image", img, got)
+
+	// A multi-arch index.
+	idx, imgs := platformIndex(t, testPlatforms)
+	idxRef := mustRef(t, reg+"/s3/multi:latest")
+	if err := remote.WriteIndex(idxRef, idx, opts...); err != nil {
+		t.Fatalf("push index: %v", err)
+	}
+	gotIdx, err := remote.Index(idxRef, opts...)
+	if err != nil {
+		t.Fatalf("pull index: %v", err)
+	}
+	if w, g := digestOf(t, idx), digestOf(t, gotIdx); w != g {
+		t.Fatalf("index digest %s, want %s", g, w)
+	}
+	for i, want := range imgs {
+		child, err := gotIdx.Image(digestOf(t, want))
+		if err != nil {
+			t.Fatalf("pull child %d: %v", i, err)
+		}
+		compareImages(t, fmt.Sprintf("child %d (%s)", i, testPlatforms[i].Architecture), want, child)
+	}
+
+	// Tags and catalog.
+	if err := remote.Write(mustRef(t, reg+"/s3/app:v2"), img, opts...); err != nil {
+		t.Fatalf("push tag v2: %v", err)
+	}
+	tags, err := remote.List(mustRepo(t, reg+"/s3/app"), opts...)
+	if err != nil || !slices.Equal(tags, []string{"v1", "v2"}) {
+		t.Fatalf("tags = %v, %v; want [v1 v2]", tags, err)
+	}
+	registry, err := name.NewRegistry(reg, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repos, err := remote.Catalog(ctx, registry, opts...)
+	if err != nil || !slices.Equal(repos, []string{"s3/app", "s3/multi"}) {
+		t.Fatalf("catalog = %v, %v; want [s3/app s3/multi]", repos, err)
+	}
+
+	// Delete by digest: both tags go with the manifest.
+	dig := mustRef(t, reg+"/s3/app@"+digestOf(t, img).String())
+	if err := remote.Delete(dig, opts...); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := remote.Head(dig, opts...); !is404(err) {
+		t.Fatalf("HEAD after delete: %v, want 404", err)
+	}
+	if _, err := remote.Head(imgRef, opts...); !is404(err) {
+		t.Fatalf("HEAD tag after delete: %v, want 404", err)
+	}
+	if _, err := remote.Head(idxRef, opts...); err != nil {
+		t.Fatalf("the index must survive: %v", err)
+	}
+
+	// The data is in the bucket, under the prefix, not on local disk.
+	if entries, err := os.ReadDir(filepath.Join(vdir, e2eS3Bucket, prefix)); err != nil || len(entries) == 0 {
+		t.Errorf("nothing under the key prefix in the bucket: %v", err)
+	}
+	if n := countFiles(t, filepath.Join(work, "berth-data")); n != 0 {
+		t.Errorf("%d files under the local root_dir with S3 storage", n)
+	}
+
+	p.stop()
+	logs := p.stderr.tail(1 << 20)
+	if !strings.Contains(logs, "driver=s3") || !strings.Contains(logs, "bucket="+e2eS3Bucket) {
+		t.Errorf("startup log lacks driver=s3 and the bucket:\n%s", tailString(logs, 2000))
+	}
+	if strings.Contains(logs, e2eS3Secret) {
+		t.Fatalf("berth logged the secret key")
+	}
+}
+
+func countFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return n
+}
