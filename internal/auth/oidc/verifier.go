@@ -447,13 +447,15 @@ func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified) (
 	if err := p.checkAudience(claims["aud"]); err != nil {
 		return nil, never, invalid(p.name, "%v", err)
 	}
+	if p.kubernetes {
+		// Before the required-claims check, so the flat service-account
+		// claims can be required too.
+		flattenKubernetes(claims)
+	}
 	for _, c := range p.required {
 		if claims[c] == nil {
 			return nil, never, invalid(p.name, "missing required claim %s", q(c))
 		}
-	}
-	if p.kubernetes {
-		flattenKubernetes(claims)
 	}
 	username, groups, err := p.mapping.eval(ctx, claims)
 	if err != nil {

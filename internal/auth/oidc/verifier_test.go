@@ -592,3 +592,19 @@ func TestBackgroundRefreshStopsOnClose(t *testing.T) {
 		t.Fatalf("discovery refetched: %d", iss.DiscoveryFetches())
 	}
 }
+
+// The flat service-account claims a projected token gets can be required.
+func TestKubernetesRequiredFlatClaims(t *testing.T) {
+	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	v := newVerifier(t, Options{}, ProviderConfig{Name: "k8s", Preset: "kubernetes", Issuer: iss.URL(),
+		Audiences: []string{"berth"}, RequiredClaims: []string{k8sNamespace}})
+	projected := iss.Mint(map[string]any{"aud": "berth", "sub": "system:serviceaccount:flux:source",
+		"kubernetes.io": map[string]any{"namespace": "flux", "serviceaccount": map[string]any{"name": "source", "uid": "u-1"}}})
+	if _, err := v.Verify(context.Background(), projected); err != nil {
+		t.Fatalf("projected token with the required flat claim: %v", err)
+	}
+	plain := iss.Mint(map[string]any{"aud": "berth", "sub": "someone"})
+	if _, err := v.Verify(context.Background(), plain); err == nil {
+		t.Fatal("token without the required claim accepted")
+	}
+}
