@@ -3,6 +3,7 @@ package config
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,4 +110,14 @@ access_token_ttl = "10s"
 		{"auth.identity.x.password", 15, "never a plain password"},
 		{"auth.token.access_token_ttl", 18, "at least 1m"},
 	})
+}
+
+func TestUnknownKeyInNamedTableSuggests(t *testing.T) {
+	_, err := Parse([]byte("[auth.oidc.gh]\nprovider = \"github\"\naudience = [\"x\"]\n[repository.\"team/app\"]\nimutable_tags = true\n"), "a.toml")
+	msg := err.Error()
+	for _, want := range []string{"did you mean auth.oidc.gh.audiences?", `did you mean repository."team/app".immutable_tags?`} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("no %q in:\n%s", want, msg)
+		}
+	}
 }

@@ -257,10 +257,49 @@ func unknownKeyMessage(what, key string) string {
 			best, bestDist = k, d
 		}
 	}
+	// Keys inside a named table ([auth.oidc.<name>], [auth.identity.<id>],
+	// [repository."<key>"]): compare the part after the name.
+	for prefix, leaves := range namedTableKeys {
+		rest, ok := strings.CutPrefix(key, prefix)
+		if !ok || best != "" {
+			continue
+		}
+		_, leaf, found := cutName(rest)
+		if !found {
+			continue
+		}
+		for _, l := range leaves {
+			if d := editDistance(leaf, l); d < bestDist {
+				best, bestDist = strings.TrimSuffix(key, leaf)+l, d
+			}
+		}
+	}
 	if best != "" {
 		return fmt.Sprintf("unknown %s (did you mean %s?)", what, best)
 	}
 	return "unknown " + what
+}
+
+// namedTableKeys lists the keys of tables whose name the user chooses.
+var namedTableKeys = map[string][]string{
+	"auth.oidc.": {"provider", "issuer", "jwks_uri", "audiences", "algorithms", "clock_skew", "max_token_age",
+		"certificate_authority", "certificate_authority_file", "jwks_refresh_interval", "required_claims",
+		"token_ttl", "token_max_ttl", "token_max_uses", "token_trusted_ips", "claim_mapping",
+		"claim_mapping.variables", "claim_mapping.validations", "claim_mapping.username", "claim_mapping.groups"},
+	"auth.identity.": {"username", "password"},
+	"repository.":    {"access_policy", "access_policy.default_allow", "access_policy.default", "access_policy.rules", "immutable_tags", "immutable_tags_exclusions"},
+}
+
+// cutName splits `name.rest` or `"quoted.name".rest` after the table name.
+func cutName(s string) (name, rest string, ok bool) {
+	if strings.HasPrefix(s, `"`) {
+		end := strings.Index(s[1:], `"`)
+		if end < 0 || len(s) < end+3 || s[end+2] != '.' {
+			return "", "", false
+		}
+		return s[:end+2], s[end+3:], true
+	}
+	return strings.Cut(s, ".")
 }
 
 // editDistance is the Levenshtein distance between a and b.
