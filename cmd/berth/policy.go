@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/auth/oidc"
+	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/policy"
 	"github.com/berth-registry/berth/internal/registry"
@@ -215,13 +216,16 @@ func policyExplain(ctx context.Context, args []string, configFile string, stdout
 			}
 			source = "claims from " + a.claims + " (NOT from a verified token)"
 		}
-		i := slices.IndexFunc(cfg.Auth.OIDC, func(p config.OIDCProvider) bool { return p.Name == a.provider })
-		if i < 0 {
+		if !slices.ContainsFunc(cfg.Auth.OIDC, func(p config.OIDCProvider) bool { return p.Name == a.provider }) {
 			return fail("no OIDC provider %q is configured ([auth.oidc.%s])", a.provider, a.provider)
 		}
-		var more []string
-		id, more = unverifiedIdentity(&cfg.Auth.OIDC[i], claims)
-		notes = append(notes, more...)
+		mapped, err := mapClaims(ctx, cfg, a.provider, claims)
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("the server would refuse these claims: %v", err))
+			id = &policy.Identity{ID: "oidc:" + a.provider + ":", OIDC: &policy.OIDC{ProviderName: a.provider, Claims: claims}}
+		} else {
+			id = authn.PolicyIdentity(mapped)
+		}
 	}
 	if id != nil {
 		id.ClientIP = a.clientIP
@@ -380,67 +384,15 @@ func providerByIssuer(cfg *config.Config, iss string) *config.OIDCProvider {
 	return nil
 }
 
-// unverifiedIdentity maps claims that come from no verified token. The oidc
-// package maps claims only while verifying a token, so only the default
-// username (computed in Go, without CEL) is reproduced here; a configured
-// claim_mapping is not applied, and the notes say so.
-func unverifiedIdentity(p *config.OIDCProvider, claims map[string]any) (*policy.Identity, []string) {
-	var notes []string
-	if p.Provider == "kubernetes" {
-		if k8s, ok := claims["kubernetes.io"].(map[string]any); ok {
-			claims = maps.Clone(claims)
-			set := func(name string, v any) {
-				if _, ok := v.(string); ok {
-					if _, exists := claims[name]; !exists {
-						claims[name] = v
-					}
-				}
-			}
-			set("kubernetes.io/serviceaccount/namespace", k8s["namespace"])
-			if sa, ok := k8s["serviceaccount"].(map[string]any); ok {
-				set("kubernetes.io/serviceaccount/service-account.name", sa["name"])
-				set("kubernetes.io/serviceaccount/service-account.uid", sa["uid"])
-			}
-		}
+// mapClaims applies the provider's claim handling (flattening, required
+// claims, claim_mapping) as the server does after verifying a token.
+func mapClaims(ctx context.Context, cfg *config.Config, provider string, claims map[string]any) (*auth.Identity, error) {
+	v, _, err := oidc.New(server.OIDCProviders(cfg), oidc.Options{CacheSize: -1})
+	if err != nil {
+		return nil, err
 	}
-	m := p.ClaimMapping
-	username := ""
-	if m.Username == "" {
-		username = defaultUsername(claims, p.Provider == "kubernetes")
-		if username == "" {
-			notes = append(notes, "the claims have no string iss and sub: the default username cannot be computed (the server would refuse the token)")
-		}
-	}
-	if m.Username != "" || m.Groups != "" || len(m.Variables) > 0 || len(m.Validations) > 0 {
-		notes = append(notes, fmt.Sprintf("the claim_mapping of [auth.oidc.%s] (variables, validations, username, groups) was NOT applied: the server applies it only to verified tokens (use --token without --no-verify); username and groups below are not what the server would compute", p.Name))
-	}
-	for _, c := range p.RequiredClaims {
-		if claims[c] == nil {
-			notes = append(notes, fmt.Sprintf("required claim %q is missing: the server would refuse the token", c))
-		}
-	}
-	id := &policy.Identity{ID: "oidc:" + p.Name + ":" + username, Username: username,
-		OIDC: &policy.OIDC{ProviderName: p.Name, Claims: claims}}
-	return id, notes
-}
-
-// defaultUsername is the oidc package's default username: iss + "/" + sub,
-// or system:serviceaccount:<namespace>:<name> for kubernetes service
-// accounts; "" when the claims lack them.
-func defaultUsername(claims map[string]any, k8s bool) string {
-	if k8s {
-		ns, ok1 := claims["kubernetes.io/serviceaccount/namespace"].(string)
-		sa, ok2 := claims["kubernetes.io/serviceaccount/service-account.name"].(string)
-		if ok1 && ok2 {
-			return "system:serviceaccount:" + ns + ":" + sa
-		}
-	}
-	iss, ok1 := claims["iss"].(string)
-	sub, ok2 := claims["sub"].(string)
-	if !ok1 || !ok2 {
-		return ""
-	}
-	return iss + "/" + sub
+	defer v.Close()
+	return v.MapClaims(ctx, provider, claims)
 }
 
 func printIdentity(w io.Writer, source string, id *policy.Identity, clientIP string) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -277,6 +278,32 @@ func (v *Verifier) VerifyFor(ctx context.Context, provider, raw string) (*auth.I
 		return nil, invalid("", "unknown provider %s", q(provider))
 	}
 	return v.verify(ctx, p, raw)
+}
+
+// MapClaims applies a provider's claim handling — Kubernetes flattening,
+// required claims, claim_mapping variables, validations, username and groups —
+// to claims that were NOT verified here, for `berth policy explain`. NEVER use
+// it to authenticate: nothing about the claims' origin is checked.
+func (v *Verifier) MapClaims(ctx context.Context, provider string, claims map[string]any) (*auth.Identity, error) {
+	p := v.providers[provider]
+	if p == nil {
+		return nil, invalid("", "unknown provider %s", q(provider))
+	}
+	claims = maps.Clone(claims)
+	if p.kubernetes {
+		flattenKubernetes(claims)
+	}
+	for _, c := range p.required {
+		if claims[c] == nil {
+			return nil, invalid(p.name, "missing required claim %s", q(c))
+		}
+	}
+	username, groups, err := p.mapping.eval(ctx, claims)
+	if err != nil {
+		return nil, invalid(p.name, "%v", err)
+	}
+	return &auth.Identity{ID: "oidc:" + p.name + ":" + username, Username: username, Groups: groups,
+		OIDC: &auth.OIDC{ProviderName: p.name, Claims: claims}}, nil
 }
 
 func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*auth.Identity, error) {

@@ -608,3 +608,22 @@ func TestKubernetesRequiredFlatClaims(t *testing.T) {
 		t.Fatal("token without the required claim accepted")
 	}
 }
+
+func TestMapClaims(t *testing.T) {
+	iss := newIssuer(t, oidctest.Options{})
+	v := newVerifier(t, Options{}, ProviderConfig{Name: "ci", Issuer: iss.URL(), Audiences: []string{"berth"},
+		ClaimMapping: ClaimMapping{
+			Username:    "'ci:' + claims.repository",
+			Validations: []Validation{{Expression: "claims.repository.startsWith('myorg/')", Message: "myorg only"}},
+		}})
+	id, err := v.MapClaims(context.Background(), "ci", map[string]any{"iss": iss.URL(), "sub": "x", "repository": "myorg/api"})
+	if err != nil || id.Username != "ci:myorg/api" || id.ID != "oidc:ci:ci:myorg/api" {
+		t.Fatalf("MapClaims = %+v, %v", id, err)
+	}
+	if _, err := v.MapClaims(context.Background(), "ci", map[string]any{"repository": "other/api"}); err == nil || !strings.Contains(err.Error(), "myorg only") {
+		t.Fatalf("validation not applied: %v", err)
+	}
+	if _, err := v.MapClaims(context.Background(), "nope", map[string]any{}); err == nil {
+		t.Fatal("unknown provider accepted")
+	}
+}
