@@ -74,7 +74,7 @@ basic="Basic $(printf 'alice:secret' | base64 -w0)"
 
 run() { # label port header
   local rps
-  rps=$(wrk -t2 -c32 -d"$dur" -H "$3" "http://127.0.0.1:$2/v2/bench/app/manifests/v1" | awk '/Requests\/sec/ {print $2}')
+  rps=$(wrk -t${WRK_THREADS:-2} -c32 -d"$dur" -H "$3" "http://127.0.0.1:$2/v2/bench/app/manifests/v1" | awk '/Requests\/sec/ {print $2}')
   echo "$1 $rps"
 }
 results=$(
@@ -90,4 +90,4 @@ anon=$(echo "$results" | awk '$1=="anonymous" {print $2}')
 echo "| scenario | requests/s | vs open mode | vs anonymous on the same server |"
 echo "| --- | --- | --- | --- |"
 echo "$results" | awk -v o="$open" -v a="$anon" '{printf "| %s | %.0f | %.0f %% | %.0f %% |\n", $1, $2, 100*$2/o, 100*$2/a}'
-echo "(wrk -t2 -c32 -d$dur, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+echo "(wrk -t${WRK_THREADS:-2} -c32 -d$dur, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
