@@ -65,22 +65,17 @@ package fs
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/fnv"
 	"io"
 	iofs "io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/berth-registry/berth/internal/storage/layout"
 
 	"github.com/opencontainers/go-digest"
 
@@ -90,7 +85,7 @@ import (
 // ErrInvalidName is wrapped by the errors returned for a repository name, tag
 // or upload id that does not match its grammar. Lookups wrap the matching
 // storage "unknown" sentinel as well.
-var ErrInvalidName = errors.New("fs: invalid name")
+var ErrInvalidName = layout.ErrInvalidName
 
 const (
 	tmpPrefix   = ".tmp-"
@@ -109,11 +104,6 @@ const (
 )
 
 var (
-	repoComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	tagRE           = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-
-	errInvalidDigest = errors.New("fs: invalid digest")
-
 	bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 )
 
@@ -171,123 +161,32 @@ func (s *Store) Root() string { return s.root }
 // ---------------------------------------------------------------------------
 // names, digests and paths
 
-type parsedDigest struct {
-	d   digest.Digest
-	alg string
-	hex string
-}
-
-// parseDigest accepts sha256 and sha512 digests in canonical lowercase hex. An
-// unknown algorithm wraps storage.ErrUnsupportedDigest, anything else
-// malformed wraps errInvalidDigest.
-func parseDigest(d digest.Digest) (parsedDigest, error) {
-	s := string(d)
-	alg, enc, ok := strings.Cut(s, ":")
-	if !ok || alg == "" {
-		return parsedDigest{}, fmt.Errorf("fs: digest %q: %w", s, errInvalidDigest)
-	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
-		return parsedDigest{}, fmt.Errorf("fs: digest %q: %w", s, storage.ErrUnsupportedDigest)
-	}
-	if len(enc) != n || !isLowerHex(enc) {
-		return parsedDigest{}, fmt.Errorf("fs: digest %q: %w", s, errInvalidDigest)
-	}
-	return parsedDigest{d: d, alg: alg, hex: enc}, nil
-}
-
-// lookupDigest is parseDigest for lookups: a malformed digest names nothing
-// stored, so the error also wraps unknown.
-func lookupDigest(d digest.Digest, unknown error) (parsedDigest, error) {
-	g, err := parseDigest(d)
-	if err != nil && errors.Is(err, errInvalidDigest) {
-		return g, fmt.Errorf("%w: %w", err, unknown)
-	}
-	return g, err
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func newHash(alg string) hash.Hash {
-	if alg == "sha512" {
-		return sha512.New()
-	}
-	return sha256.New()
-}
-
-func hashDigest(alg string, h hash.Hash) digest.Digest {
-	return digest.Digest(alg + ":" + hex.EncodeToString(h.Sum(nil)))
-}
-
-func validRepo(repo string) bool {
-	if repo == "" || len(repo) > 255 {
-		return false
-	}
-	for c := range strings.SplitSeq(repo, "/") {
-		if !repoComponentRE.MatchString(c) {
-			return false
-		}
-	}
-	return true
-}
-
-func validUploadID(id string) bool { return len(id) == 32 && isLowerHex(id) }
-
 // repoDir returns the directory of repo; unknown, if not nil, is wrapped
 // into the error for an invalid name.
 func (s *Store) repoDir(repo string, unknown error) (string, error) {
-	if !validRepo(repo) {
-		return "", nameErr("repository name", repo, unknown)
+	if !layout.ValidRepo(repo) {
+		return "", fsNameErr("repository name", repo, unknown)
 	}
 	return filepath.Join(s.reposDir, filepath.FromSlash(repo)), nil
 }
 
-func nameErr(what, name string, unknown error) error {
-	if unknown != nil {
-		return fmt.Errorf("fs: %s %q: %w: %w", what, name, ErrInvalidName, unknown)
-	}
-	return fmt.Errorf("fs: %s %q: %w", what, name, ErrInvalidName)
+func (s *Store) blobPath(g layout.Digest) string {
+	return filepath.Join(s.blobsDir, g.Alg, g.Hex[:2], g.Hex)
 }
 
-func checkTag(tag string, unknown error) error {
-	if !tagRE.MatchString(tag) {
-		return nameErr("tag", tag, unknown)
-	}
-	return nil
+func blobLinkPath(rdir string, g layout.Digest) string {
+	return filepath.Join(rdir, dirBlobs, g.Alg, g.Hex)
 }
 
-func (s *Store) blobPath(g parsedDigest) string {
-	return filepath.Join(s.blobsDir, g.alg, g.hex[:2], g.hex)
-}
-
-func blobLinkPath(rdir string, g parsedDigest) string {
-	return filepath.Join(rdir, dirBlobs, g.alg, g.hex)
-}
-
-func revisionPath(rdir string, g parsedDigest) string {
-	return filepath.Join(rdir, dirManifests, "revisions", g.alg, g.hex)
+func revisionPath(rdir string, g layout.Digest) string {
+	return filepath.Join(rdir, dirManifests, "revisions", g.Alg, g.Hex)
 }
 
 func tagsDir(rdir string) string { return filepath.Join(rdir, dirManifests, "tags") }
 
-func referrersDir(rdir string, subject parsedDigest) string {
-	return filepath.Join(rdir, dirReferrers, subject.alg, subject.hex)
+func referrersDir(rdir string, subject layout.Digest) string {
+	return filepath.Join(rdir, dirReferrers, subject.Alg, subject.Hex)
 }
-
-func referrerName(g parsedDigest) string { return g.alg + "-" + g.hex }
 
 func (s *Store) uploadLock(id string) *sync.Mutex {
 	h := fnv.New32a()
@@ -425,12 +324,6 @@ func removeDurable(path string) (bool, error) {
 	return true, syncDir(filepath.Dir(path))
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // never fails
-	return hex.EncodeToString(b)
-}
-
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
@@ -475,7 +368,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // linkedBlob reports how g is linked into the repository at rdir: as a blob,
 // as a manifest (with its revision content), or not at all.
-func linkedBlob(rdir string, g parsedDigest) (asBlob bool, revision []byte, err error) {
+func linkedBlob(rdir string, g layout.Digest) (asBlob bool, revision []byte, err error) {
 	asBlob, err = exists(blobLinkPath(rdir, g))
 	if err != nil {
 		return false, nil, err
@@ -492,7 +385,7 @@ func linkedBlob(rdir string, g parsedDigest) (asBlob bool, revision []byte, err 
 
 // statLinked returns the size of a blob linked into rdir (as a blob or as a
 // manifest), or ErrBlobUnknown.
-func (s *Store) statLinked(rdir, repo string, g parsedDigest) (int64, error) {
+func (s *Store) statLinked(rdir, repo string, g layout.Digest) (int64, error) {
 	linked, err := exists(blobLinkPath(rdir, g))
 	if err == nil && !linked {
 		linked, err = exists(revisionPath(rdir, g))
@@ -501,12 +394,12 @@ func (s *Store) statLinked(rdir, repo string, g parsedDigest) (int64, error) {
 		return 0, err
 	}
 	if !linked {
-		return 0, fmt.Errorf("fs: blob %s in %s: %w", g.d, repo, storage.ErrBlobUnknown)
+		return 0, fmt.Errorf("fs: blob %s in %s: %w", g.D, repo, storage.ErrBlobUnknown)
 	}
 	fi, err := os.Stat(s.blobPath(g))
 	if err != nil {
 		if isNotExist(err) {
-			return 0, fmt.Errorf("fs: blob %s in %s: data missing: %w", g.d, repo, storage.ErrBlobUnknown)
+			return 0, fmt.Errorf("fs: blob %s in %s: data missing: %w", g.D, repo, storage.ErrBlobUnknown)
 		}
 		return 0, fmt.Errorf("fs: %w", err)
 	}
@@ -635,7 +528,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		}
 	}
 	if rev != nil {
-		mediaType, _ := parseRevision(rev)
+		mediaType, _ := layout.ParseRevision(rev)
 		mu := s.repoLock(repo)
 		mu.RLock()
 		err := s.linkMountedManifest(rdir, g, mediaType)
@@ -649,13 +542,13 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 
 // linkMountedManifest links a mounted manifest into rdir unless it is
 // already there (keeping an existing revision, which may carry a subject).
-func (s *Store) linkMountedManifest(rdir string, g parsedDigest, mediaType string) error {
+func (s *Store) linkMountedManifest(rdir string, g layout.Digest, mediaType string) error {
 	path := revisionPath(rdir, g)
 	ok, err := exists(path)
 	if err != nil || ok {
 		return err
 	}
-	return writeFileAtomic(path, formatRevision(mediaType, ""))
+	return writeFileAtomic(path, layout.FormatRevision(mediaType, ""))
 }
 
 // DeleteBlob removes the blob link from repo. Manifests are deleted with DeleteManifest.
@@ -679,4 +572,35 @@ func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) er
 		return fmt.Errorf("fs: delete blob %s in %s: %w", d, repo, storage.ErrBlobUnknown)
 	}
 	return nil
+}
+
+// fsNameErr is layout.NameErr with this package's error prefix.
+func fsNameErr(what, name string, unknown error) error {
+	return fmt.Errorf("fs: %w", layout.NameErr(what, name, unknown))
+}
+
+// fsCheckTag is layout.CheckTag with this package's error prefix.
+func fsCheckTag(tag string, unknown error) error {
+	if err := layout.CheckTag(tag, unknown); err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	return nil
+}
+
+// parseDigest is layout.ParseDigest with this package's error prefix.
+func parseDigest(d digest.Digest) (layout.Digest, error) {
+	g, err := layout.ParseDigest(d)
+	if err != nil {
+		err = fmt.Errorf("fs: %w", err)
+	}
+	return g, err
+}
+
+// lookupDigest is layout.LookupDigest with this package's error prefix.
+func lookupDigest(d digest.Digest, unknown error) (layout.Digest, error) {
+	g, err := layout.LookupDigest(d, unknown)
+	if err != nil {
+		err = fmt.Errorf("fs: %w", err)
+	}
+	return g, err
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 func hasEntry(entries []os.DirEntry, name string) bool {
@@ -33,7 +35,7 @@ func isRepository(dir string, entries []os.DirEntry) bool {
 		return false
 	}
 	for _, e := range sessions {
-		if validUploadID(e.Name()) {
+		if layout.ValidUploadID(e.Name()) {
 			return true
 		}
 	}
@@ -64,7 +66,7 @@ func (s *Store) walkRepos(ctx context.Context, fn func(name, dir string, entries
 		}
 		for _, e := range entries {
 			c := e.Name()
-			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !repoComponentRE.MatchString(c) {
+			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !layout.ValidRepoComponent(c) {
 				continue
 			}
 			child := c

@@ -11,24 +11,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/storage/layout"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
 )
-
-// formatRevision is the content of a revision link: the media type, and the
-// subject digest on a second line when there is one.
-func formatRevision(mediaType string, subject digest.Digest) []byte {
-	if subject == "" {
-		return []byte(mediaType)
-	}
-	return []byte(mediaType + "\n" + string(subject))
-}
-
-func parseRevision(b []byte) (mediaType string, subject digest.Digest) {
-	mt, subj, _ := strings.Cut(string(b), "\n")
-	return mt, digest.Digest(strings.TrimSpace(subj))
-}
 
 func manifestUnknown(repo string, d digest.Digest) error {
 	return fmt.Errorf("fs: manifest %s in %s: %w", d, repo, storage.ErrManifestUnknown)
@@ -53,7 +41,7 @@ func (s *Store) manifest(ctx context.Context, repo string, d digest.Digest, with
 		}
 		return storage.Manifest{}, fmt.Errorf("fs: get manifest: %w", err)
 	}
-	mediaType, _ := parseRevision(rev)
+	mediaType, _ := layout.ParseRevision(rev)
 	m := storage.Manifest{Digest: d, MediaType: mediaType}
 	if withData {
 		m.Data, err = os.ReadFile(s.blobPath(g))
@@ -93,25 +81,25 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 	m := req.Manifest
 	g, err := parseDigest(m.Digest)
 	if err != nil {
-		if errors.Is(err, errInvalidDigest) {
+		if errors.Is(err, layout.ErrInvalidDigest) {
 			return fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 		}
 		return err
 	}
-	h := newHash(g.alg)
+	h := layout.NewHash(g.Alg)
 	h.Write(m.Data)
-	if got := hashDigest(g.alg, h); got != m.Digest {
+	if got := layout.HashDigest(g.Alg, h); got != m.Digest {
 		return fmt.Errorf("fs: manifest is %s, not %s: %w", got, m.Digest, storage.ErrDigestMismatch)
 	}
 	if strings.ContainsAny(m.MediaType, "\r\n\x00") {
 		return fmt.Errorf("fs: invalid media type %q", m.MediaType)
 	}
 	for _, tag := range req.Tags {
-		if err := checkTag(tag, nil); err != nil {
+		if err := fsCheckTag(tag, nil); err != nil {
 			return err
 		}
 	}
-	var subject parsedDigest
+	var subject layout.Digest
 	var referrer []byte
 	if req.Subject != "" {
 		subject, err = parseDigest(req.Subject)
@@ -140,12 +128,12 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		}
 	}
 	// 2. revision
-	if err := writeFileIfChanged(revisionPath(rdir, g), formatRevision(m.MediaType, req.Subject)); err != nil {
+	if err := writeFileIfChanged(revisionPath(rdir, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer
 	if req.Subject != "" {
-		if err := writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), referrerName(g)), referrer); err != nil {
+		if err := writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), layout.ReferrerName(g)), referrer); err != nil {
 			return err
 		}
 	}
@@ -217,9 +205,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		}
 	}
 
-	if _, subj := parseRevision(rev); subj != "" {
+	if _, subj := layout.ParseRevision(rev); subj != "" {
 		if sg, err := parseDigest(subj); err == nil {
-			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), referrerName(g))); err != nil {
+			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), layout.ReferrerName(g))); err != nil {
 				return err
 			}
 		}
@@ -241,7 +229,7 @@ func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest
 	if err != nil {
 		return "", err
 	}
-	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+	if err := fsCheckTag(tag, storage.ErrTagUnknown); err != nil {
 		return "", err
 	}
 	b, err := os.ReadFile(filepath.Join(tagsDir(rdir), tag))
@@ -275,7 +263,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+	if err := fsCheckTag(tag, storage.ErrTagUnknown); err != nil {
 		return err
 	}
 	existed, err := removeDurable(filepath.Join(tagsDir(rdir), tag))
@@ -331,7 +319,7 @@ func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest)
 		}
 		var desc storage.Descriptor
 		if err := json.Unmarshal(b, &desc); err != nil {
-			return nil, fmt.Errorf("fs: referrer %s of %s in %s: %w", g.d, d, repo, err)
+			return nil, fmt.Errorf("fs: referrer %s of %s in %s: %w", g.D, d, repo, err)
 		}
 		out = append(out, desc)
 	}
@@ -363,7 +351,7 @@ func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]stri
 	tags := []string{}
 	for _, e := range entries { // sorted by name
 		name := e.Name()
-		if name > after && tagRE.MatchString(name) && !e.IsDir() {
+		if name > after && layout.ValidTag(name) && !e.IsDir() {
 			tags = append(tags, name)
 		}
 	}

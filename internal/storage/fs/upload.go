@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/storage/layout"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
@@ -26,8 +28,8 @@ func (s *Store) uploadDir(repo, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !validUploadID(id) {
-		return "", nameErr("upload id", id, storage.ErrUploadUnknown)
+	if !layout.ValidUploadID(id) {
+		return "", fsNameErr("upload id", id, storage.ErrUploadUnknown)
 	}
 	return filepath.Join(rdir, dirUploads, id), nil
 }
@@ -50,7 +52,7 @@ func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInf
 	if err := mkdirAll(udir); err != nil {
 		return storage.UploadInfo{}, err
 	}
-	id := randomHex(16)
+	id := layout.RandomHex(16)
 	started := time.Now().UTC().Round(0)
 
 	tmp, err := os.MkdirTemp(udir, tmpPrefix+"*")
@@ -298,7 +300,7 @@ func writeStateFile(path string, b []byte) {
 func sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Digest, error) {
 	if alg == "sha256" {
 		if h := loadHashState(dir, size); h != nil {
-			return hashDigest(alg, h), nil
+			return layout.HashDigest(alg, h), nil
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, fileData))
@@ -306,20 +308,20 @@ func sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Dig
 		return "", err
 	}
 	defer f.Close()
-	h := newHash(alg)
+	h := layout.NewHash(alg)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	if _, err := io.CopyBuffer(h, ctxReader{ctx: ctx, r: io.LimitReader(f, size)}, *bp); err != nil {
 		return "", fmt.Errorf("fs: hash upload: %w", err)
 	}
-	return hashDigest(alg, h), nil
+	return layout.HashDigest(alg, h), nil
 }
 
 // removeSession makes the session disappear at once (rename) and then
 // deletes its files.
 func removeSession(dir string) error {
 	parent := filepath.Dir(dir)
-	gone := filepath.Join(parent, delPrefix+filepath.Base(dir)+"-"+randomHex(4))
+	gone := filepath.Join(parent, delPrefix+filepath.Base(dir)+"-"+layout.RandomHex(4))
 	if err := os.Rename(dir, gone); err != nil {
 		if isNotExist(err) {
 			return nil
@@ -370,7 +372,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		}
 		return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 	}
-	got, err := sessionDigest(ctx, dir, g.alg, size)
+	got, err := sessionDigest(ctx, dir, g.Alg, size)
 	if err != nil {
 		if isNotExist(err) {
 			return storage.BlobInfo{}, uploadUnknown(repo, id)
@@ -463,7 +465,7 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 			name := e.Name()
 			path := filepath.Join(udir, name)
 			switch {
-			case validUploadID(name):
+			case layout.ValidUploadID(name):
 				removed, err := s.purgeSession(path, name, olderThan)
 				if err != nil {
 					return err

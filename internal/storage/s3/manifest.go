@@ -8,26 +8,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/storage/layout"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
 )
-
-// formatRevision is the content of a revision link: the media type, and the
-// subject digest on a second line when there is one.
-func formatRevision(mediaType string, subject digest.Digest) []byte {
-	if subject == "" {
-		return []byte(mediaType)
-	}
-	return []byte(mediaType + "\n" + string(subject))
-}
-
-func parseRevision(b []byte) (mediaType string, subject digest.Digest) {
-	mt, subj, _ := strings.Cut(string(b), "\n")
-	return mt, digest.Digest(strings.TrimSpace(subj))
-}
 
 func manifestUnknown(repo string, d digest.Digest) error {
 	return fmt.Errorf("s3: manifest %s in %s: %w", d, repo, storage.ErrManifestUnknown)
@@ -49,7 +37,7 @@ func (s *Store) manifest(ctx context.Context, repo string, d digest.Digest, with
 		}
 		return storage.Manifest{}, fmt.Errorf("s3: get manifest: %w", err)
 	}
-	mediaType, _ := parseRevision(rev)
+	mediaType, _ := layout.ParseRevision(rev)
 	m := storage.Manifest{Digest: d, MediaType: mediaType}
 	if withData {
 		m.Data, err = s.get(ctx, s.blobKey(g))
@@ -92,25 +80,25 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 	m := req.Manifest
 	g, err := parseDigest(m.Digest)
 	if err != nil {
-		if errors.Is(err, errInvalidDigest) {
+		if errors.Is(err, layout.ErrInvalidDigest) {
 			return fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 		}
 		return err
 	}
-	h := newHash(g.alg)
+	h := layout.NewHash(g.Alg)
 	h.Write(m.Data)
-	if got := hashDigest(g.alg, h); got != m.Digest {
+	if got := layout.HashDigest(g.Alg, h); got != m.Digest {
 		return fmt.Errorf("s3: manifest is %s, not %s: %w", got, m.Digest, storage.ErrDigestMismatch)
 	}
 	if strings.ContainsAny(m.MediaType, "\r\n\x00") {
 		return fmt.Errorf("s3: invalid media type %q", m.MediaType)
 	}
 	for _, tag := range req.Tags {
-		if err := checkTag(tag, nil); err != nil {
+		if err := s3CheckTag(tag, nil); err != nil {
 			return err
 		}
 	}
-	var subject parsedDigest
+	var subject layout.Digest
 	var referrer []byte
 	if req.Subject != "" {
 		subject, err = parseDigest(req.Subject)
@@ -143,12 +131,12 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		}
 	}
 	// 2. revision
-	if err := s.putIfChanged(ctx, revisionKey(rk, g), formatRevision(m.MediaType, req.Subject)); err != nil {
+	if err := s.putIfChanged(ctx, revisionKey(rk, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer
 	if req.Subject != "" {
-		if err := s.putIfChanged(ctx, referrersKey(rk, subject)+referrerName(g), referrer); err != nil {
+		if err := s.putIfChanged(ctx, referrersKey(rk, subject)+layout.ReferrerName(g), referrer); err != nil {
 			return err
 		}
 	}
@@ -206,9 +194,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		return err
 	}
 
-	if _, subj := parseRevision(rev); subj != "" {
+	if _, subj := layout.ParseRevision(rev); subj != "" {
 		if sg, err := parseDigest(subj); err == nil {
-			if err := s.del(ctx, referrersKey(rk, sg)+referrerName(g)); err != nil {
+			if err := s.del(ctx, referrersKey(rk, sg)+layout.ReferrerName(g)); err != nil {
 				return err
 			}
 		}
@@ -223,7 +211,7 @@ func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest
 	if err != nil {
 		return "", err
 	}
-	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+	if err := s3CheckTag(tag, storage.ErrTagUnknown); err != nil {
 		return "", err
 	}
 	b, err := s.get(ctx, tagsKey(rk)+tag)
@@ -254,7 +242,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkTag(tag, storage.ErrTagUnknown); err != nil {
+	if err := s3CheckTag(tag, storage.ErrTagUnknown); err != nil {
 		return err
 	}
 	key := tagsKey(rk) + tag
@@ -305,7 +293,7 @@ func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest)
 		}
 		var desc storage.Descriptor
 		if err := json.Unmarshal(b, &desc); err != nil {
-			return false, fmt.Errorf("s3: referrer %s of %s in %s: %w", g.d, d, repo, err)
+			return false, fmt.Errorf("s3: referrer %s of %s in %s: %w", g.D, d, repo, err)
 		}
 		out = append(out, desc)
 		return true, nil
@@ -362,7 +350,7 @@ func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]stri
 		prefix := tagsKey(rk)
 		err = s.listKeys(ctx, prefix, after, n, func(key string, _ int64) (bool, error) {
 			tag := strings.TrimPrefix(key, prefix)
-			if tag > after && tagRE.MatchString(tag) {
+			if tag > after && layout.ValidTag(tag) {
 				tags = append(tags, tag)
 			}
 			return n < 0 || len(tags) < n, nil

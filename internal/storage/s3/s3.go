@@ -45,21 +45,17 @@ package s3
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/sha512"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/fnv"
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-registry/berth/internal/storage/layout"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -76,7 +72,7 @@ import (
 // ErrInvalidName is wrapped by the errors returned for a repository name, tag
 // or upload id that does not match its grammar. Lookups wrap the matching
 // storage "unknown" sentinel as well.
-var ErrInvalidName = errors.New("s3: invalid name")
+var ErrInvalidName = layout.ErrInvalidName
 
 const (
 	// MinPartSize is the S3 minimum size of every multipart part but the last.
@@ -191,122 +187,29 @@ func (s *Store) Bucket() string { return s.bucket }
 // ---------------------------------------------------------------------------
 // names, digests and keys
 
-var (
-	repoComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	tagRE           = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-
-	errInvalidDigest = errors.New("s3: invalid digest")
-)
-
-type parsedDigest struct {
-	d   digest.Digest
-	alg string
-	hex string
-}
-
-func parseDigest(d digest.Digest) (parsedDigest, error) {
-	s := string(d)
-	alg, enc, ok := strings.Cut(s, ":")
-	if !ok || alg == "" {
-		return parsedDigest{}, fmt.Errorf("s3: digest %q: %w", s, errInvalidDigest)
-	}
-	var n int
-	switch alg {
-	case "sha256":
-		n = 64
-	case "sha512":
-		n = 128
-	default:
-		return parsedDigest{}, fmt.Errorf("s3: digest %q: %w", s, storage.ErrUnsupportedDigest)
-	}
-	if len(enc) != n || !isLowerHex(enc) {
-		return parsedDigest{}, fmt.Errorf("s3: digest %q: %w", s, errInvalidDigest)
-	}
-	return parsedDigest{d: d, alg: alg, hex: enc}, nil
-}
-
-// lookupDigest is parseDigest for lookups: a malformed digest names nothing
-// stored, so the error also wraps unknown.
-func lookupDigest(d digest.Digest, unknown error) (parsedDigest, error) {
-	g, err := parseDigest(d)
-	if err != nil && errors.Is(err, errInvalidDigest) {
-		return g, fmt.Errorf("%w: %w", err, unknown)
-	}
-	return g, err
-}
-
-func isLowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func newHash(alg string) hash.Hash {
-	if alg == "sha512" {
-		return sha512.New()
-	}
-	return sha256.New()
-}
-
-func hashDigest(alg string, h hash.Hash) digest.Digest {
-	return digest.Digest(alg + ":" + hex.EncodeToString(h.Sum(nil)))
-}
-
-func validRepo(repo string) bool {
-	if repo == "" || len(repo) > 255 {
-		return false
-	}
-	for c := range strings.SplitSeq(repo, "/") {
-		if !repoComponentRE.MatchString(c) {
-			return false
-		}
-	}
-	return true
-}
-
-func validUploadID(id string) bool { return len(id) == 32 && isLowerHex(id) }
-
-func nameErr(what, name string, unknown error) error {
-	if unknown != nil {
-		return fmt.Errorf("s3: %s %q: %w: %w", what, name, ErrInvalidName, unknown)
-	}
-	return fmt.Errorf("s3: %s %q: %w", what, name, ErrInvalidName)
-}
+var ()
 
 // repoKey returns the key prefix of repo (ending in "/").
 func (s *Store) repoKey(repo string, unknown error) (string, error) {
-	if !validRepo(repo) {
-		return "", nameErr("repository name", repo, unknown)
+	if !layout.ValidRepo(repo) {
+		return "", s3NameErr("repository name", repo, unknown)
 	}
 	return s.prefix + "repositories/" + repo + "/", nil
 }
 
-func checkTag(tag string, unknown error) error {
-	if !tagRE.MatchString(tag) {
-		return nameErr("tag", tag, unknown)
-	}
-	return nil
-}
+func (s *Store) blobKey(g layout.Digest) string { return s.prefix + "blobs/" + g.Alg + "/" + g.Hex }
 
-func (s *Store) blobKey(g parsedDigest) string { return s.prefix + "blobs/" + g.alg + "/" + g.hex }
+func linkKey(rk string, g layout.Digest) string { return rk + "_blobs/" + g.Alg + "/" + g.Hex }
 
-func linkKey(rk string, g parsedDigest) string { return rk + "_blobs/" + g.alg + "/" + g.hex }
-
-func revisionKey(rk string, g parsedDigest) string {
-	return rk + "_manifests/revisions/" + g.alg + "/" + g.hex
+func revisionKey(rk string, g layout.Digest) string {
+	return rk + "_manifests/revisions/" + g.Alg + "/" + g.Hex
 }
 
 func tagsKey(rk string) string { return rk + "_manifests/tags/" }
 
-func referrersKey(rk string, subject parsedDigest) string {
-	return rk + "_referrers/" + subject.alg + "/" + subject.hex + "/"
+func referrersKey(rk string, subject layout.Digest) string {
+	return rk + "_referrers/" + subject.Alg + "/" + subject.Hex + "/"
 }
-
-func referrerName(g parsedDigest) string { return g.alg + "-" + g.hex }
 
 func (s *Store) reposKey() string { return s.prefix + "_repos/" }
 
@@ -357,7 +260,7 @@ func decodeRepo(enc string) (string, bool) {
 		}
 	}
 	name := b.String()
-	return name, validRepo(name)
+	return name, layout.ValidRepo(name)
 }
 
 func (s *Store) uploadLock(id string) *sync.Mutex {
@@ -370,12 +273,6 @@ func (s *Store) repoLock(repo string) *sync.RWMutex {
 	h := fnv.New32a()
 	h.Write([]byte(repo))
 	return &s.repoLocks[h.Sum32()%lockStripes]
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // never fails
-	return hex.EncodeToString(b)
 }
 
 // ---------------------------------------------------------------------------
@@ -533,7 +430,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // linkedBlob reports how g is linked into the repository at rk: as a blob,
 // as a manifest (with its revision content), or not at all.
-func (s *Store) linkedBlob(ctx context.Context, rk string, g parsedDigest) (asBlob bool, revision []byte, err error) {
+func (s *Store) linkedBlob(ctx context.Context, rk string, g layout.Digest) (asBlob bool, revision []byte, err error) {
 	asBlob, err = s.exists(ctx, linkKey(rk, g))
 	if err != nil {
 		return false, nil, err
@@ -550,7 +447,7 @@ func (s *Store) linkedBlob(ctx context.Context, rk string, g parsedDigest) (asBl
 
 // statLinked returns the size of a blob linked into rk (as a blob or as a
 // manifest), or ErrBlobUnknown.
-func (s *Store) statLinked(ctx context.Context, rk, repo string, g parsedDigest) (int64, error) {
+func (s *Store) statLinked(ctx context.Context, rk, repo string, g layout.Digest) (int64, error) {
 	linked, err := s.exists(ctx, linkKey(rk, g))
 	if err == nil && !linked {
 		linked, err = s.exists(ctx, revisionKey(rk, g))
@@ -559,14 +456,14 @@ func (s *Store) statLinked(ctx context.Context, rk, repo string, g parsedDigest)
 		return 0, err
 	}
 	if !linked {
-		return 0, fmt.Errorf("s3: blob %s in %s: %w", g.d, repo, storage.ErrBlobUnknown)
+		return 0, fmt.Errorf("s3: blob %s in %s: %w", g.D, repo, storage.ErrBlobUnknown)
 	}
 	size, ok, err := s.head(ctx, s.blobKey(g))
 	if err != nil {
 		return 0, err
 	}
 	if !ok {
-		return 0, fmt.Errorf("s3: blob %s in %s: data missing: %w", g.d, repo, storage.ErrBlobUnknown)
+		return 0, fmt.Errorf("s3: blob %s in %s: data missing: %w", g.D, repo, storage.ErrBlobUnknown)
 	}
 	return size, nil
 }
@@ -693,7 +590,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		}
 	}
 	if rev != nil {
-		mediaType, _ := parseRevision(rev)
+		mediaType, _ := layout.ParseRevision(rev)
 		mu := s.repoLock(repo)
 		mu.RLock()
 		err := s.linkMountedManifest(ctx, rk, g, mediaType)
@@ -707,13 +604,13 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 
 // linkMountedManifest links a mounted manifest into rk unless it is already
 // there (keeping an existing revision, which may carry a subject).
-func (s *Store) linkMountedManifest(ctx context.Context, rk string, g parsedDigest, mediaType string) error {
+func (s *Store) linkMountedManifest(ctx context.Context, rk string, g layout.Digest, mediaType string) error {
 	key := revisionKey(rk, g)
 	ok, err := s.exists(ctx, key)
 	if err != nil || ok {
 		return err
 	}
-	return s.put(ctx, key, formatRevision(mediaType, ""))
+	return s.put(ctx, key, layout.FormatRevision(mediaType, ""))
 }
 
 // DeleteBlob removes the blob link from repo. Manifests are deleted with DeleteManifest.
@@ -735,4 +632,35 @@ func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) er
 		return fmt.Errorf("s3: delete blob %s in %s: %w", d, repo, storage.ErrBlobUnknown)
 	}
 	return s.del(ctx, key)
+}
+
+// s3NameErr is layout.NameErr with this package's error prefix.
+func s3NameErr(what, name string, unknown error) error {
+	return fmt.Errorf("s3: %w", layout.NameErr(what, name, unknown))
+}
+
+// s3CheckTag is layout.CheckTag with this package's error prefix.
+func s3CheckTag(tag string, unknown error) error {
+	if err := layout.CheckTag(tag, unknown); err != nil {
+		return fmt.Errorf("s3: %w", err)
+	}
+	return nil
+}
+
+// parseDigest is layout.ParseDigest with this package's error prefix.
+func parseDigest(d digest.Digest) (layout.Digest, error) {
+	g, err := layout.ParseDigest(d)
+	if err != nil {
+		err = fmt.Errorf("s3: %w", err)
+	}
+	return g, err
+}
+
+// lookupDigest is layout.LookupDigest with this package's error prefix.
+func lookupDigest(d digest.Digest, unknown error) (layout.Digest, error) {
+	g, err := layout.LookupDigest(d, unknown)
+	if err != nil {
+		err = fmt.Errorf("s3: %w", err)
+	}
+	return g, err
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/storage/layout"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -72,11 +74,11 @@ func uploadUnknown(repo, id string) error {
 
 // loadSession reads the state of session id and checks it belongs to repo.
 func (s *Store) loadSession(ctx context.Context, repo, id string) (*session, error) {
-	if !validRepo(repo) {
-		return nil, nameErr("repository name", repo, storage.ErrUploadUnknown)
+	if !layout.ValidRepo(repo) {
+		return nil, s3NameErr("repository name", repo, storage.ErrUploadUnknown)
 	}
-	if !validUploadID(id) {
-		return nil, nameErr("upload id", id, storage.ErrUploadUnknown)
+	if !layout.ValidUploadID(id) {
+		return nil, s3NameErr("upload id", id, storage.ErrUploadUnknown)
 	}
 	b, err := s.get(ctx, s.uploadKey(id)+keyState)
 	if err != nil {
@@ -105,10 +107,10 @@ func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 
 // BeginUpload creates the session's multipart upload and its state object.
 func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInfo, error) {
-	if !validRepo(repo) {
-		return storage.UploadInfo{}, nameErr("repository name", repo, nil)
+	if !layout.ValidRepo(repo) {
+		return storage.UploadInfo{}, s3NameErr("repository name", repo, nil)
 	}
-	id := randomHex(16)
+	id := layout.RandomHex(16)
 	dataKey := s.uploadKey(id) + keyData
 	mpu, err := s.c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dataKey})
 	if err != nil {
@@ -314,7 +316,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	}
 	g, err := parseDigest(d)
 	if err != nil {
-		if errors.Is(err, errInvalidDigest) {
+		if errors.Is(err, layout.ErrInvalidDigest) {
 			return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 		}
 		return storage.BlobInfo{}, err
@@ -328,12 +330,12 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		}
 		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s is %s, not %s: %w", id, got, d, storage.ErrDigestMismatch)
 	}
-	if g.alg == "sha256" {
+	if g.Alg == "sha256" {
 		h, err := ss.hash()
 		if err != nil {
 			return storage.BlobInfo{}, err
 		}
-		if got := hashDigest("sha256", h); got != d {
+		if got := layout.HashDigest("sha256", h); got != d {
 			return mismatch(got)
 		}
 	}
@@ -384,8 +386,8 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		}
 	}
 
-	if g.alg != "sha256" {
-		h := newHash(g.alg)
+	if g.Alg != "sha256" {
+		h := layout.NewHash(g.Alg)
 		if src != "" {
 			out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &src})
 			if err != nil {
@@ -397,7 +399,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 				return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: re-hash: %w", id, err)
 			}
 		}
-		if got := hashDigest(g.alg, h); got != d {
+		if got := layout.HashDigest(g.Alg, h); got != d {
 			return mismatch(got)
 		}
 	}
@@ -453,7 +455,7 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 	var ids []string
 	err := s.listKeys(ctx, prefix, "", -1, func(key string, _ int64) (bool, error) {
 		id, rest, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
-		if ok && rest == keyState && validUploadID(id) {
+		if ok && rest == keyState && layout.ValidUploadID(id) {
 			ids = append(ids, id)
 		}
 		return true, nil
@@ -500,7 +502,7 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 			}
 			key := aws.ToString(u.Key)
 			id, _, _ := strings.Cut(strings.TrimPrefix(key, prefix), "/")
-			if !validUploadID(id) {
+			if !layout.ValidUploadID(id) {
 				continue
 			}
 			if ok, err := s.exists(ctx, s.uploadKey(id)+keyState); err != nil || ok {
