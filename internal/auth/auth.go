@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 )
 
 // Sentinel errors.
@@ -44,6 +45,12 @@ type Identity struct {
 	// Access, when not nil, bounds what the request may do: the grants of the
 	// registry access token it presented. nil means no token bound.
 	Access []Access
+	// Expires, when not zero, is when the presented credential stops being
+	// valid. Only stateless credentials set it (an OIDC ID token, a registry
+	// access token): until then the same credential yields the same identity,
+	// so the authenticator may remember it. Credentials checked against state
+	// on every use (session tokens with use limits, static users) leave it zero.
+	Expires time.Time
 }
 
 // OIDC is the OIDC part of an identity.

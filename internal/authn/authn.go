@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/registry"
@@ -57,6 +58,10 @@ type Authenticator struct {
 	// challenges with the realm <scheme>://<host>/token; empty: Basic challenges.
 	TokenService string
 	Logger       *slog.Logger
+	// Now is the clock for remembered credentials; nil: time.Now.
+	Now func() time.Time
+
+	creds credCache
 }
 
 // maxCredentialLen bounds an Authorization header value we try to parse.
@@ -87,14 +92,41 @@ func (a *Authenticator) Basic(ctx context.Context, username, password, clientIP 
 // Authenticate returns the request's identity: anonymous without credentials,
 // or an error wrapping auth.ErrInvalidCredentials / auth.ErrUnavailable.
 func (a *Authenticator) Authenticate(r *http.Request) (*auth.Identity, error) {
+	id, _, err := a.authenticate(r)
+	return id, err
+}
+
+// authenticate is Authenticate, with the cache entry of a remembered
+// credential (nil for others) so the Gate can remember decisions with it.
+func (a *Authenticator) authenticate(r *http.Request) (*auth.Identity, *credEntry, error) {
 	ip := ClientIP(r)
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return auth.Anonymous(ip), nil
+		return auth.Anonymous(ip), nil, nil
 	}
 	if len(h) > maxCredentialLen {
-		return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("authorization header too large"))
+		return nil, nil, errors.Join(auth.ErrInvalidCredentials, errors.New("authorization header too large"))
 	}
+	now := a.now()
+	if e := a.creds.get(h, now); e != nil {
+		return e.identity(ip), e, nil
+	}
+	id, err := a.verify(r, h, ip)
+	if err != nil {
+		return nil, nil, err
+	}
+	return id, a.creds.put(h, id, now), nil
+}
+
+func (a *Authenticator) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// verify checks the credentials in the Authorization header h.
+func (a *Authenticator) verify(r *http.Request, h, ip string) (*auth.Identity, error) {
 	scheme, cred, _ := strings.Cut(h, " ")
 	cred = strings.TrimSpace(cred)
 	ctx := r.Context()

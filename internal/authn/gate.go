@@ -60,11 +60,12 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 	st := g.Load()
 	a := st.Authn
 	var id *auth.Identity
+	var cred *credEntry // a remembered credential: decisions are remembered with it
 	if a == nil {
 		id = auth.Anonymous(ClientIP(r))
 	} else {
 		var err error
-		if id, err = a.Authenticate(r); err != nil {
+		if id, cred, err = a.authenticate(r); err != nil {
 			if errors.Is(err, auth.ErrUnavailable) {
 				g.log().WarnContext(ctx, "credentials cannot be verified now", "err", err)
 				return ctx, &registry.Error{Code: registry.CodeUnavailable, Message: "credentials cannot be verified right now; retry later", Err: err}
@@ -91,7 +92,7 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		}
 		return ctx, nil
 	}
-	d := g.decide(ctx, st, id, rt, requestOf(r, rt))
+	d := g.decideFor(ctx, st, id, cred, rt, requestOf(r, rt))
 	deniedKind, deniedRoute := rt.Action.Kind(), rt
 	if d.Allowed && rt.Action == registry.ActionMountBlob && rt.From != "" {
 		// A mount also reads the source repository.
@@ -99,7 +100,7 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 			Digest: r.URL.Query().Get("mount"), Method: r.Method}
 		deniedRoute = registry.Route{Action: registry.ActionGetBlob, Repo: rt.From}
 		deniedKind = registry.KindPull
-		d = g.decide(ctx, st, id, deniedRoute, src)
+		d = g.decideFor(ctx, st, id, cred, deniedRoute, src)
 	}
 	if d.Allowed {
 		return ctx, nil
@@ -111,12 +112,38 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		Message: fmt.Sprintf("%s may not %s %s", describe(id), deniedKind, target(deniedRoute))}
 }
 
+// decideFor is decide, remembered with a cached credential: the same
+// credential asking the same thing of the same policies gets the same answer
+// (policies are pure functions of identity and request), so only the first
+// request of a `docker pull` evaluates CEL. Every decision is still audited.
+func (g *Gate) decideFor(ctx context.Context, st *State, id *auth.Identity, cred *credEntry, rt registry.Route, req policy.Request) policy.Decision {
+	if cred == nil || st.Policy == nil {
+		return g.decide(ctx, st, id, rt, req)
+	}
+	k := keyOf(st.Policy, id.ClientIP, req)
+	if d, ok := cred.decision(k); ok {
+		g.audit(ctx, id, req, d)
+		return d
+	}
+	d := g.decide(ctx, st, id, rt, req)
+	if ctx.Err() == nil { // an interrupted evaluation says nothing about the next request
+		cred.remember(k, d)
+	}
+	return d
+}
+
 // decide asks the policy and writes the audit line: denies at info, allows at debug.
 func (g *Gate) decide(ctx context.Context, st *State, id *auth.Identity, rt registry.Route, req policy.Request) policy.Decision {
 	if st.Policy == nil {
 		return policy.Decision{Allowed: true, Rule: -1}
 	}
 	d := st.Policy.Decide(ctx, policy.Input{Identity: PolicyIdentity(id), Request: req})
+	g.audit(ctx, id, req, d)
+	return d
+}
+
+// audit writes the decision's log line: denies at info, allows at debug.
+func (g *Gate) audit(ctx context.Context, id *auth.Identity, req policy.Request, d policy.Decision) {
 	level := slog.LevelDebug
 	if !d.Allowed {
 		level = slog.LevelInfo
@@ -136,7 +163,6 @@ func (g *Gate) decide(ctx context.Context, st *State, id *auth.Identity, rt regi
 		}
 		g.log().LogAttrs(ctx, level, "access decision", attrs...)
 	}
-	return d
 }
 
 // CanList reports whether the request's identity may pull from repo: the

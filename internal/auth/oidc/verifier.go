@@ -492,7 +492,7 @@ func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified) (
 		return nil, never, invalid(p.name, "%v", err)
 	}
 	b := newIdentity()
-	b.id = auth.Identity{ID: "oidc:" + p.name + ":" + username, Username: username, Groups: groups, OIDC: &b.oidc}
+	b.id = auth.Identity{ID: "oidc:" + p.name + ":" + username, Username: username, Groups: groups, OIDC: &b.oidc, Expires: until}
 	b.oidc = auth.OIDC{ProviderName: p.name, Claims: claims}
 	return &b.id, until, nil
 }

@@ -110,6 +110,7 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw string) (*auth.Iden
 	// and access lists are shared with the cache and MUST NOT be modified.
 	id := snapshot{ID: c.Subject, Username: c.Username, Groups: c.Groups, OIDCProvider: c.OIDCProvider, OIDCClaims: c.OIDCClaims}.identity("")
 	id.Access = c.Access
+	id.Expires = c.Expiry.Time().Add(clockSkew)
 	if id.Access == nil {
 		id.Access = []auth.Access{} // bound to its (empty) grants, never unbounded
 	}
