@@ -27,7 +27,24 @@ var (
 	// ErrUnavailable: the credentials cannot be checked now (an issuer is
 	// unreachable and no keys are cached). Answered with 503.
 	ErrUnavailable = errors.New("auth: verification unavailable")
+	// ErrRateLimited: the client address presented too many refused
+	// credentials recently. Answered with 429 and Retry-After; it is wrapped
+	// by a *RateLimitError.
+	ErrRateLimited = errors.New("auth: too many failed authentication attempts")
 )
+
+// RateLimitError is returned instead of checking credentials while the client
+// address is over its failure limit.
+type RateLimitError struct {
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string {
+	return ErrRateLimited.Error() + "; retry in " + e.RetryAfter.Round(time.Second).String()
+}
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
 
 // Identity is who a request acts as. The policy layer sees it as
 // `identity.{id, username, groups, client_ip, oidc{provider_name, claims}}`.

@@ -60,6 +60,9 @@ type Authenticator struct {
 	Logger       *slog.Logger
 	// Now is the clock for remembered credentials; nil: time.Now.
 	Now func() time.Time
+	// Limiter, when set, refuses credential checks from a client address
+	// with too many refused credentials (429).
+	Limiter *Limiter
 
 	creds credCache
 }
@@ -70,6 +73,15 @@ const maxCredentialLen = 32 << 10
 // Basic checks a username and password as sent with Basic authentication or
 // to the token service.
 func (a *Authenticator) Basic(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
+	if err := a.Limiter.check(ctx, clientIP); err != nil {
+		return nil, err
+	}
+	id, err := a.basic(ctx, username, password, clientIP)
+	a.Limiter.record(ctx, clientIP, err)
+	return id, err
+}
+
+func (a *Authenticator) basic(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
 	var id *auth.Identity
 	var err error
 	switch {
@@ -111,8 +123,13 @@ func (a *Authenticator) authenticate(r *http.Request) (*auth.Identity, *credEntr
 	if e := a.creds.get(h, now); e != nil {
 		return e.identity(ip), e, nil
 	}
+	ctx := r.Context()
+	if err := a.Limiter.check(ctx, ip); err != nil {
+		return nil, nil, err
+	}
 	id, err := a.verify(r, h, ip)
 	if err != nil {
+		a.Limiter.record(ctx, ip, err)
 		return nil, nil, err
 	}
 	return id, a.creds.put(h, id, now), nil
@@ -140,7 +157,7 @@ func (a *Authenticator) verify(r *http.Request, h, ip string) (*auth.Identity, e
 		if !ok {
 			return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("malformed basic credentials"))
 		}
-		return a.Basic(ctx, user, pass, ip)
+		return a.basic(ctx, user, pass, ip)
 	case "bearer":
 		var id *auth.Identity
 		var err error

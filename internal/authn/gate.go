@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/policy"
@@ -66,6 +68,12 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 	} else {
 		var err error
 		if id, cred, err = a.authenticate(r); err != nil {
+			var limited *auth.RateLimitError
+			if errors.As(err, &limited) {
+				h := http.Header{}
+				h.Set("Retry-After", strconv.Itoa(int((limited.RetryAfter+time.Second-1)/time.Second)))
+				return ctx, &registry.Error{Code: registry.CodeTooManyRequests, Message: "too many failed authentication attempts from this address; retry later", Err: err, Header: h}
+			}
 			if errors.Is(err, auth.ErrUnavailable) {
 				g.log().WarnContext(ctx, "credentials cannot be verified now", "err", err)
 				return ctx, &registry.Error{Code: registry.CodeUnavailable, Message: "credentials cannot be verified right now; retry later", Err: err}

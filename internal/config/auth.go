@@ -23,6 +23,18 @@ type Auth struct {
 	OIDC []OIDCProvider
 	// Identities are the [auth.identity.<id>] static users, sorted by id.
 	Identities []Identity
+	// RateLimit bounds failed credential checks ([auth.rate_limit]).
+	RateLimit RateLimit
+}
+
+// RateLimit is the [auth.rate_limit] table: after MaxFailures refused
+// credentials from one client address within Window, that address gets 429
+// TOOMANYREQUESTS for credentialed requests until the window ends. Shared
+// between replicas through [cache.redis] when configured.
+type RateLimit struct {
+	// MaxFailures per client address and window; 0 disables the limit.
+	MaxFailures int
+	Window      time.Duration
 }
 
 // Enabled reports whether any credential source is configured. When it is
@@ -93,6 +105,8 @@ type Identity struct {
 const (
 	DefaultTokenService   = "berth"
 	DefaultAccessTokenTTL = 5 * time.Minute
+	DefaultMaxFailures    = 30
+	DefaultFailureWindow  = time.Minute
 	DefaultTokenTTL       = 15 * time.Minute
 	DefaultTokenMaxTTL    = 12 * time.Hour
 )
@@ -113,6 +127,10 @@ type rawAuth struct {
 		KeyFile        any `toml:"key_file"`
 		AccessTokenTTL any `toml:"access_token_ttl"`
 	} `toml:"token"`
+	RateLimit *struct {
+		MaxFailures any `toml:"max_failures"`
+		Window      any `toml:"window"`
+	} `toml:"rate_limit"`
 	OIDC     map[string]*rawOIDC `toml:"oidc"`
 	Identity map[string]*struct {
 		Username any `toml:"username"`
@@ -153,6 +171,7 @@ type rawOIDC struct {
 var authKnown = []string{
 	"auth", "auth.htpasswd_file", "auth.token", "auth.token.enabled", "auth.token.service",
 	"auth.token.key_file", "auth.token.access_token_ttl", "auth.oidc", "auth.identity",
+	"auth.rate_limit", "auth.rate_limit.max_failures", "auth.rate_limit.window",
 }
 
 // authKey formats a key path under a named table, quoting names that need it.
@@ -169,6 +188,10 @@ func (d *decoder) decodeAuth(ra *rawAuth, c *Config) {
 		d.str("auth.token.service", t.Service, &a.Token.Service)
 		d.str("auth.token.key_file", t.KeyFile, &a.Token.KeyFile)
 		d.duration("auth.token.access_token_ttl", t.AccessTokenTTL, &a.Token.AccessTokenTTL)
+	}
+	if rl := ra.RateLimit; rl != nil {
+		d.integer("auth.rate_limit.max_failures", rl.MaxFailures, &a.RateLimit.MaxFailures)
+		d.duration("auth.rate_limit.window", rl.Window, &a.RateLimit.Window)
 	}
 	for _, name := range sortedKeys(ra.OIDC) {
 		r := ra.OIDC[name]
@@ -288,6 +311,12 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	}
 	if a.Token.AccessTokenTTL < time.Minute {
 		bad("auth.token.access_token_ttl", "must be at least 1m (clients need expires_in >= 60), got %s", a.Token.AccessTokenTTL)
+	}
+	if a.RateLimit.MaxFailures < 0 {
+		bad("auth.rate_limit.max_failures", "must be 0 (no limit) or more, got %d", a.RateLimit.MaxFailures)
+	}
+	if a.RateLimit.Window < time.Second || a.RateLimit.Window > 24*time.Hour {
+		bad("auth.rate_limit.window", "must be between 1s and 24h, got %s", a.RateLimit.Window)
 	}
 	names := map[string]bool{}
 	for i := range a.OIDC {

@@ -15,6 +15,10 @@ func TestAuthParse(t *testing.T) {
 service = "reg.example"
 access_token_ttl = "10m"
 
+[auth.rate_limit]
+max_failures = 5
+window = "30s"
+
 [auth.oidc.github-actions]
 provider = "github"
 
@@ -51,6 +55,9 @@ password = "$2y$12$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyzABCDE"
 	a := c.Auth
 	if !a.Enabled() || a.Token.Service != "reg.example" || a.Token.AccessTokenTTL != 10*time.Minute || !a.Token.Enabled {
 		t.Fatalf("auth %+v", a)
+	}
+	if a.RateLimit != (RateLimit{MaxFailures: 5, Window: 30 * time.Second}) {
+		t.Fatalf("rate limit %+v", a.RateLimit)
 	}
 	if len(a.OIDC) != 3 {
 		t.Fatalf("providers %+v", a.OIDC)
@@ -94,6 +101,10 @@ password = "hunter2"
 
 [auth.token]
 access_token_ttl = "10s"
+
+[auth.rate_limit]
+max_failures = -1
+window = "0s"
 `
 	_, err := Parse([]byte(doc), "a.toml")
 	checkProblems(t, problems(t, err), []Problem{
@@ -109,6 +120,8 @@ access_token_ttl = "10s"
 		{"auth.identity.x.username", 14, "also the name of an OIDC provider"},
 		{"auth.identity.x.password", 15, "never a plain password"},
 		{"auth.token.access_token_ttl", 18, "at least 1m"},
+		{"auth.rate_limit.max_failures", 21, "0 (no limit) or more"},
+		{"auth.rate_limit.window", 22, "between 1s and 24h"},
 	})
 }
 

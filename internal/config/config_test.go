@@ -86,7 +86,8 @@ func TestDefault(t *testing.T) {
 		Log:       Log{Level: "info", Format: "text"},
 		Metrics:   Metrics{Enabled: true, Address: ""},
 		UI:        UI{Enabled: false, Name: "berth"},
-		Auth:      Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute}},
+		Auth: Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute},
+			RateLimit: RateLimit{MaxFailures: 30, Window: time.Minute}},
 	}
 	if got := public(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

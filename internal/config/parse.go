@@ -189,7 +189,7 @@ func Parse(data []byte, name string) (*Config, error) {
 var tables = map[string][]string{
 	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository"},
 	"global":     {"access_policy"},
-	"auth":       {"token", "oidc", "identity"},
+	"auth":       {"token", "oidc", "identity", "rate_limit"},
 	"server":     {"tls"},
 	"blob_store": {"fs", "s3"},
 }

@@ -124,6 +124,19 @@ type runState struct {
 	oidc    *oidc.Verifier
 	limits  map[string]token.Limits
 	service string // token service name, "" when off
+	// failures counts refused credentials per client address; it outlives
+	// reloads (each new state takes the running one's).
+	failures authn.FailureCounter
+}
+
+// limitFailures makes the state's authenticator count refused credentials
+// in c (kept across reloads) with cfg's limits.
+func (s *runState) limitFailures(cfg *config.Config, c authn.FailureCounter, logger *slog.Logger) {
+	if s.gate.Authn == nil || cfg.Auth.RateLimit.MaxFailures <= 0 {
+		return
+	}
+	s.gate.Authn.Limiter = &authn.Limiter{Counter: c, Max: cfg.Auth.RateLimit.MaxFailures,
+		Window: cfg.Auth.RateLimit.Window, Logger: logger}
 }
 
 func (s *runState) close() {

@@ -89,6 +89,8 @@ func reload(data []byte, path string, running *config.Config, gate *authn.Gate, 
 	if tokens != nil {
 		st.gate.Authn.Tokens = tokens
 	}
+	st.failures = cur.Load().failures
+	st.limitFailures(cfg, st.failures, logger)
 	old := cur.Swap(st)
 	gate.Store(st.gate)
 	old.close()

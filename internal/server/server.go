@@ -124,6 +124,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	st.failures = &authn.LocalFailures{Now: o.now}
+	st.limitFailures(cfg, st.failures, logger)
 	var cur atomic.Pointer[runState]
 	cur.Store(st)
 	defer func() { cur.Load().close() }()

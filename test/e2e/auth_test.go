@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -219,5 +220,48 @@ func TestAuthSessionToken(t *testing.T) {
 		if res.StatusCode != want {
 			t.Fatalf("use %d: status %d, want %d", i, res.StatusCode, want)
 		}
+	}
+}
+
+// After max_failures refused credentials from one address, berth answers 429
+// with Retry-After on /v2 and on the token service — even to good credentials —
+// instead of checking passwords at the caller's pace.
+func TestAuthFailedAttemptsRateLimited(t *testing.T) {
+	iss := newIssuer(t)
+	p := authBerth(t, iss, "\n[auth.rate_limit]\nmax_failures = 3\nwindow = \"1h\"\n")
+	get := func(path, user, pass string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", p.url(path), nil)
+		req.SetBasicAuth(user, pass)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res, body
+	}
+	if res, body := get("/v2/", "alice", "secret"); res.StatusCode != 200 {
+		t.Fatalf("good password: %d %s", res.StatusCode, body)
+	}
+	for i := range 3 {
+		if res, body := get("/v2/", "alice", "guess"); res.StatusCode != 401 {
+			t.Fatalf("failure %d: %d %s", i+1, res.StatusCode, body)
+		}
+	}
+	for _, path := range []string{"/v2/", "/token?service=berth&scope=repository:a:pull"} {
+		res, body := get(path, "alice", "secret")
+		if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" ||
+			!strings.Contains(string(body), "TOOMANYREQUESTS") {
+			t.Fatalf("%s over the limit: %d Retry-After=%q %s", path, res.StatusCode, res.Header.Get("Retry-After"), body)
+		}
+	}
+	// Anonymous requests are not credential checks and are not limited.
+	res, err := http.Get(p.url("/v2/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous: %d", res.StatusCode)
 	}
 }

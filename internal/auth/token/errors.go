@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // reqError is a refused token request: an RFC 6749 error code and a
@@ -13,6 +14,8 @@ type reqError struct {
 	code   string
 	desc   string
 	reason error
+	// retryAfter, in seconds, is sent as Retry-After with 429 and 503.
+	retryAfter int
 }
 
 func badRequest(desc string) *reqError {
@@ -29,7 +32,14 @@ func internalError(err error) *reqError {
 }
 
 func unavailable(err error) *reqError {
-	return &reqError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "credentials cannot be checked now; retry later", reason: err}
+	return &reqError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "credentials cannot be checked now; retry later", reason: err, retryAfter: 5}
+}
+
+// rateLimited answers a client address over its failed-authentication limit.
+func rateLimited(err error, after time.Duration) *reqError {
+	return &reqError{status: http.StatusTooManyRequests, code: "slow_down", reason: err,
+		desc:       "too many failed authentication attempts from this address; retry later",
+		retryAfter: int((after + time.Second - 1) / time.Second)}
 }
 
 // ociCode is the code of the OCI-style `errors` entry that accompanies the
@@ -40,6 +50,8 @@ func ociCode(status int) string {
 		return "UNAUTHORIZED"
 	case http.StatusServiceUnavailable:
 		return "UNAVAILABLE"
+	case http.StatusTooManyRequests:
+		return "TOOMANYREQUESTS"
 	case http.StatusMethodNotAllowed:
 		return "UNSUPPORTED"
 	default:
@@ -75,8 +87,8 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, grant string, e *
 	if e.status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", "Basic realm="+strconv.Quote(s.o.Service))
 	}
-	if e.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "5")
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
 	writeJSON(w, e.status, errorBody{Error: e.code, Description: e.desc,
 		Errors: []ociError{{Code: ociCode(e.status), Message: e.desc}}})

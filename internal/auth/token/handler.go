@@ -317,6 +317,9 @@ func (s *Service) authenticate(ctx context.Context, user, pass, ip string, basic
 		if errors.Is(err, auth.ErrUnavailable) {
 			return nil, unavailable(err)
 		}
+		if limited := (*auth.RateLimitError)(nil); errors.As(err, &limited) {
+			return nil, rateLimited(err, limited.RetryAfter)
+		}
 		if basic {
 			return nil, &reqError{status: http.StatusUnauthorized, code: "invalid_client", desc: "invalid credentials", reason: err}
 		}

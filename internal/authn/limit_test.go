@@ -1,0 +1,120 @@
+package authn
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/registry"
+)
+
+func TestLocalFailuresWindows(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &LocalFailures{Now: func() time.Time { return now }}
+	ctx := context.Background()
+	if n, _, _ := c.AddFailures(ctx, "a", 0, time.Minute); n != 0 {
+		t.Fatalf("fresh key has %d", n)
+	}
+	for i := 1; i <= 3; i++ {
+		n, left, _ := c.AddFailures(ctx, "a", 1, time.Minute)
+		if n != i || left != time.Minute {
+			t.Fatalf("add %d: n=%d left=%s", i, n, left)
+		}
+	}
+	now = now.Add(40 * time.Second)
+	if n, left, _ := c.AddFailures(ctx, "a", 0, time.Minute); n != 3 || left != 20*time.Second {
+		t.Fatalf("read: n=%d left=%s (the window is fixed, not sliding)", n, left)
+	}
+	if n, _, _ := c.AddFailures(ctx, "b", 0, time.Minute); n != 0 {
+		t.Fatalf("keys are independent: b has %d", n)
+	}
+	now = now.Add(20 * time.Second)
+	if n, _, _ := c.AddFailures(ctx, "a", 0, time.Minute); n != 0 {
+		t.Fatalf("after the window: %d", n)
+	}
+	if n, _, _ := c.AddFailures(ctx, "a", 1, time.Minute); n != 1 {
+		t.Fatalf("new window starts at 1, got %d", n)
+	}
+}
+
+func TestLocalFailuresBounded(t *testing.T) {
+	c := &LocalFailures{}
+	for i := range maxLocalFailureKeys + 1000 {
+		c.AddFailures(context.Background(), string(rune(i)), 1, time.Hour)
+	}
+	if len(c.m) > maxLocalFailureKeys {
+		t.Fatalf("%d keys, bound %d", len(c.m), maxLocalFailureKeys)
+	}
+}
+
+type failingCounter struct{}
+
+func (failingCounter) AddFailures(context.Context, string, int, time.Duration) (int, time.Duration, error) {
+	return 0, 0, errors.New("redis down")
+}
+
+func TestLimiterBlocksAfterFailures(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	a := &Authenticator{OIDC: fakeOIDC{}, Users: fakeUsers{}, TokenService: "berth",
+		Limiter: &Limiter{Counter: &LocalFailures{Now: clock}, Max: 3, Window: time.Minute}}
+	g := NewGate(&State{Authn: a, Policy: authenticatedOnly(t)}, nil)
+	try := func(ip, header string) error {
+		r := httptest.NewRequest("GET", "/v2/a/manifests/v1", nil)
+		r.RemoteAddr = ip + ":1"
+		r.Header.Set("Authorization", header)
+		_, err := g.Authorize(r.Context(), r, registry.Route{Action: registry.ActionGetManifest, Repo: "a", Reference: "v1"})
+		return err
+	}
+	code := func(err error) registry.Code {
+		var e *registry.Error
+		if errors.As(err, &e) {
+			return e.Code
+		}
+		return ""
+	}
+	good, bad := basic("alice", "secret"), basic("alice", "wrong")
+	// Good credentials never count.
+	for range 5 {
+		if err := try("192.0.2.1", good); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if c := code(try("192.0.2.1", bad)); c != registry.CodeUnauthorized {
+			t.Fatalf("failure %d: %s", i+1, c)
+		}
+	}
+	// Over the limit: even good credentials get 429 with Retry-After, from that address only.
+	err := try("192.0.2.1", good)
+	var e *registry.Error
+	if !errors.As(err, &e) || e.Code != registry.CodeTooManyRequests || e.Header.Get("Retry-After") != "60" {
+		t.Fatalf("over the limit: %v", err)
+	}
+	if err := try("192.0.2.2", good); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	// The token service's entry point is limited too.
+	if _, err := a.Basic(context.Background(), "alice", "secret", "192.0.2.1"); !errors.Is(err, auth.ErrRateLimited) {
+		t.Fatalf("Basic over the limit: %v", err)
+	}
+	now = now.Add(time.Minute)
+	if err := try("192.0.2.1", good); err != nil {
+		t.Fatalf("after the window: %v", err)
+	}
+	// Unreachable shared counter: nobody is locked out.
+	a.Limiter.Counter = failingCounter{}
+	if _, err := a.Basic(context.Background(), "alice", "secret", "192.0.2.1"); err != nil {
+		t.Fatalf("counter down: %v", err)
+	}
+	// Unavailable verification is not a failure of the client.
+	a2 := &Authenticator{OIDC: fakeOIDC{down: true}, Limiter: &Limiter{Counter: &LocalFailures{}, Max: 1, Window: time.Minute}}
+	for range 3 {
+		if _, err := a2.Basic(context.Background(), "gh", "idtoken-gh", "192.0.2.1"); !errors.Is(err, auth.ErrUnavailable) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+}
