@@ -114,6 +114,7 @@ func restartOnly(a, b *config.Config) []string {
 		{"uploads", a.Uploads, b.Uploads},
 		{"log", a.Log, b.Log},
 		{"metrics", a.Metrics, b.Metrics},
+		{"cache", a.Cache, b.Cache},
 		{"auth.token", a.Auth.Token, b.Auth.Token},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
