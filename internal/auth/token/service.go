@@ -1,8 +1,8 @@
 package token
 
 import (
-	"crypto"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
