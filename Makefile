@@ -20,11 +20,13 @@ test: clients
 	$(MAKE) fuzz
 
 # The pinned command-line clients the end-to-end tests drive (crane, oras,
-# regctl, cosign, skopeo, podman) and the S3 server the S3 backend is tested
-# against (versitygw); skipped quickly when already installed.
+# regctl, cosign, skopeo, podman), the S3 server the S3 backend is tested
+# against (versitygw) and the Redis the shared-state and two-replica tests
+# start (redis-server); skipped quickly when already installed.
 clients:
 	bash scripts/install-test-clients.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-s3.sh "$$($(GO) env GOPATH)/bin"
+	bash scripts/install-test-redis.sh
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

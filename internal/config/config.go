@@ -38,6 +38,7 @@ type Config struct {
 	Log       Log
 	Metrics   Metrics
 	UI        UI
+	Cache     Cache
 	Auth      Auth
 	// Global and Repositories hold access policies and immutable tags.
 	Global       Global
@@ -74,6 +75,12 @@ type TLS struct {
 	CertificateBundle string
 	// PrivateKey is the PEM file with the private key (server_private_key).
 	PrivateKey string
+}
+
+// Cache is the [cache] table: state shared between replicas.
+type Cache struct {
+	// Redis, when not nil, holds the state several replicas must share.
+	Redis *Redis
 }
 
 // BlobStore is the [blob_store] table.
@@ -299,5 +306,6 @@ func (c *Config) validate(errs *Errors) {
 		bad("ui.name", "must not be empty")
 	}
 	c.validateS3(bad)
+	c.validateCache(bad)
 	c.validateAuth(bad)
 }

@@ -237,7 +237,6 @@ func TestParseErrors(t *testing.T) {
 		{"policy rules type", "[global.access_policy]\nrules = \"x\"", []Problem{{"global.access_policy.rules", 2, "must be an array of strings"}}},
 		{"s3 without bucket", "[blob_store.s3]\nregion = \"us-east-1\"", []Problem{{"blob_store.s3.bucket", 1, "is required"}}},
 		{"s3 inline unknown", "blob_store = { s3 = { bucket = \"b\", buckt = 1 } }", []Problem{{"blob_store.s3.buckt", 1, "unknown key"}}},
-		{"cache", "[cache.redis]\nurl = \"redis://x\"", []Problem{{"cache.redis", 1, "not built yet"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

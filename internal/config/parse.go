@@ -64,7 +64,7 @@ type file struct {
 	Auth       *rawAuth              `toml:"auth"`
 	Global     *rawGlobal            `toml:"global"`
 	Repository map[string]*rawGlobal `toml:"repository"`
-	Cache      any                   `toml:"cache"`
+	Cache      *rawCache             `toml:"cache"`
 }
 
 // reserved maps the sections of features that are not built yet to the
@@ -72,9 +72,7 @@ type file struct {
 var reserved = []struct {
 	path    []string
 	message string
-}{
-	{[]string{"cache"}, "caching is not built yet"},
-}
+}{}
 
 // known lists every key berth accepts, for "did you mean" hints.
 var known = []string{
@@ -173,6 +171,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.boolean("ui.enabled", u.Enabled, &c.UI.Enabled)
 		d.str("ui.name", u.Name, &c.UI.Name)
 	}
+	d.decodeCache(f.Cache, c)
 	d.decodeAuth(f.Auth, c)
 	d.decodePolicies(f.Global, f.Repository, c)
 
@@ -187,7 +186,8 @@ func Parse(data []byte, name string) (*Config, error) {
 
 // tables are the known keys whose value must be a table.
 var tables = map[string][]string{
-	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository"},
+	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository", "cache"},
+	"cache":      {"redis"},
 	"global":     {"access_policy"},
 	"auth":       {"token", "oidc", "identity", "rate_limit"},
 	"server":     {"tls"},
@@ -252,7 +252,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, s3Known, authKnown, policyKnown) {
+	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

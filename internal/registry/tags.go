@@ -110,8 +110,15 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) err
 
 // visibleRepositories lists up to n repositories after `after` that canList
 // admits, reading the store page by page (never the whole catalog at once).
+// The first read is the size of the page asked for, so a page costs the same
+// whatever the size of the catalog; reads double (up to maxBatch) while the
+// filter drops names.
 func (h *Handler) visibleRepositories(ctx context.Context, after string, n int) ([]string, error) {
-	const batch = 1000
+	const maxBatch = 1000
+	batch := maxBatch
+	if n >= 0 {
+		batch = min(max(n, 10), maxBatch)
+	}
 	var out []string
 	for n < 0 || len(out) < n {
 		names, err := h.store.ListRepositories(ctx, after, batch)
@@ -130,6 +137,7 @@ func (h *Handler) visibleRepositories(ctx context.Context, after string, n int) 
 			break
 		}
 		after = names[len(names)-1]
+		batch = min(2*batch, maxBatch)
 	}
 	return out, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/policy"
+	"github.com/berth-registry/berth/internal/shared"
 )
 
 // OIDCProviders converts the configuration's providers for the oidc package.
@@ -99,7 +100,7 @@ func ImmutableConfig(cfg *config.Config) policy.ImmutableConfig {
 // serving or contacting any issuer, so `berth config check` and a reload
 // report the same problems startup would.
 func Check(cfg *config.Config) error {
-	st, err := buildState(cfg, slog.New(slog.DiscardHandler), time.Now)
+	st, err := buildState(cfg, slog.New(slog.DiscardHandler), time.Now, nil)
 	if err != nil {
 		return err
 	}
@@ -147,13 +148,14 @@ func (s *runState) close() {
 
 // buildState compiles a configuration's verifiers, users, policies and
 // immutable tags. It reports every problem it finds.
-func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time) (*runState, error) {
+// sc, when not nil, is the OIDC key-set cache shared by replicas.
+func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) (*runState, error) {
 	var errs []error
 	st := &runState{gate: &authn.State{}, limits: map[string]token.Limits{}}
 	if cfg.Auth.Enabled() {
 		a := &authn.Authenticator{Logger: logger}
 		if len(cfg.Auth.OIDC) > 0 {
-			v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now})
+			v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now, Shared: sc})
 			if err != nil {
 				errs = append(errs, err)
 			} else {
@@ -207,15 +209,37 @@ func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time) (
 
 // newTokenService starts the token service for the gate's current state: it
 // authenticates and grants through the gate, so a reload changes both.
-func newTokenService(cfg *config.Config, gate *authn.Gate, cur func() *runState, logger *slog.Logger, now func() time.Time) (*token.Service, error) {
+//
+// With Redis (red not nil) refresh/session token records live there, so use
+// counts and revocations hold across replicas, and unless auth.token.key_file
+// is set the signing key is generated once and shared through Redis too.
+func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, cur func() *runState, logger *slog.Logger,
+	now func() time.Time, red *shared.Redis) (*token.Service, error) {
 	keyFile := cfg.Auth.Token.KeyFile
 	if keyFile == "" {
 		keyFile = filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "token-key.pem")
 	}
+	var store token.Store
+	var keyPEM []byte
+	stateDir := filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens")
+	if red != nil {
+		store, stateDir = red.Tokens(), ""
+		if cfg.Auth.Token.KeyFile == "" {
+			kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var err error
+			keyPEM, err = red.LoadOrCreate(kctx, "token-signing-key", token.GenerateKeyPEM)
+			cancel()
+			if err != nil {
+				return nil, fmt.Errorf("shared signing key (set auth.token.key_file, or make redis reachable): %w", err)
+			}
+		}
+	}
 	return token.New(token.Options{
 		Service:   cfg.Auth.Token.Service,
 		KeyFile:   keyFile,
-		StateDir:  filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens"),
+		KeyPEM:    keyPEM,
+		StateDir:  stateDir,
+		Store:     store,
 		AccessTTL: cfg.Auth.Token.AccessTokenTTL,
 		Now:       now,
 		Logger:    logger,

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"github.com/berth-registry/berth/internal/auth/oidc"
 	"log/slog"
 	"os"
 	"reflect"
@@ -28,7 +29,19 @@ func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
 	if cfg.UI.Enabled {
 		logger.Warn("the web UI is not built yet; ui.enabled is ignored")
 	}
+	if cfg.BlobStore.S3 != nil && cfg.Cache.Redis == nil {
+		logger.Warn(S3WithoutRedisWarning)
+	}
 }
+
+// S3WithoutRedisWarning is logged at startup when the storage is S3 and no
+// [cache.redis] is configured.
+const S3WithoutRedisWarning = "blob_store.s3 without [cache.redis]: run a single replica. " +
+	"Several replicas on one bucket need Redis for: token_max_uses and revocations across replicas " +
+	"(refresh/session token records are per replica, so a token issued by one is unknown to the others), " +
+	"one token signing key (or the same auth.token.key_file on every replica), " +
+	"serialised appends to one upload session (without Redis a concurrent append is refused, not waited for), " +
+	"and the shared OIDC key-set cache (docs/deploy/ha.md)"
 
 // watchConfig reloads the configuration on SIGHUP and when the file changes:
 // providers, users, policies and immutable tags are swapped atomically. A file
@@ -40,7 +53,7 @@ func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
 // hup delivers SIGHUP (registered by the caller before the watcher starts,
 // so an early signal does not terminate the process).
 func watchConfig(ctx context.Context, path string, last []byte, hup <-chan os.Signal, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
-	tokens *token.Service, logger *slog.Logger, now func() time.Time) {
+	tokens *token.Service, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) {
 	tick := time.NewTicker(reloadPoll)
 	defer tick.Stop()
 	for {
@@ -62,13 +75,13 @@ func watchConfig(ctx context.Context, path string, last []byte, hup <-chan os.Si
 			continue
 		}
 		last = data
-		reload(data, path, running, gate, cur, tokens, logger, now)
+		reload(data, path, running, gate, cur, tokens, logger, now, sc)
 	}
 }
 
 // reload applies one configuration document; see watchConfig.
 func reload(data []byte, path string, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
-	tokens *token.Service, logger *slog.Logger, now func() time.Time) bool {
+	tokens *token.Service, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) bool {
 	cfg, err := config.Parse(data, path)
 	if err == nil && PolicyConfig(cfg).Open != PolicyConfig(running).Open {
 		logger.Error("reload refused: switching between open mode and authenticated mode needs a restart; the old configuration keeps serving")
@@ -80,7 +93,7 @@ func reload(data []byte, path string, running *config.Config, gate *authn.Gate, 
 	}
 	var st *runState
 	if err == nil {
-		st, err = buildState(cfg, logger, now)
+		st, err = buildState(cfg, logger, now, sc)
 	}
 	if err != nil {
 		logger.Error("reload refused: the old configuration keeps serving", "err", err)
@@ -116,6 +129,7 @@ func restartOnly(a, b *config.Config) []string {
 		{"uploads", a.Uploads, b.Uploads},
 		{"log", a.Log, b.Log},
 		{"metrics", a.Metrics, b.Metrics},
+		{"cache", a.Cache, b.Cache},
 		{"auth.token", a.Auth.Token, b.Auth.Token},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {

@@ -30,11 +30,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/auth/token"
 	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/shared"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
 	"github.com/berth-registry/berth/internal/storage/s3"
@@ -56,6 +58,17 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // configPath, when not empty, is the file cfg came from: it is reloaded on
 // SIGHUP and when it changes (see watchConfig).
 func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slog.Logger) error {
+	o := options{configPath: configPath}
+	if rc := cfg.Cache.Redis; rc != nil {
+		// Never log rc.URL itself: it may hold a password.
+		red, err := shared.Open(ctx, rc.URL, rc.KeyPrefix, logger)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		defer red.Close()
+		o.shared = red
+		logger.Info("shared state in redis", "redis", rc)
+	}
 	var store storage.Store
 	if sc := cfg.BlobStore.S3; sc != nil {
 		// Never log sc.SecretKey. The token service's key and state stay
@@ -69,6 +82,7 @@ func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slo
 			SecretKey:         sc.SecretKey,
 			PathStyle:         sc.PathStyle,
 			MultipartPartSize: sc.MultipartPartSize,
+			Locker:            o.locker(),
 		})
 		if err != nil {
 			return fmt.Errorf("server: open S3 storage (bucket %s): %w", sc.Bucket, err)
@@ -84,7 +98,7 @@ func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slo
 		store = st
 		logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
 	}
-	return serve(ctx, cfg, logger, store, options{configPath: configPath})
+	return serve(ctx, cfg, logger, store, o)
 }
 
 // options are seams for tests.
@@ -93,6 +107,27 @@ type options struct {
 	now          func() time.Time // default time.Now
 	configPath   string           // reloaded on SIGHUP and on change; "" disables
 	tokens       *token.Service   // set by serve
+	// shared is the Redis of [cache.redis]; serve opens it when nil and the
+	// configuration has one.
+	shared *shared.Redis
+}
+
+// locker returns the cross-replica upload lock, nil without Redis (never a
+// typed nil in the interface).
+func (o options) locker() s3.Locker {
+	if o.shared == nil {
+		return nil
+	}
+	return o.shared
+}
+
+// sharedCache returns the OIDC key-set cache shared by replicas, nil without
+// Redis.
+func (o options) sharedCache() oidc.SharedCache {
+	if o.shared == nil {
+		return nil
+	}
+	return o.shared
 }
 
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store storage.Store, o options) error {
@@ -120,7 +155,16 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 
-	st, err := buildState(cfg, logger, o.now)
+	if o.shared == nil && cfg.Cache.Redis != nil {
+		red, err := shared.Open(ctx, cfg.Cache.Redis.URL, cfg.Cache.Redis.KeyPrefix, logger)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		defer red.Close()
+		o.shared = red
+	}
+
+	st, err := buildState(cfg, logger, o.now, o.sharedCache())
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -158,7 +202,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", registry.New(ropts))
 	if st.service != "" {
-		ts, err := newTokenService(cfg, gate, cur.Load, logger, o.now)
+		ts, err := newTokenService(ctx, cfg, gate, cur.Load, logger, o.now, o.shared)
 		if err != nil {
 			return fmt.Errorf("server: token service: %w", err)
 		}
@@ -172,7 +216,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		go watchConfig(ctx, o.configPath, last, hup, cfg, gate, &cur, o.tokens, logger, o.now)
+		go watchConfig(ctx, o.configPath, last, hup, cfg, gate, &cur, o.tokens, logger, o.now, o.sharedCache())
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusOK, "ok")
@@ -184,6 +228,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 			logger.Warn("not ready: storage ping failed", "err", err)
 			writeText(w, http.StatusServiceUnavailable, "storage unavailable")
 			return
+		}
+		if o.shared != nil {
+			if err := o.shared.Ping(pctx); err != nil {
+				logger.Warn("not ready: redis ping failed", "err", err)
+				writeText(w, http.StatusServiceUnavailable, "redis unavailable")
+				return
+			}
 		}
 		writeText(w, http.StatusOK, "ok")
 	})

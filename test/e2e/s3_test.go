@@ -61,7 +61,7 @@ func findVersitygw() string {
 // startVersitygw starts a versitygw for the test with a bucket e2eS3Bucket,
 // and kills it when the test ends. It returns the endpoint and the posix
 // backend's directory.
-func startVersitygw(t *testing.T) (endpoint, dir string) {
+func startVersitygw(t testing.TB) (endpoint, dir string) {
 	t.Helper()
 	bin := findVersitygw()
 	if bin == "" {
@@ -150,7 +150,7 @@ format = "text"
 // startBerthS3 starts berth with cfg in workDir (where the default
 // blob_store.fs.root_dir, ./berth-data, resolves) and waits until it is
 // ready. It reuses berthProc's readiness, stop and log helpers.
-func startBerthS3(t *testing.T, workDir string, cfg func(port int) string) *berthProc {
+func startBerthS3(t testing.TB, workDir string, cfg func(port int) string) *berthProc {
 	t.Helper()
 	port := freePort(t)
 	p := &berthProc{t: t, dataDir: workDir, stderr: &lockedBuffer{}}

@@ -1,6 +1,7 @@
 package oidc
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -90,6 +91,19 @@ type Options struct {
 	// set be fetched again only if the previous fetch (of any kind) started
 	// at least this long ago; concurrent requests share one fetch. Default 30s.
 	UnknownKidCooldown time.Duration
+	// Shared, when set, is a cache shared by replicas (Redis): discovery
+	// results and key sets one replica fetched are used by the others
+	// instead of contacting the issuer again. The in-memory key set stays in
+	// front of it, so verification never waits on it; it is read only when a
+	// key set would otherwise be fetched. Its errors are logged and the
+	// issuer is asked directly.
+	Shared SharedCache
+}
+
+// SharedCache is a key-value cache shared between replicas.
+type SharedCache interface {
+	Get(ctx context.Context, key string) (val []byte, found bool, err error)
+	Set(ctx context.Context, key string, val []byte, ttl time.Duration) error
 }
 
 // Defaults.

@@ -38,6 +38,8 @@ type keySet struct {
 	refreshOnce sync.Once
 	sigChecks   atomic.Int64 // signature verifications, for tests and metrics
 
+	configuredJWKS string // jwks_uri from the configuration, "" to discover
+
 	mu        sync.RWMutex
 	jwksURL   string // configured, or discovered once and cached
 	keys      []jose.JSONWebKey
@@ -185,6 +187,9 @@ func (k *keySet) fetch(force bool) ([]jose.JSONWebKey, error) {
 
 	ctx, cancel := context.WithTimeout(k.v.base, k.v.fetchTimeout)
 	defer cancel()
+	if keys, ok := k.fromShared(ctx, now, force); ok {
+		return keys, nil
+	}
 	if jwksURL == "" {
 		u, err := k.discover(ctx)
 		if err != nil {
@@ -202,9 +207,87 @@ func (k *keySet) fetch(force bool) ([]jose.JSONWebKey, error) {
 	k.mu.Lock()
 	k.keys, k.loaded = keys, true
 	k.mu.Unlock()
+	k.toShared(ctx, now, jwksURL, keys)
 	k.v.log.Debug("oidc: key set fetched", "provider", k.provider, "issuer", k.issuer, "keys", len(keys))
 	k.refreshOnce.Do(func() { k.v.background(k.refreshLoop) })
 	return keys, nil
+}
+
+// sharedKeySet is a key set as kept in the shared cache.
+type sharedKeySet struct {
+	JWKSURL string            `json:"jwks_uri"`
+	Keys    []jose.JSONWebKey `json:"keys"`
+	Fetched time.Time         `json:"fetched"`
+}
+
+// sharedKey names the issuer's key set in the shared cache; the configured
+// jwks_uri is part of it, as two providers may configure one issuer apart.
+func (k *keySet) sharedKey() string {
+	return "oidc:jwks:" + k.issuer + " " + k.configuredJWKS
+}
+
+// fromShared takes the key set from the shared cache when another replica
+// fetched it recently enough: within the refresh interval for a first load,
+// half of it for a background refresh, within the cooldown for an unknown
+// kid (a replica that just fetched has seen the rotation too).
+func (k *keySet) fromShared(ctx context.Context, now time.Time, force bool) ([]jose.JSONWebKey, bool) {
+	if k.v.shared == nil {
+		return nil, false
+	}
+	k.mu.RLock()
+	loaded := k.loaded
+	k.mu.RUnlock()
+	maxAge := k.interval
+	switch {
+	case loaded && force:
+		maxAge = k.interval / 2
+	case loaded:
+		maxAge = k.v.cooldown
+	}
+	b, found, err := k.v.shared.Get(ctx, k.sharedKey())
+	if err != nil {
+		k.v.log.Warn("oidc: shared key-set cache unavailable; asking the issuer", "provider", k.provider, "err", err)
+		return nil, false
+	}
+	if !found {
+		return nil, false
+	}
+	var e sharedKeySet
+	if err := json.Unmarshal(b, &e); err != nil || e.JWKSURL == "" || len(e.Keys) == 0 {
+		return nil, false
+	}
+	if age := now.Sub(e.Fetched); age < 0 || age >= maxAge {
+		return nil, false
+	}
+	var keys []jose.JSONWebKey
+	for _, key := range e.Keys {
+		if key.Valid() && unusable(key) == "" {
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, false
+	}
+	k.mu.Lock()
+	k.jwksURL, k.keys, k.loaded = e.JWKSURL, keys, true
+	k.mu.Unlock()
+	k.v.log.Debug("oidc: key set taken from the shared cache", "provider", k.provider, "issuer", k.issuer, "keys", len(keys))
+	k.refreshOnce.Do(func() { k.v.background(k.refreshLoop) })
+	return keys, true
+}
+
+// toShared publishes a freshly fetched key set for the other replicas.
+func (k *keySet) toShared(ctx context.Context, now time.Time, jwksURL string, keys []jose.JSONWebKey) {
+	if k.v.shared == nil {
+		return
+	}
+	b, err := json.Marshal(sharedKeySet{JWKSURL: jwksURL, Keys: keys, Fetched: now})
+	if err == nil {
+		err = k.v.shared.Set(ctx, k.sharedKey(), b, max(2*k.interval, time.Minute))
+	}
+	if err != nil {
+		k.v.log.Warn("oidc: could not share the key set", "provider", k.provider, "err", err)
+	}
 }
 
 func (k *keySet) discover(ctx context.Context) (string, error) {

@@ -34,6 +34,7 @@ type Verifier struct {
 	now          func() time.Time
 	fetchTimeout time.Duration
 	cooldown     time.Duration
+	shared       SharedCache // nil: none
 
 	// base is the Verifier's own context for key-set fetches and background
 	// refresh; Close cancels it. Request contexts only bound waiting.
@@ -95,6 +96,7 @@ func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string,
 		now:          o.Now,
 		fetchTimeout: o.FetchTimeout,
 		cooldown:     o.UnknownKidCooldown,
+		shared:       o.Shared,
 		base:         base,
 		cancel:       cancel,
 	}
@@ -214,7 +216,7 @@ func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string,
 			algs[i] = jose.SignatureAlgorithm(a)
 		}
 		p.keys = &keySet{v: v, provider: name, issuer: p.issuer, client: client, algs: algs,
-			interval: interval, jwksURL: pc.JWKSURI}
+			interval: interval, jwksURL: pc.JWKSURI, configuredJWKS: pc.JWKSURI}
 		if name != "" && v.providers[name] == nil {
 			v.providers[name] = p
 			v.names = append(v.names, name)

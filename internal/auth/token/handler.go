@@ -157,7 +157,7 @@ func (s *Service) servePost(w http.ResponseWriter, r *http.Request) {
 		var rt string
 		if rt, e = required(f, "refresh_token"); e == nil {
 			var rec *record
-			if rec, e = s.useOpaque(rt, ip); e == nil {
+			if rec, e = s.useOpaque(r.Context(), rt, ip); e == nil {
 				req.id, req.fromBerthToken = rec.Identity.identity(ip), true
 			}
 		}
@@ -227,7 +227,7 @@ func (s *Service) tokenExchange(w http.ResponseWriter, r *http.Request, f url.Va
 		s.issue(w, r, req)
 		return
 	}
-	raw, rec, err := s.store.create(kindSession, id, s.limitsFor(id))
+	raw, rec, err := s.store.create(r.Context(), kindSession, id, s.limitsFor(id))
 	if err != nil {
 		fail(internalError(err))
 		return
@@ -262,7 +262,7 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, req issueRequest
 		}
 	}
 	if req.offline && !req.id.IsAnonymous() && !req.fromBerthToken {
-		rt, _, err := s.store.create(kindRefresh, req.id, s.limitsFor(req.id))
+		rt, _, err := s.store.create(ctx, kindRefresh, req.id, s.limitsFor(req.id))
 		if err != nil {
 			s.fail(w, r, req.grant, internalError(err))
 			return
@@ -287,7 +287,7 @@ func (s *Service) serveRevoke(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		var raw string
 		if raw, e = required(f, "token"); e == nil {
-			known, err := s.store.revoke(raw)
+			known, err := s.store.revoke(r.Context(), raw)
 			if err != nil {
 				e = internalError(err)
 			} else {
@@ -351,8 +351,8 @@ func (s *Service) verifyIDToken(ctx context.Context, raw, ip string) (*auth.Iden
 	return &cp, nil
 }
 
-func (s *Service) useOpaque(raw, ip string) (*record, *reqError) {
-	rec, err := s.store.use(raw, ip)
+func (s *Service) useOpaque(ctx context.Context, raw, ip string) (*record, *reqError) {
+	rec, err := s.store.use(ctx, raw, ip)
 	if err == nil {
 		return rec, nil
 	}

@@ -129,19 +129,28 @@ func newSigningKey(priv crypto.Signer) (*signingKey, error) {
 	return k, nil
 }
 
+// GenerateKeyPEM returns a new P-256 signing key as a PKCS#8 PEM block, the
+// form KeyFile and KeyPEM take.
+func GenerateKeyPEM() ([]byte, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("token: generate key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("token: encode key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
 // createKey writes a new P-256 key to path atomically: a temporary file in
 // the same directory, fsynced, then hard-linked into place so a key written
 // concurrently by another process is never replaced.
 func createKey(path string) error {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	data, err := GenerateKeyPEM()
 	if err != nil {
-		return fmt.Errorf("token: generate key: %w", err)
+		return err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return fmt.Errorf("token: encode key: %w", err)
-	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("token: key directory: %w", err)

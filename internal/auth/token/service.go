@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,8 +70,14 @@ type Options struct {
 	// does not exist a P-256 key is generated and written there (0600). When
 	// empty, a key is generated per process (tokens die with it).
 	KeyFile string
-	// StateDir holds refresh/session token records. Required.
+	// KeyPEM, when not empty, is the PEM private key itself (e.g. shared by
+	// replicas through Redis); KeyFile is then ignored.
+	KeyPEM []byte
+	// StateDir holds refresh/session token records. Required unless Store is set.
 	StateDir string
+	// Store keeps refresh/session token records; a file store in StateDir
+	// when nil. Replicas that share a Store share use counts and revocations.
+	Store Store
 	// AccessTTL is the lifetime of access tokens: DefaultAccessTTL when zero,
 	// at least 60s.
 	AccessTTL time.Duration
@@ -100,7 +107,8 @@ type Service struct {
 	o        Options
 	log      *slog.Logger
 	key      *signingKey
-	store    *store
+	store    *tokens
+	pruner   pruner // nil when the store expires records itself
 	verified verifiedCache
 }
 
@@ -111,8 +119,8 @@ func New(o Options) (*Service, error) {
 	if o.Service == "" {
 		errs = append(errs, errors.New("token: Service is required"))
 	}
-	if o.StateDir == "" {
-		errs = append(errs, errors.New("token: StateDir is required"))
+	if o.StateDir == "" && o.Store == nil {
+		errs = append(errs, errors.New("token: StateDir or Store is required"))
 	}
 	if o.AccessTTL == 0 {
 		o.AccessTTL = DefaultAccessTTL
@@ -135,16 +143,32 @@ func New(o Options) (*Service, error) {
 	if o.ClientIP == nil {
 		o.ClientIP = remoteIP
 	}
-	key, err := loadOrCreateKey(o.KeyFile, o.Logger)
+	var key *signingKey
+	var err error
+	if len(o.KeyPEM) > 0 {
+		var priv crypto.Signer
+		if priv, err = parseKeyPEM(o.KeyPEM); err != nil {
+			return nil, fmt.Errorf("token: shared key: %w", err)
+		}
+		key, err = newSigningKey(priv)
+	} else {
+		key, err = loadOrCreateKey(o.KeyFile, o.Logger)
+	}
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStore(o.StateDir, o.Now)
-	if err != nil {
-		return nil, err
+	s := &Service{o: o, log: o.Logger, key: key}
+	st := o.Store
+	if st == nil {
+		fst, err := newFileStore(o.StateDir, o.Now)
+		if err != nil {
+			return nil, err
+		}
+		st = fst
 	}
-	s := &Service{o: o, log: o.Logger, key: key, store: st}
-	if n, err := st.prune(); err != nil {
+	s.store = &tokens{st: st, now: o.Now}
+	s.pruner, _ = st.(pruner)
+	if n, err := s.Prune(); err != nil {
 		s.log.Warn("token: pruning token records failed", "err", err)
 	} else if n > 0 {
 		s.log.Info("token: pruned dead refresh/session tokens", "count", n)
@@ -153,8 +177,14 @@ func New(o Options) (*Service, error) {
 }
 
 // Prune deletes refresh/session token records that can no longer be used.
-// New runs it once; long-running servers may call it periodically.
-func (s *Service) Prune() (int, error) { return s.store.prune() }
+// New runs it once; long-running servers may call it periodically. Stores
+// that expire records themselves (Redis) have nothing to prune.
+func (s *Service) Prune() (int, error) {
+	if s.pruner == nil {
+		return 0, nil
+	}
+	return s.pruner.prune()
+}
 
 // KeyID is the kid of the signing key (its RFC 7638 thumbprint).
 func (s *Service) KeyID() string { return s.key.kid }
@@ -168,7 +198,7 @@ func (s *Service) VerifySessionToken(ctx context.Context, raw, clientIP string) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rec, err := s.store.use(raw, clientIP)
+	rec, err := s.store.use(ctx, raw, clientIP)
 	if err != nil {
 		s.log.DebugContext(ctx, "token: refresh/session token refused", "reason", err.Error(), "client_ip", clientIP)
 		return nil, err

@@ -37,9 +37,19 @@
 // under the 5 MiB part minimum is staged as the tail object and prepended to
 // the next append (or becomes the last part at commit). A request holds at
 // most one part in memory. Because everything is in the bucket, a session
-// continues on any replica; within one process appends to one session are
-// serialised, across processes a session must not be appended to twice at
-// once (clients do not do that).
+// continues on any replica.
+//
+// # Replicas
+//
+// Appends, commits and aborts of one session are serialised: within one
+// process by a lock stripe, across processes by Options.Locker when it is set
+// (a Redis lease, internal/shared). Without a Locker two replicas appending to
+// one session at once (clients do not do that) are still caught: the state
+// object is written with If-Match on the ETag it was read with, so the second
+// writer gets ErrUploadOffset instead of overwriting the first one's state,
+// and a part it overwrote no longer matches the ETag in the state, so the
+// commit fails instead of storing mixed bytes. Stores that do not implement
+// conditional writes (501) are detected and written unconditionally.
 package s3
 
 import (
@@ -53,6 +63,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/internal/storage/layout"
@@ -106,6 +117,15 @@ type Options struct {
 	MultipartPartSize int64
 	HTTPClient        *http.Client
 	Now               func() time.Time
+	// Locker, when set, serialises work on one upload session across
+	// processes (replicas). nil: in-process locks only.
+	Locker Locker
+}
+
+// Locker takes a named lock shared by every process on the bucket, waiting
+// until it is free or ctx is done. internal/shared implements it with Redis.
+type Locker interface {
+	Lock(ctx context.Context, name string) (unlock func(), err error)
 }
 
 // Store is the S3 backend. It is safe for concurrent use.
@@ -119,8 +139,12 @@ type Store struct {
 	bufPool  sync.Pool
 
 	uploadLocks [lockStripes]sync.Mutex
-	repoLocks   [lockStripes]sync.RWMutex
-	marked      sync.Map // repository name -> struct{}: marker known to exist
+	locker      Locker
+	// noConditional is set once the server answered 501 to a conditional
+	// write: state objects are then written unconditionally.
+	noConditional atomic.Bool
+	repoLocks     [lockStripes]sync.RWMutex
+	marked        sync.Map // repository name -> struct{}: marker known to exist
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -172,6 +196,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		prefix:   prefix,
 		partSize: opts.MultipartPartSize,
 		now:      opts.Now,
+		locker:   opts.Locker,
 	}
 	size := int(opts.MultipartPartSize)
 	s.bufPool.New = func() any { b := make([]byte, size); return &b }
@@ -269,6 +294,22 @@ func (s *Store) uploadLock(id string) *sync.Mutex {
 	return &s.uploadLocks[h.Sum32()%lockStripes]
 }
 
+// lockUpload serialises work on session id: the in-process stripe, then the
+// cross-process Locker when there is one.
+func (s *Store) lockUpload(ctx context.Context, id string) (unlock func(), err error) {
+	mu := s.uploadLock(id)
+	mu.Lock()
+	if s.locker == nil {
+		return mu.Unlock, nil
+	}
+	release, err := s.locker.Lock(ctx, "upload:"+s.bucket+"/"+s.prefix+id)
+	if err != nil {
+		mu.Unlock()
+		return nil, fmt.Errorf("s3: upload %s: lock: %w", id, err)
+	}
+	return func() { release(); mu.Unlock() }, nil
+}
+
 func (s *Store) repoLock(repo string) *sync.RWMutex {
 	h := fnv.New32a()
 	h.Write([]byte(repo))
@@ -299,6 +340,23 @@ func isNotFound(err error) bool {
 	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound
 }
 
+func isPreconditionFailed(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && (ae.ErrorCode() == "PreconditionFailed" || ae.ErrorCode() == "ConditionalRequestConflict") {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict)
+}
+
+func isNotImplemented(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorCode() == "NotImplemented" {
+		return true
+	}
+	var re *awshttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotImplemented
+}
 func (s *Store) get(ctx context.Context, key string) ([]byte, error) {
 	out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {

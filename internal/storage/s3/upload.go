@@ -46,6 +46,10 @@ type session struct {
 	StartedAt time.Time `json:"startedAt"`
 	// SHA256 is the marshalled sha256 state over all Size bytes.
 	SHA256 []byte `json:"sha256"`
+
+	// etag is the state object's ETag when it was read or last written: the
+	// next write is conditional on it.
+	etag string
 }
 
 func (ss *session) info(id string) storage.UploadInfo {
@@ -80,11 +84,17 @@ func (s *Store) loadSession(ctx context.Context, repo, id string) (*session, err
 	if !layout.ValidUploadID(id) {
 		return nil, s3NameErr("upload id", id, storage.ErrUploadUnknown)
 	}
-	b, err := s.get(ctx, s.uploadKey(id)+keyState)
+	key := s.uploadKey(id) + keyState
+	out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		if isNotFound(err) {
 			return nil, uploadUnknown(repo, id)
 		}
+		return nil, fmt.Errorf("s3: upload %s: %w", id, err)
+	}
+	b, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err != nil {
 		return nil, fmt.Errorf("s3: upload %s: %w", id, err)
 	}
 	var ss session
@@ -94,15 +104,46 @@ func (s *Store) loadSession(ctx context.Context, repo, id string) (*session, err
 	if ss.Repo != repo {
 		return nil, uploadUnknown(repo, id)
 	}
+	ss.etag = aws.ToString(out.ETag)
 	return &ss, nil
 }
 
+// saveSession writes the state object: If-None-Match for a new session,
+// If-Match on the ETag it was read with otherwise, so a concurrent writer in
+// another process is detected (ErrUploadOffset), never overwritten.
 func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 	b, err := json.Marshal(ss)
 	if err != nil {
 		return err
 	}
-	return s.put(ctx, s.uploadKey(id)+keyState, b)
+	key := s.uploadKey(id) + keyState
+	in := &awss3.PutObjectInput{
+		Bucket: &s.bucket, Key: &key,
+		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	}
+	conditional := !s.noConditional.Load()
+	if conditional {
+		if ss.etag == "" {
+			in.IfNoneMatch = aws.String("*")
+		} else {
+			in.IfMatch = aws.String(ss.etag)
+		}
+	}
+	out, err := s.c.PutObject(ctx, in)
+	if err != nil && conditional && isNotImplemented(err) {
+		s.noConditional.Store(true)
+		in.IfMatch, in.IfNoneMatch = nil, nil
+		in.Body = bytes.NewReader(b)
+		out, err = s.c.PutObject(ctx, in)
+	}
+	if err != nil {
+		if isPreconditionFailed(err) {
+			return fmt.Errorf("s3: upload %s: changed by another request meanwhile: %w", id, storage.ErrUploadOffset)
+		}
+		return fmt.Errorf("s3: put %s: %w", key, err)
+	}
+	ss.etag = aws.ToString(out.ETag)
+	return nil
 }
 
 // BeginUpload creates the session's multipart upload and its state object.
@@ -145,9 +186,11 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 // The state is saved after every part, so on a read error the bytes received
 // so far stay and the reported size is the saved one.
 func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error) {
-	mu := s.uploadLock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lockUpload(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	ss, err := s.loadSession(ctx, repo, id)
 	if err != nil {
 		return 0, err
@@ -307,9 +350,11 @@ func (s *Store) removeSession(ctx context.Context, id string, ss *session) error
 // it into repo. On a digest mismatch nothing is stored and the session is
 // removed.
 func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (storage.BlobInfo, error) {
-	mu := s.uploadLock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lockUpload(ctx, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	defer unlock()
 	ss, err := s.loadSession(ctx, repo, id)
 	if err != nil {
 		return storage.BlobInfo{}, err
@@ -437,9 +482,11 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 
 // AbortUpload aborts the multipart upload and removes the session.
 func (s *Store) AbortUpload(ctx context.Context, repo, id string) error {
-	mu := s.uploadLock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock, err := s.lockUpload(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ss, err := s.loadSession(ctx, repo, id)
 	if err != nil {
 		return err
@@ -479,10 +526,12 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 		if !ss.StartedAt.Before(olderThan) {
 			continue
 		}
-		mu := s.uploadLock(id)
-		mu.Lock()
+		unlock, err := s.lockUpload(ctx, id)
+		if err != nil {
+			return n, err
+		}
 		err = s.removeSession(ctx, id, &ss)
-		mu.Unlock()
+		unlock()
 		if err != nil {
 			return n, err
 		}

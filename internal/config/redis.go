@@ -1,0 +1,103 @@
+package config
+
+import (
+	"log/slog"
+	"net/url"
+	"strings"
+)
+
+// Redis is the [cache.redis] table: the state several replicas share (token
+// use counters and revocations, the token signing key, OIDC discovery and key
+// sets, upload-session locks).
+//
+// URL may carry a password (redis://:secret@host:6379/0). It is never printed
+// or logged: Redis implements fmt.Stringer, fmt.GoStringer and
+// slog.LogValuer, and Redacted returns the URL without it.
+type Redis struct {
+	// URL is redis://[user:password@]host:port[/db], rediss:// for TLS, or
+	// unix:///path/to/socket.
+	URL string
+	// KeyPrefix is prepended to every key berth writes (default "berth:").
+	KeyPrefix string
+}
+
+// DefaultRedisKeyPrefix is the default [cache.redis] key_prefix.
+const DefaultRedisKeyPrefix = "berth:"
+
+// Redacted returns URL with any password replaced by "xxxxx".
+func (r Redis) Redacted() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		if strings.Contains(r.URL, "@") {
+			return redacted
+		}
+		return r.URL
+	}
+	return u.Redacted()
+}
+
+// String formats r with the password redacted.
+func (r Redis) String() string { return "{URL:" + r.Redacted() + " KeyPrefix:" + r.KeyPrefix + "}" }
+
+// GoString formats r with the password redacted.
+func (r Redis) GoString() string { return r.String() }
+
+// LogValue logs r with the password redacted.
+func (r Redis) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", r.Redacted()), slog.String("key_prefix", r.KeyPrefix))
+}
+
+type rawCache struct {
+	Redis *struct {
+		URL       any `toml:"url"`
+		KeyPrefix any `toml:"key_prefix"`
+	} `toml:"redis"`
+}
+
+var cacheKnown = []string{"cache", "cache.redis", "cache.redis.url", "cache.redis.key_prefix"}
+
+func (d *decoder) decodeCache(r *rawCache, c *Config) {
+	if r == nil || r.Redis == nil {
+		return
+	}
+	rd := &Redis{KeyPrefix: DefaultRedisKeyPrefix}
+	if _, ok := r.Redis.URL.(string); !ok && r.Redis.URL != nil {
+		// Never echo the value: it may hold a password.
+		d.bad("cache.redis.url", "must be a string")
+	} else {
+		d.str("cache.redis.url", r.Redis.URL, &rd.URL)
+	}
+	d.str("cache.redis.key_prefix", r.Redis.KeyPrefix, &rd.KeyPrefix)
+	c.Cache.Redis = rd
+}
+
+func (c *Config) validateCache(bad func(key, format string, args ...any)) {
+	r := c.Cache.Redis
+	if r == nil {
+		return
+	}
+	const key = "cache.redis.url"
+	if c.typeErr[key] {
+		return
+	}
+	if r.URL == "" {
+		if c.lines.has(key) {
+			bad(key, "must not be empty")
+		} else {
+			bad(key, "is required when [cache.redis] is present")
+		}
+		return
+	}
+	u, err := url.Parse(r.URL)
+	switch {
+	case err != nil:
+		// url.Parse's error quotes the input: say nothing of the value.
+		bad(key, "is not a URL")
+	case u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix":
+		bad(key, "%s is not a redis://, rediss:// or unix:// URL", (Redis{URL: r.URL}).Redacted())
+	case u.Scheme != "unix" && u.Host == "":
+		bad(key, "%s has no host", (Redis{URL: r.URL}).Redacted())
+	case u.Scheme == "unix" && u.Path == "":
+		bad(key, "%s has no socket path", (Redis{URL: r.URL}).Redacted())
+	}
+}

@@ -1,0 +1,276 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-registry/berth/internal/redistest"
+)
+
+// haConfig is a berth configuration for one of several replicas: one bucket
+// (prefix), one Redis, an OIDC provider "ci" with token_max_uses = 3 and a
+// static user alice/secret.
+func haConfig(port int, endpoint, prefix, redisURL, issuer, aliceHash string) string {
+	return s3Config(port, endpoint, prefix) + fmt.Sprintf(`
+[cache.redis]
+url = %q
+key_prefix = %q
+
+[auth.oidc.ci]
+provider = "generic"
+issuer = %q
+audiences = ["berth"]
+clock_skew = "1s"
+token_max_uses = 3
+
+[auth.identity.alice]
+username = "alice"
+password = %q
+
+[global.access_policy]
+default_allow = false
+rules = ['identity.id != "anonymous"']
+`, redisURL, prefix+":", issuer, aliceHash)
+}
+
+// TestTwoReplicas: two berth processes on one bucket and one Redis, each with
+// its own (empty) local directory, behave as one registry.
+func TestTwoReplicas(t *testing.T) {
+	endpoint, _ := startVersitygw(t)
+	rs := redistest.Start(t)
+	iss := newIssuer(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := fmt.Sprintf("ha-%d", time.Now().UnixNano())
+	cfg := func(port int) string { return haConfig(port, endpoint, prefix, rs.URL(), iss.URL(), string(hash)) }
+	a := startBerthS3(t, t.TempDir(), cfg)
+	b := startBerthS3(t, t.TempDir(), cfg)
+	replicas := []*berthProc{a, b}
+	alice := &authn.Basic{Username: "alice", Password: "secret"}
+
+	// Push through A, pull through B (go-containerregistry, token service on each).
+	img, err := random.Image(6<<20, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(mustRef(t, a.host()+"/ha/app:v1"), img, remote.WithAuth(alice)); err != nil {
+		t.Fatalf("push through A: %v", err)
+	}
+	got, err := remote.Image(mustRef(t, b.host()+"/ha/app:v1"), remote.WithAuth(alice))
+	if err != nil {
+		t.Fatalf("pull through B: %v", err)
+	}
+	compareImages(t, "pulled through B", img, got)
+
+	// An access token signed by A is accepted by B: one shared signing key.
+	tok := tokenFor(t, a, "alice", "secret", "repository:ha/chunked:pull,push", false)
+	bearer := map[string]string{"Authorization": "Bearer " + tok.Token}
+	resp, body := doReq(t, "GET", b.url("/v2/ha/app/tags/list"), nil, bearer)
+	// A valid token without a grant for ha/app (a bad signature would say so).
+	wantStatus(t, "A's access token on B", resp, body, http.StatusUnauthorized)
+	if !strings.Contains(string(body), "does not grant") {
+		t.Fatalf("A's access token on B: %s", body)
+	}
+	resp, body = doReq(t, "GET", b.url("/v2/"), nil, bearer)
+	wantStatus(t, "A's access token on B", resp, body, http.StatusOK)
+
+	// A chunked upload whose chunks alternate between the replicas: two
+	// chunks above the 5 MiB part size and small ones that are staged.
+	chunks := []int{6 << 20, 1000, 6<<20 + 11000, 345}
+	total := 0
+	for _, n := range chunks {
+		total += n
+	}
+	data := make([]byte, total)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	resp, body = doReq(t, "POST", a.url("/v2/ha/chunked/blobs/uploads/"), nil, bearer)
+	wantStatus(t, "start upload on A", resp, body, http.StatusAccepted)
+	loc := resp.Header.Get("Location")
+	off := 0
+	for i, n := range chunks {
+		p := replicas[i%2]
+		u := onReplica(t, p, loc)
+		hdr := map[string]string{"Authorization": bearer["Authorization"], "Content-Type": "application/octet-stream",
+			"Content-Range": fmt.Sprintf("%d-%d", off, off+n-1)}
+		resp, body = doReq(t, "PATCH", u.String(), bytes.NewReader(data[off:off+n]), hdr)
+		wantStatus(t, fmt.Sprintf("chunk %d on replica %d", i, i%2), resp, body, http.StatusAccepted)
+		off += n
+		if r := resp.Header.Get("Range"); r != "0-"+strconv.Itoa(off-1) {
+			t.Fatalf("chunk %d: Range %q, want 0-%d", i, r, off-1)
+		}
+		loc = resp.Header.Get("Location")
+		// The other replica reports the same progress.
+		other := replicas[(i+1)%2]
+		resp, body = doReq(t, "GET", onReplica(t, other, loc).String(), nil, bearer)
+		wantStatus(t, "upload status on the other replica", resp, body, http.StatusNoContent)
+		if r := resp.Header.Get("Range"); r != "0-"+strconv.Itoa(off-1) {
+			t.Fatalf("status on the other replica after chunk %d: Range %q", i, r)
+		}
+	}
+	// A chunk that does not continue the upload is refused on either replica.
+	resp, body = doReq(t, "PATCH", onReplica(t, a, loc).String(), bytes.NewReader([]byte("x")),
+		map[string]string{"Authorization": bearer["Authorization"], "Content-Range": "0-0", "Content-Type": "application/octet-stream"})
+	wantStatus(t, "stale chunk", resp, body, http.StatusRequestedRangeNotSatisfiable)
+	dgst := sha256Digest(data)
+	u := onReplica(t, b, loc)
+	q := u.Query()
+	q.Set("digest", dgst)
+	u.RawQuery = q.Encode()
+	resp, body = doReq(t, "PUT", u.String(), nil, bearer)
+	wantStatus(t, "commit on B", resp, body, http.StatusCreated)
+	resp, body = doReq(t, "GET", a.url("/v2/ha/chunked/blobs/"+dgst), nil, bearer)
+	wantStatus(t, "blob on A", resp, body, http.StatusOK)
+	if !bytes.Equal(body, data) {
+		t.Fatalf("blob read through A differs (%d bytes, want %d)", len(body), len(data))
+	}
+
+	// A session token with token_max_uses = 3 used across both replicas is
+	// refused on the fourth use.
+	st := exchangeSession(t, a, ciToken(iss, time.Minute))
+	for i, p := range []*berthProc{a, b, a, b} {
+		req, _ := http.NewRequest("GET", p.url("/v2/_catalog"), nil)
+		req.SetBasicAuth("session", st)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		want := http.StatusOK
+		if i == 3 {
+			want = http.StatusUnauthorized
+		}
+		if res.StatusCode != want {
+			t.Fatalf("session token use %d (replica %d): status %d, want %d", i+1, i%2, res.StatusCode, want)
+		}
+	}
+
+	// A refresh token issued by A works on B; revoked on B, it is refused on A.
+	rt := tokenFor(t, a, "alice", "secret", "repository:ha/app:pull", true).RefreshToken
+	if rt == "" {
+		t.Fatal("no refresh token")
+	}
+	if err := pushPull(t, b, "ha/refresh", authn.FromConfig(authn.AuthConfig{IdentityToken: rt})); err != nil {
+		t.Fatalf("A's refresh token on B: %v", err)
+	}
+	res, err := http.PostForm(b.url("/token/revoke"), url.Values{"token": {rt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("revoke on B: %d", res.StatusCode)
+	}
+	res, err = http.PostForm(a.url("/token"), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "service": {"berth"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("refresh token revoked on B, used on A: status %d, want 400", res.StatusCode)
+	}
+
+	// Nothing was kept on the replicas' local disks.
+	for i, p := range replicas {
+		if n := countFiles(t, p.dataDir+"/berth-data"); n != 0 {
+			t.Errorf("replica %d: %d files under its local root_dir", i, n)
+		}
+	}
+
+	// /readyz follows Redis; /healthz does not.
+	rs.Stop()
+	for i, p := range replicas {
+		resp, body := doReq(t, "GET", p.url("/readyz"), nil, nil)
+		wantStatus(t, fmt.Sprintf("replica %d /readyz with Redis stopped", i), resp, body, http.StatusServiceUnavailable)
+		resp, body = doReq(t, "GET", p.url("/healthz"), nil, nil)
+		wantStatus(t, fmt.Sprintf("replica %d /healthz with Redis stopped", i), resp, body, http.StatusOK)
+	}
+	rs.Restart()
+	for _, p := range replicas {
+		p.waitReady()
+	}
+
+	for _, p := range replicas {
+		p.stop()
+		logs := p.stderr.tail(1 << 20)
+		if strings.Contains(logs, "without [cache.redis]") {
+			t.Errorf("S3-without-Redis warning despite Redis")
+		}
+		for _, secret := range []string{e2eS3Secret, "berth_st_", "berth_rt_", "secret\""} {
+			if strings.Contains(logs, secret) {
+				t.Errorf("log contains %q", secret)
+			}
+		}
+	}
+}
+
+// onReplica points an upload Location (absolute or relative) at replica p.
+func onReplica(t *testing.T, p *berthProc, loc string) *url.URL {
+	t.Helper()
+	u := p.resolve(t, loc)
+	u.Scheme, u.Host = "http", p.host()
+	return u
+}
+
+type tokenAnswer struct {
+	Token        string `json:"token"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+// tokenFor asks p's token service for scope with Basic credentials.
+func tokenFor(t *testing.T, p *berthProc, user, pass, scope string, offline bool) tokenAnswer {
+	t.Helper()
+	q := url.Values{"service": {"berth"}, "scope": {scope}, "client_id": {"e2e"}}
+	if offline {
+		q.Set("offline_token", "true")
+	}
+	req, _ := http.NewRequest("GET", p.url("/token?"+q.Encode()), nil)
+	req.SetBasicAuth(user, pass)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tr tokenAnswer
+	if err := json.NewDecoder(res.Body).Decode(&tr); err != nil || res.StatusCode != 200 || tr.Token == "" {
+		t.Fatalf("token from %s: %d %v", p.host(), res.StatusCode, err)
+	}
+	return tr
+}
+
+// exchangeSession trades an ID token for a session token at p.
+func exchangeSession(t *testing.T, p *berthProc, idToken string) string {
+	t.Helper()
+	res, err := http.PostForm(p.url("/token"), url.Values{
+		"grant_type":           {"urn:ietf:params:oauth:grant-type:token-exchange"},
+		"subject_token":        {idToken},
+		"subject_token_type":   {"urn:ietf:params:oauth:token-type:id_token"},
+		"requested_token_type": {"urn:berth:token-type:session"},
+		"service":              {"berth"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&tr); err != nil || res.StatusCode != 200 || !strings.HasPrefix(tr.AccessToken, "berth_st_") {
+		t.Fatalf("exchange: %d %v", res.StatusCode, err)
+	}
+	return tr.AccessToken
+}
