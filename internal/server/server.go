@@ -169,6 +169,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		return fmt.Errorf("server: %w", err)
 	}
 	st.failures = &authn.LocalFailures{Now: o.now}
+	if o.shared != nil {
+		st.failures = o.shared // the failed-authentication limit holds across replicas
+	}
 	st.limitFailures(cfg, st.failures, logger)
 	var cur atomic.Pointer[runState]
 	cur.Store(st)
