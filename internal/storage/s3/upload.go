@@ -406,6 +406,11 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 
 	blob := s.blobKey(g)
 	size, have, err := s.head(ctx, blob)
+	if err == nil && have {
+		// Already stored: mark it used, so garbage collection keeps it
+		// (gc.go), and look again.
+		size, have, err = s.touchBlob(ctx, g)
+	}
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -426,7 +431,8 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	if err := s.markRepo(ctx, repo); err != nil {
 		return storage.BlobInfo{}, err
 	}
-	if err := s.putIfChanged(ctx, linkKey(rk, g), []byte(d)); err != nil {
+	// Always written: its time is the link's last use (gc.go).
+	if err := s.put(ctx, linkKey(rk, g), []byte(d)); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	if err := s.removeSession(ctx, id, ss); err != nil {
