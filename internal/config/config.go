@@ -39,6 +39,7 @@ type Config struct {
 	Metrics   Metrics
 	UI        UI
 	Auth      Auth
+	GC        GC
 	// Global and Repositories hold access policies and immutable tags.
 	Global       Global
 	Repositories []Repository
@@ -182,6 +183,7 @@ func Default() *Config {
 		BlobStore: BlobStore{FS: FS{RootDir: DefaultRootDir}},
 		Limits:    Limits{MaxManifestSize: DefaultMaxManifestSize},
 		Uploads:   Uploads{Expiry: DefaultUploadExpiry, PurgeInterval: DefaultPurgeInterval},
+		GC:        GC{GracePeriod: DefaultGCGracePeriod},
 		Log:       Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Metrics:   Metrics{Enabled: true},
 		UI:        UI{Name: DefaultUIName},
@@ -298,5 +300,6 @@ func (c *Config) validate(errs *Errors) {
 		bad("ui.name", "must not be empty")
 	}
 	c.validateS3(bad)
+	c.validateGC(bad)
 	c.validateAuth(bad)
 }

@@ -87,6 +87,7 @@ func TestDefault(t *testing.T) {
 		Metrics:   Metrics{Enabled: true, Address: ""},
 		UI:        UI{Enabled: false, Name: "berth"},
 		Auth:      Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute}},
+		GC:        GC{GracePeriod: time.Hour},
 	}
 	if got := public(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

@@ -65,6 +65,7 @@ type file struct {
 	Global     *rawGlobal            `toml:"global"`
 	Repository map[string]*rawGlobal `toml:"repository"`
 	Cache      any                   `toml:"cache"`
+	GC         *rawGC                `toml:"gc"`
 }
 
 // reserved maps the sections of features that are not built yet to the
@@ -173,6 +174,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.boolean("ui.enabled", u.Enabled, &c.UI.Enabled)
 		d.str("ui.name", u.Name, &c.UI.Name)
 	}
+	d.decodeGC(f.GC, c)
 	d.decodeAuth(f.Auth, c)
 	d.decodePolicies(f.Global, f.Repository, c)
 
@@ -252,7 +254,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, s3Known, authKnown, policyKnown) {
+	for _, k := range slices.Concat(known, s3Known, authKnown, policyKnown, gcKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

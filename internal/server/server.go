@@ -56,7 +56,15 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // configPath, when not empty, is the file cfg came from: it is reloaded on
 // SIGHUP and when it changes (see watchConfig).
 func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slog.Logger) error {
-	var store storage.Store
+	store, err := OpenStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, logger, store, options{configPath: configPath})
+}
+
+// OpenStore opens the storage backend cfg names (also for berth gc).
+func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (storage.Store, error) {
 	if sc := cfg.BlobStore.S3; sc != nil {
 		// Never log sc.SecretKey. The token service's key and state stay
 		// under blob_store.fs.root_dir (its default path) on local disk.
@@ -71,20 +79,18 @@ func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slo
 			MultipartPartSize: sc.MultipartPartSize,
 		})
 		if err != nil {
-			return fmt.Errorf("server: open S3 storage (bucket %s): %w", sc.Bucket, err)
+			return nil, fmt.Errorf("server: open S3 storage (bucket %s): %w", sc.Bucket, err)
 		}
-		store = st
 		logger.Info("storage ready", "driver", "s3", "bucket", sc.Bucket, "endpoint", sc.Endpoint,
 			"region", sc.Region, "key_prefix", sc.KeyPrefix, "local_state_dir", cfg.BlobStore.FS.RootDir)
-	} else {
-		st, err := fs.New(cfg.BlobStore.FS.RootDir)
-		if err != nil {
-			return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
-		}
-		store = st
-		logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
+		return st, nil
 	}
-	return serve(ctx, cfg, logger, store, options{configPath: configPath})
+	st, err := fs.New(cfg.BlobStore.FS.RootDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
+	}
+	logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
+	return st, nil
 }
 
 // options are seams for tests.
@@ -151,6 +157,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	if cfg.Metrics.Enabled {
 		m = metrics.New()
 		ropts.Metrics = m // only when enabled: a typed nil would not be nil in the interface
+	}
+	if sc := cfg.BlobStore.S3; sc != nil && sc.EnableBlobRedirect {
+		r, ok := store.(registry.BlobRedirector)
+		if !ok {
+			return fmt.Errorf("server: blob_store.s3.enable_blob_redirect: %T cannot presign URLs", store)
+		}
+		ropts.BlobRedirect = r
 	}
 
 	mux := http.NewServeMux()
@@ -249,6 +262,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	var purging sync.WaitGroup
 	purging.Go(func() { purge(purgeCtx, store, cfg.Uploads, o.now, logger) })
+	if cfg.GC.Interval > 0 {
+		purging.Go(func() { collectGarbage(purgeCtx, store, cfg.GC, m, o.now, logger) })
+	}
 
 	var serveErr error
 	select {
