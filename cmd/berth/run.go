@@ -27,6 +27,9 @@ Usage:
   berth policy explain -c FILE (--token JWT [--no-verify] | --claims F --provider P | --user U | --anonymous)
                        --repository R --action pull|push|delete [--operation OP]
                                explain offline how the access policies decide a request
+  berth gc [-c FILE] [--dry-run]
+                               collect garbage once: delete blobs no manifest refers
+                               to (see docs/gc.md); --dry-run prints what it would free
   berth hash-password [-a bcrypt|argon2id] < password
                                print a password hash for [auth.identity.<id>]
   berth dev-issuer [-addr A]   run a local OIDC issuer to try workload identity
@@ -78,6 +81,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return check(file, stdout, stderr)
 	case "policy":
 		return policyCmd(ctx, rest, *configFile, stdout, stderr)
+	case "gc":
+		return gcCmd(ctx, rest, *configFile, stdout, stderr)
 	case "hash-password":
 		return hashPassword(rest, stdin, stdout, stderr)
 	case "dev-issuer":

@@ -40,6 +40,7 @@ type Config struct {
 	UI        UI
 	Cache     Cache
 	Auth      Auth
+	GC        GC
 	// Global and Repositories hold access policies and immutable tags.
 	Global       Global
 	Repositories []Repository
@@ -189,6 +190,7 @@ func Default() *Config {
 		BlobStore: BlobStore{FS: FS{RootDir: DefaultRootDir}},
 		Limits:    Limits{MaxManifestSize: DefaultMaxManifestSize},
 		Uploads:   Uploads{Expiry: DefaultUploadExpiry, PurgeInterval: DefaultPurgeInterval},
+		GC:        GC{GracePeriod: DefaultGCGracePeriod},
 		Log:       Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Metrics:   Metrics{Enabled: true},
 		UI:        UI{Name: DefaultUIName},
@@ -307,5 +309,6 @@ func (c *Config) validate(errs *Errors) {
 	}
 	c.validateS3(bad)
 	c.validateCache(bad)
+	c.validateGC(bad)
 	c.validateAuth(bad)
 }

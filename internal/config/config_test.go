@@ -88,6 +88,7 @@ func TestDefault(t *testing.T) {
 		UI:        UI{Enabled: false, Name: "berth"},
 		Auth: Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute},
 			RateLimit: RateLimit{MaxFailures: 30, Window: time.Minute}},
+		GC: GC{GracePeriod: time.Hour},
 	}
 	if got := public(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

@@ -65,6 +65,7 @@ type file struct {
 	Global     *rawGlobal            `toml:"global"`
 	Repository map[string]*rawGlobal `toml:"repository"`
 	Cache      *rawCache             `toml:"cache"`
+	GC         *rawGC                `toml:"gc"`
 }
 
 // reserved maps the sections of features that are not built yet to the
@@ -172,6 +173,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.str("ui.name", u.Name, &c.UI.Name)
 	}
 	d.decodeCache(f.Cache, c)
+	d.decodeGC(f.GC, c)
 	d.decodeAuth(f.Auth, c)
 	d.decodePolicies(f.Global, f.Repository, c)
 
@@ -186,7 +188,7 @@ func Parse(data []byte, name string) (*Config, error) {
 
 // tables are the known keys whose value must be a table.
 var tables = map[string][]string{
-	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository", "cache"},
+	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository", "cache", "gc"},
 	"cache":      {"redis"},
 	"global":     {"access_policy"},
 	"auth":       {"token", "oidc", "identity", "rate_limit"},
@@ -252,7 +254,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown) {
+	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown, gcKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

@@ -31,6 +31,10 @@ type S3 struct {
 	// PathStyle addresses the bucket as endpoint/bucket rather than
 	// bucket.endpoint (needed by most self-hosted S3 servers).
 	PathStyle bool
+	// EnableBlobRedirect makes a blob GET answer 307 Temporary Redirect to a
+	// presigned URL of the object, so the bytes flow from the bucket to the
+	// client directly. Clients must be able to reach Endpoint.
+	EnableBlobRedirect bool
 }
 
 // MinMultipartPartSize is the smallest part S3 accepts (except the last one).
@@ -63,25 +67,27 @@ func (s S3) LogValue() slog.Value {
 		slog.String("region", s.Region),
 		slog.String("key_prefix", s.KeyPrefix),
 		slog.Bool("path_style", s.PathStyle),
+		slog.Bool("enable_blob_redirect", s.EnableBlobRedirect),
 		slog.Bool("static_credentials", s.AccessKeyID != ""),
 	)
 }
 
 type rawS3 struct {
-	Endpoint          any `toml:"endpoint"`
-	Bucket            any `toml:"bucket"`
-	Region            any `toml:"region"`
-	KeyPrefix         any `toml:"key_prefix"`
-	AccessKeyID       any `toml:"access_key_id"`
-	SecretKey         any `toml:"secret_key"`
-	MultipartPartSize any `toml:"multipart_part_size"`
-	PathStyle         any `toml:"path_style"`
+	Endpoint           any `toml:"endpoint"`
+	Bucket             any `toml:"bucket"`
+	Region             any `toml:"region"`
+	KeyPrefix          any `toml:"key_prefix"`
+	AccessKeyID        any `toml:"access_key_id"`
+	SecretKey          any `toml:"secret_key"`
+	MultipartPartSize  any `toml:"multipart_part_size"`
+	PathStyle          any `toml:"path_style"`
+	EnableBlobRedirect any `toml:"enable_blob_redirect"`
 }
 
 var s3Known = []string{
 	"blob_store.s3", "blob_store.s3.endpoint", "blob_store.s3.bucket", "blob_store.s3.region",
 	"blob_store.s3.key_prefix", "blob_store.s3.access_key_id", "blob_store.s3.secret_key",
-	"blob_store.s3.multipart_part_size", "blob_store.s3.path_style",
+	"blob_store.s3.multipart_part_size", "blob_store.s3.path_style", "blob_store.s3.enable_blob_redirect",
 }
 
 func (d *decoder) decodeS3(r *rawS3, c *Config) {
@@ -102,6 +108,7 @@ func (d *decoder) decodeS3(r *rawS3, c *Config) {
 	}
 	d.size("blob_store.s3.multipart_part_size", r.MultipartPartSize, &s.MultipartPartSize)
 	d.boolean("blob_store.s3.path_style", r.PathStyle, &s.PathStyle)
+	d.boolean("blob_store.s3.enable_blob_redirect", r.EnableBlobRedirect, &s.EnableBlobRedirect)
 	c.BlobStore.S3 = s
 }
 

@@ -32,6 +32,7 @@ type Metrics struct {
 	bytesIn  *prometheus.CounterVec
 	bytesOut *prometheus.CounterVec
 	uploads  prometheus.Gauge
+	gc       gcMetrics
 }
 
 // New returns a Metrics with its collectors, plus the Go runtime and process
@@ -62,8 +63,10 @@ func New() *Metrics {
 			Help: "Blob upload requests being received right now.",
 		}),
 	}
+	m.gc = newGCMetrics()
 	m.reg.MustRegister(
 		m.requests, m.duration, m.bytesIn, m.bytesOut, m.uploads,
+		m.gc.runs, m.gc.blobs, m.gc.bytes, m.gc.manifests, m.gc.duration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -41,6 +41,20 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 		w.WriteHeader(status)
 		return nil
 	}
+	if h.redirect != nil {
+		u, err := h.redirect.PresignBlob(r.Context(), rt.Repo, d, BlobRedirectTTL)
+		if err != nil {
+			return fmt.Errorf("presign blob: %w", err)
+		}
+		for _, k := range []string{"Content-Length", "Content-Range", "Content-Type", "Accept-Ranges", "ETag", "Cache-Control"} {
+			hdr.Del(k)
+		}
+		// The URL is valid for BlobRedirectTTL: never cache the redirect longer.
+		hdr.Set("Cache-Control", "no-store")
+		hdr.Set("Location", u)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return nil
+	}
 	rc, err := h.store.OpenBlob(r.Context(), rt.Repo, d, start, length)
 	if err != nil {
 		hdr.Del("Content-Length")

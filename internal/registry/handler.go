@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -64,7 +66,19 @@ type Options struct {
 	// Immutable, when set, reports whether a tag may not be moved to another
 	// manifest once it exists.
 	Immutable func(repo, tag string) bool
+	// BlobRedirect, when set, makes a blob GET answer 307 Temporary Redirect
+	// to a URL it returns (a presigned S3 URL), after authorization.
+	BlobRedirect BlobRedirector
 }
+
+// BlobRedirector hands out a URL a client can GET a blob from without
+// credentials for ttl. *s3.Store implements it.
+type BlobRedirector interface {
+	PresignBlob(ctx context.Context, repo string, d digest.Digest, ttl time.Duration) (string, error)
+}
+
+// BlobRedirectTTL is how long a blob redirect URL stays valid.
+const BlobRedirectTTL = 15 * time.Minute
 
 // DefaultMaxManifestSize is the manifest size limit when none is configured.
 const DefaultMaxManifestSize = 4 << 20
@@ -81,6 +95,7 @@ type Handler struct {
 	mountAny bool
 	canList  func(ctx context.Context, repo string) bool
 	immut    func(repo, tag string) bool
+	redirect BlobRedirector
 	now      func() time.Time
 	byAction map[Action]handlerFunc
 }
@@ -100,6 +115,7 @@ func New(o Options) *Handler {
 		mountAny: o.MountWithoutFrom,
 		canList:  o.CanList,
 		immut:    o.Immutable,
+		redirect: o.BlobRedirect,
 		now:      o.Now,
 	}
 	if h.log == nil {

@@ -118,7 +118,8 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	if err != nil {
 		return err
 	}
-	if err := h.checkReferences(r, rt.Repo, pm); err != nil {
+	refs, err := h.checkReferences(r, rt.Repo, pm)
+	if err != nil {
 		return err
 	}
 	if err := h.checkImmutable(r, rt.Repo, tags, d); err != nil {
@@ -128,6 +129,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	req := storage.PutManifestRequest{
 		Manifest: storage.Manifest{Digest: d, MediaType: pm.MediaType, Data: data},
 		Tags:     tags,
+		Refs:     refs,
 	}
 	if pm.Subject != "" {
 		req.Subject = pm.Subject
@@ -140,6 +142,10 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 		}
 	}
 	if err := h.store.PutManifest(ctx, rt.Repo, req); err != nil {
+		if errors.Is(err, storage.ErrBlobUnknown) {
+			// Garbage collection removed a reference after it was checked.
+			return &Error{Code: CodeManifestBlobUnknown, Message: "manifest references content that is gone", Err: err}
+		}
 		return fmt.Errorf("put manifest: %w", err)
 	}
 
@@ -165,8 +171,10 @@ func manifestTooLarge(limit int64) *Error {
 // checkReferences verifies that every blob and child manifest the manifest
 // references exists in the repository with the declared size. A missing
 // subject is allowed (the spec lets referrers be pushed before their subject).
-func (h *Handler) checkReferences(r *http.Request, repo string, pm *parsedManifest) error {
+// It returns the references found, for storage.PutManifestRequest.Refs.
+func (h *Handler) checkReferences(r *http.Request, repo string, pm *parsedManifest) ([]digest.Digest, error) {
 	ctx := r.Context()
+	refs := make([]digest.Digest, 0, len(pm.Blobs)+len(pm.Children))
 	for i, b := range pm.Blobs {
 		info, err := h.store.StatBlob(ctx, repo, b.Digest)
 		if err != nil {
@@ -174,13 +182,14 @@ func (h *Handler) checkReferences(r *http.Request, repo string, pm *parsedManife
 				if h.sparse && i > 0 { // Blobs[0] is the config
 					continue
 				}
-				return blobUnknownIn(b.Digest, err)
+				return nil, blobUnknownIn(b.Digest, err)
 			}
-			return fmt.Errorf("stat blob: %w", err)
+			return nil, fmt.Errorf("stat blob: %w", err)
 		}
 		if info.Size != b.Size {
-			return errf(CodeManifestInvalid, "descriptor of %s says size %d, the blob has %d", b.Digest, b.Size, info.Size)
+			return nil, errf(CodeManifestInvalid, "descriptor of %s says size %d, the blob has %d", b.Digest, b.Size, info.Size)
 		}
+		refs = append(refs, b.Digest)
 	}
 	for _, c := range pm.Children {
 		m, err := h.store.GetManifest(ctx, repo, c.Digest)
@@ -189,15 +198,16 @@ func (h *Handler) checkReferences(r *http.Request, repo string, pm *parsedManife
 				if h.sparse {
 					continue
 				}
-				return blobUnknownIn(c.Digest, err)
+				return nil, blobUnknownIn(c.Digest, err)
 			}
-			return fmt.Errorf("get manifest: %w", err)
+			return nil, fmt.Errorf("get manifest: %w", err)
 		}
 		if int64(len(m.Data)) != c.Size {
-			return errf(CodeManifestInvalid, "descriptor of %s says size %d, the manifest has %d", c.Digest, c.Size, len(m.Data))
+			return nil, errf(CodeManifestInvalid, "descriptor of %s says size %d, the manifest has %d", c.Digest, c.Size, len(m.Data))
 		}
+		refs = append(refs, c.Digest)
 	}
-	return nil
+	return refs, nil
 }
 
 func blobUnknownIn(d digest.Digest, err error) *Error {

@@ -69,7 +69,16 @@ func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slo
 		o.shared = red
 		logger.Info("shared state in redis", "redis", rc)
 	}
-	var store storage.Store
+	store, err := OpenStore(ctx, cfg, logger, o.locker())
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, logger, store, o)
+}
+
+// OpenStore opens the storage backend cfg names (also for berth gc). locker,
+// when not nil, serializes S3 upload sessions across replicas.
+func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, locker s3.Locker) (storage.Store, error) {
 	if sc := cfg.BlobStore.S3; sc != nil {
 		// Never log sc.SecretKey. The token service's key and state stay
 		// under blob_store.fs.root_dir (its default path) on local disk.
@@ -82,23 +91,21 @@ func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slo
 			SecretKey:         sc.SecretKey,
 			PathStyle:         sc.PathStyle,
 			MultipartPartSize: sc.MultipartPartSize,
-			Locker:            o.locker(),
+			Locker:            locker,
 		})
 		if err != nil {
-			return fmt.Errorf("server: open S3 storage (bucket %s): %w", sc.Bucket, err)
+			return nil, fmt.Errorf("server: open S3 storage (bucket %s): %w", sc.Bucket, err)
 		}
-		store = st
 		logger.Info("storage ready", "driver", "s3", "bucket", sc.Bucket, "endpoint", sc.Endpoint,
 			"region", sc.Region, "key_prefix", sc.KeyPrefix, "local_state_dir", cfg.BlobStore.FS.RootDir)
-	} else {
-		st, err := fs.New(cfg.BlobStore.FS.RootDir)
-		if err != nil {
-			return fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
-		}
-		store = st
-		logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
+		return st, nil
 	}
-	return serve(ctx, cfg, logger, store, o)
+	st, err := fs.New(cfg.BlobStore.FS.RootDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: open storage %s: %w", cfg.BlobStore.FS.RootDir, err)
+	}
+	logger.Info("storage ready", "driver", "fs", "root_dir", cfg.BlobStore.FS.RootDir)
+	return st, nil
 }
 
 // options are seams for tests.
@@ -200,6 +207,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	if cfg.Metrics.Enabled {
 		m = metrics.New()
 		ropts.Metrics = m // only when enabled: a typed nil would not be nil in the interface
+	}
+	if sc := cfg.BlobStore.S3; sc != nil && sc.EnableBlobRedirect {
+		r, ok := store.(registry.BlobRedirector)
+		if !ok {
+			return fmt.Errorf("server: blob_store.s3.enable_blob_redirect: %T cannot presign URLs", store)
+		}
+		ropts.BlobRedirect = r
 	}
 
 	mux := http.NewServeMux()
@@ -305,6 +319,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	var purging sync.WaitGroup
 	purging.Go(func() { purge(purgeCtx, store, cfg.Uploads, o.now, logger) })
+	if cfg.GC.Interval > 0 {
+		purging.Go(func() { collectGarbage(purgeCtx, store, cfg.GC, m, o.now, logger) })
+	}
 
 	var serveErr error
 	select {

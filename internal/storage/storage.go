@@ -86,6 +86,12 @@ type PutManifestRequest struct {
 	// Referrer is the descriptor listed by the referrers API.
 	Subject  digest.Digest
 	Referrer Descriptor
+	// Refs are the stored blobs and child manifests the manifest refers to
+	// (config, layers, index entries) that the caller has checked exist. The
+	// store marks each as used (see Collector) before linking the manifest,
+	// and refuses with ErrBlobUnknown when one has gone meanwhile (garbage
+	// collection removed it), so a manifest never refers to swept content.
+	Refs []digest.Digest
 }
 
 // Store is the storage contract. Repository names are validated by the caller

@@ -515,6 +515,14 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 	if !asBlob && rev == nil {
 		return storage.BlobInfo{}, fmt.Errorf("fs: mount %s from %s: %w", d, from, storage.ErrBlobUnknown)
 	}
+	// Mark the content used (gc.go) before linking it.
+	found, err := touch(s.blobPath(g))
+	if err == nil && !found {
+		err = fmt.Errorf("fs: mount %s from %s: data missing: %w", d, from, storage.ErrBlobUnknown)
+	}
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
 	fi, err := os.Stat(s.blobPath(g))
 	if err != nil {
 		if isNotExist(err) {
@@ -523,7 +531,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		return storage.BlobInfo{}, fmt.Errorf("fs: %w", err)
 	}
 	if asBlob {
-		if err := writeFileIfChanged(blobLinkPath(rdir, g), []byte(d)); err != nil {
+		if err := writeOrTouch(blobLinkPath(rdir, g), []byte(d)); err != nil {
 			return storage.BlobInfo{}, err
 		}
 	}
@@ -544,7 +552,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 // already there (keeping an existing revision, which may carry a subject).
 func (s *Store) linkMountedManifest(rdir string, g layout.Digest, mediaType string) error {
 	path := revisionPath(rdir, g)
-	ok, err := exists(path)
+	ok, err := touch(path)
 	if err != nil || ok {
 		return err
 	}

@@ -116,9 +116,13 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 	mu.RLock()
 	defer mu.RUnlock()
 
+	// 0. what it refers to, marked used so garbage collection keeps it (gc.go)
+	if err := s.touchRefs(req.Refs); err != nil {
+		return err
+	}
 	// 1. bytes
 	blob := s.blobPath(g)
-	have, err := exists(blob)
+	have, err := touch(blob)
 	if err != nil {
 		return err
 	}
@@ -127,8 +131,8 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 			return err
 		}
 	}
-	// 2. revision
-	if err := writeFileIfChanged(revisionPath(rdir, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
+	// 2. revision (its time is when the manifest was last pushed)
+	if err := writeOrTouch(revisionPath(rdir, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer

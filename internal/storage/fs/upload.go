@@ -387,7 +387,8 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	}
 
 	blob := s.blobPath(g)
-	have, err := exists(blob)
+	// Already stored: mark it used, so garbage collection keeps it (gc.go).
+	have, err := touch(blob)
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -408,7 +409,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 			return storage.BlobInfo{}, err
 		}
 	}
-	if err := writeFileIfChanged(blobLinkPath(rdir, g), []byte(d)); err != nil {
+	if err := writeOrTouch(blobLinkPath(rdir, g), []byte(d)); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	if err := removeSession(dir); err != nil {

@@ -119,9 +119,16 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 	if err := s.markRepo(ctx, repo); err != nil {
 		return err
 	}
+	// 0. what it refers to, marked used so garbage collection keeps it (gc.go)
+	if err := s.touchRefs(ctx, req.Refs); err != nil {
+		return err
+	}
 	// 1. bytes
 	blob := s.blobKey(g)
 	have, err := s.exists(ctx, blob)
+	if err == nil && have {
+		_, have, err = s.touchBlob(ctx, g)
+	}
 	if err != nil {
 		return err
 	}
@@ -130,8 +137,8 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 			return err
 		}
 	}
-	// 2. revision
-	if err := s.putIfChanged(ctx, revisionKey(rk, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
+	// 2. revision, always written: its time is the last push (gc.go)
+	if err := s.put(ctx, revisionKey(rk, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer

@@ -632,7 +632,8 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 	if !asBlob && rev == nil {
 		return storage.BlobInfo{}, fmt.Errorf("s3: mount %s from %s: %w", d, from, storage.ErrBlobUnknown)
 	}
-	size, ok, err := s.head(ctx, s.blobKey(g))
+	// Mark the content used (gc.go) before linking it.
+	size, ok, err := s.touchBlob(ctx, g)
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -643,7 +644,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		return storage.BlobInfo{}, err
 	}
 	if asBlob {
-		if err := s.putIfChanged(ctx, linkKey(rk, g), []byte(d)); err != nil {
+		if err := s.put(ctx, linkKey(rk, g), []byte(d)); err != nil {
 			return storage.BlobInfo{}, err
 		}
 	}
@@ -664,9 +665,12 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 // there (keeping an existing revision, which may carry a subject).
 func (s *Store) linkMountedManifest(ctx context.Context, rk string, g layout.Digest, mediaType string) error {
 	key := revisionKey(rk, g)
-	ok, err := s.exists(ctx, key)
-	if err != nil || ok {
-		return err
+	rev, err := s.get(ctx, key)
+	switch {
+	case err == nil:
+		return s.put(ctx, key, rev) // rewritten: its time is the last push (gc.go)
+	case !isNotFound(err):
+		return fmt.Errorf("s3: %w", err)
 	}
 	return s.put(ctx, key, layout.FormatRevision(mediaType, ""))
 }

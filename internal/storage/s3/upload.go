@@ -451,6 +451,11 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 
 	blob := s.blobKey(g)
 	size, have, err := s.head(ctx, blob)
+	if err == nil && have {
+		// Already stored: mark it used, so garbage collection keeps it
+		// (gc.go), and look again.
+		size, have, err = s.touchBlob(ctx, g)
+	}
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -471,7 +476,8 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	if err := s.markRepo(ctx, repo); err != nil {
 		return storage.BlobInfo{}, err
 	}
-	if err := s.putIfChanged(ctx, linkKey(rk, g), []byte(d)); err != nil {
+	// Always written: its time is the link's last use (gc.go).
+	if err := s.put(ctx, linkKey(rk, g), []byte(d)); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	if err := s.removeSession(ctx, id, ss); err != nil {
@@ -495,20 +501,45 @@ func (s *Store) AbortUpload(ctx context.Context, repo, id string) error {
 }
 
 // PurgeUploads removes the sessions started before olderThan (aborting their
-// multipart uploads) and returns how many. It also aborts multipart uploads
-// under _uploads/ older than olderThan whose session state is gone.
+// multipart uploads) and returns how many. It also removes what a session
+// interrupted halfway leaves without its state object: multipart uploads
+// under _uploads/ initiated before olderThan (ListMultipartUploads +
+// AbortMultipartUpload) and staged tail or completed data objects last
+// written before olderThan.
 func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, error) {
 	prefix := s.prefix + "_uploads/"
 	var ids []string
-	err := s.listKeys(ctx, prefix, "", -1, func(key string, _ int64) (bool, error) {
-		id, rest, ok := strings.Cut(strings.TrimPrefix(key, prefix), "/")
-		if ok && rest == keyState && layout.ValidUploadID(id) {
+	objects := map[string][]types.Object{} // id -> its objects other than the state
+	err := s.listObjects(ctx, prefix, func(o types.Object) error {
+		id, rest, ok := strings.Cut(strings.TrimPrefix(aws.ToString(o.Key), prefix), "/")
+		switch {
+		case !ok || !layout.ValidUploadID(id):
+		case rest == keyState:
 			ids = append(ids, id)
+		default:
+			objects[id] = append(objects[id], o)
 		}
-		return true, nil
+		return nil
 	})
 	if err != nil {
 		return 0, err
+	}
+	for _, id := range ids {
+		delete(objects, id)
+	}
+	for id, objs := range objects {
+		for _, o := range objs {
+			if !aws.ToTime(o.LastModified).Add(timeMargin).Before(olderThan) {
+				continue
+			}
+			// A session being created writes its state right after; look again.
+			if ok, err := s.exists(ctx, s.uploadKey(id)+keyState); err != nil || ok {
+				break
+			}
+			if err := s.del(ctx, aws.ToString(o.Key)); err != nil {
+				return 0, err
+			}
+		}
 	}
 	n := 0
 	for _, id := range ids {

@@ -74,6 +74,13 @@ func RunWithReopen(t *testing.T, newStore func(t *testing.T) storage.Store, reop
 		{name: "ConcurrentPutSameTag", fn: testConcurrentTag},
 		{name: "OpenBlobStreams", fn: testOpenBlobStreams, serial: true},
 	}
+	for _, tc := range gcTests {
+		tests = append(tests, struct {
+			name   string
+			fn     func(t *testing.T, st storage.Store)
+			serial bool
+		}{name: tc.name, fn: tc.fn})
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if !tc.serial {

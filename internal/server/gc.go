@@ -1,0 +1,57 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/gc"
+	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// CollectGarbage runs garbage collection once on the storage cfg names, with
+// cfg's [gc] settings (berth gc).
+func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger *slog.Logger) (gc.Report, error) {
+	store, err := OpenStore(ctx, cfg, logger, nil)
+	if err != nil {
+		return gc.Report{}, err
+	}
+	c, ok := store.(gc.Store)
+	if !ok {
+		return gc.Report{}, fmt.Errorf("server: %T does not support garbage collection", store)
+	}
+	return gc.Run(ctx, c, gcOptions(cfg.GC, dryRun, time.Now, logger))
+}
+
+func gcOptions(c config.GC, dryRun bool, now func() time.Time, logger *slog.Logger) gc.Options {
+	return gc.Options{GracePeriod: c.GracePeriod, DeleteUntagged: c.DeleteUntagged, DryRun: dryRun, Now: now, Logger: logger}
+}
+
+// collectGarbage runs garbage collection every c.Interval (the first run one
+// interval after startup) until ctx is done.
+func collectGarbage(ctx context.Context, store storage.Store, c config.GC, m *metrics.Metrics, now func() time.Time, logger *slog.Logger) {
+	st, ok := store.(gc.Store)
+	if !ok {
+		logger.Warn("gc.interval is set but the storage backend does not support garbage collection")
+		return
+	}
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rep, err := gc.Run(ctx, st, gcOptions(c, false, now, logger))
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("garbage collection failed", "err", err)
+		}
+		if ctx.Err() == nil {
+			m.ObserveGC(rep.Blobs, rep.Bytes, rep.Manifests, rep.Duration, err)
+		}
+	}
+}

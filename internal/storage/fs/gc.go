@@ -1,0 +1,372 @@
+package fs
+
+// Garbage collection support (storage.Collector), see docs/gc.md.
+//
+// The "last used" time of a blob's content is the modification time of its
+// file: a commit writes it, and CommitUpload of content already stored,
+// MountBlob and PutManifest (for the manifest bytes and every Ref) set it to
+// now with os.Chtimes, which fails when the file is gone. Deletions rename the
+// file to a trash name first and then look at its modification time: a
+// request that touched the file before the rename is seen (the file is put
+// back, ErrInUse), a request that comes after the rename finds no file (a
+// commit stores the content again, a manifest push is refused). So no request
+// can rely on content that is then deleted, even across processes sharing
+// the root.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/layout"
+)
+
+var _ storage.Collector = (*Store)(nil)
+
+// touch sets the modification time of path to now; found is false when path
+// does not exist.
+func touch(path string) (found bool, err error) {
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err != nil {
+		if isNotExist(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("fs: touch: %w", err)
+	}
+	return true, nil
+}
+
+// writeOrTouch makes path hold data and refreshes its modification time even
+// when it already does.
+func writeOrTouch(path string, data []byte) error {
+	if cur, err := os.ReadFile(path); err == nil && string(cur) == string(data) {
+		if ok, err := touch(path); err != nil || ok {
+			return err
+		}
+	}
+	return writeFileAtomic(path, data)
+}
+
+// touchRefs marks every ref as used; a ref whose content is gone wraps
+// storage.ErrBlobUnknown.
+func (s *Store) touchRefs(refs []digest.Digest) error {
+	for _, d := range refs {
+		g, err := lookupDigest(d, storage.ErrBlobUnknown)
+		if err != nil {
+			return err
+		}
+		ok, err := touch(s.blobPath(g))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("fs: manifest reference %s: content gone: %w", d, storage.ErrBlobUnknown)
+		}
+	}
+	return nil
+}
+
+// trashName is the name a deletion renames path to: in the same directory,
+// invisible to readers, with the time of the rename.
+func trashName(path string) string {
+	return filepath.Join(filepath.Dir(path), delPrefix+filepath.Base(path)+"-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+}
+
+// removeUnused removes path unless its modification time is at or after
+// cutoff (ErrInUse). It returns the size removed; a missing path is 0, nil.
+func removeUnused(path string, cutoff time.Time) (int64, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if isNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	if !fi.ModTime().Before(cutoff) {
+		return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+	}
+	trash := trashName(path)
+	if err := os.Rename(path, trash); err != nil {
+		if isNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	// Whoever touched path before the rename is visible now.
+	fi, err = os.Lstat(trash)
+	if err != nil {
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	if !fi.ModTime().Before(cutoff) {
+		if err := os.Rename(trash, path); err != nil {
+			return 0, fmt.Errorf("fs: restore %s: %w", path, err)
+		}
+		return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+	}
+	if err := os.Remove(trash); err != nil {
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	return fi.Size(), syncDir(filepath.Dir(path))
+}
+
+// WalkBlobs calls fn for every stored blob, with its file's modification
+// time as LastUsed. Trash left by an interrupted deletion is put back when the
+// blob is missing, else removed.
+func (s *Store) WalkBlobs(ctx context.Context, fn func(storage.StoredBlob) error) error {
+	algs, err := os.ReadDir(s.blobsDir)
+	if err != nil {
+		return fmt.Errorf("fs: walk blobs: %w", err)
+	}
+	for _, a := range algs {
+		alg := a.Name()
+		if !a.IsDir() || (alg != "sha256" && alg != "sha512") {
+			continue
+		}
+		shards, err := os.ReadDir(filepath.Join(s.blobsDir, alg))
+		if err != nil {
+			return fmt.Errorf("fs: walk blobs: %w", err)
+		}
+		for _, sh := range shards {
+			if !sh.IsDir() || len(sh.Name()) != 2 {
+				continue
+			}
+			dir := filepath.Join(s.blobsDir, alg, sh.Name())
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				if isNotExist(err) {
+					continue
+				}
+				return fmt.Errorf("fs: walk blobs: %w", err)
+			}
+			for _, e := range entries {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				name := e.Name()
+				if strings.HasPrefix(name, delPrefix) {
+					recoverTrash(dir, name)
+					continue
+				}
+				g, err := layout.ParseDigest(digest.Digest(alg + ":" + name))
+				if err != nil || g.Hex[:2] != sh.Name() {
+					continue
+				}
+				fi, err := e.Info()
+				if err != nil {
+					if isNotExist(err) {
+						continue
+					}
+					return fmt.Errorf("fs: walk blobs: %w", err)
+				}
+				if err := fn(storage.StoredBlob{Digest: g.D, Size: fi.Size(), LastUsed: fi.ModTime()}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// recoverTrash puts a blob renamed away by an interrupted deletion (older
+// than a minute: a deletion in flight takes far less) back when nothing
+// replaced it, and removes it otherwise.
+func recoverTrash(dir, name string) {
+	rest := strings.TrimPrefix(name, delPrefix)
+	i := strings.LastIndexByte(rest, '-')
+	if i < 0 {
+		return
+	}
+	at, err := strconv.ParseInt(rest[i+1:], 10, 64)
+	if err != nil || time.Since(time.Unix(0, at)) < time.Minute {
+		return
+	}
+	orig, trash := filepath.Join(dir, rest[:i]), filepath.Join(dir, name)
+	if ok, _ := exists(orig); ok {
+		os.Remove(trash)
+		return
+	}
+	os.Rename(trash, orig)
+}
+
+// ScanRepository returns the manifests, tags and blob links of repo.
+func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.RepositoryScan, error) {
+	scan := storage.RepositoryScan{Tags: map[string]digest.Digest{}}
+	if err := ctx.Err(); err != nil {
+		return scan, err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrRepositoryUnknown)
+	if err != nil {
+		return scan, err
+	}
+	err = eachLink(filepath.Join(rdir, dirManifests, "revisions"), func(g layout.Digest, path string, mod time.Time) error {
+		rev, err := os.ReadFile(path)
+		if err != nil {
+			if isNotExist(err) {
+				return nil
+			}
+			return fmt.Errorf("fs: scan %s: %w", repo, err)
+		}
+		mt, subj := layout.ParseRevision(rev)
+		scan.Manifests = append(scan.Manifests, storage.LinkedManifest{Digest: g.D, MediaType: mt, Subject: subj, LastPushed: mod})
+		return nil
+	})
+	if err != nil {
+		return scan, err
+	}
+	err = eachLink(filepath.Join(rdir, dirBlobs), func(g layout.Digest, _ string, mod time.Time) error {
+		scan.Blobs = append(scan.Blobs, storage.BlobLink{Digest: g.D, LastUsed: mod})
+		return nil
+	})
+	if err != nil {
+		return scan, err
+	}
+	tdir := tagsDir(rdir)
+	entries, err := os.ReadDir(tdir)
+	if err != nil && !isNotExist(err) {
+		return scan, fmt.Errorf("fs: scan %s: %w", repo, err)
+	}
+	for _, e := range entries {
+		if !layout.ValidTag(e.Name()) || e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(tdir, e.Name()))
+		if err != nil {
+			if isNotExist(err) {
+				continue
+			}
+			return scan, fmt.Errorf("fs: scan %s: %w", repo, err)
+		}
+		scan.Tags[e.Name()] = digest.Digest(strings.TrimSpace(string(b)))
+	}
+	return scan, nil
+}
+
+// eachLink calls fn for every <alg>/<hex> file under dir.
+func eachLink(dir string, fn func(g layout.Digest, path string, mod time.Time) error) error {
+	algs, err := os.ReadDir(dir)
+	if err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return fmt.Errorf("fs: %w", err)
+	}
+	for _, a := range algs {
+		if !a.IsDir() {
+			continue
+		}
+		adir := filepath.Join(dir, a.Name())
+		entries, err := os.ReadDir(adir)
+		if err != nil {
+			if isNotExist(err) {
+				continue
+			}
+			return fmt.Errorf("fs: %w", err)
+		}
+		for _, e := range entries {
+			g, err := layout.ParseDigest(digest.Digest(a.Name() + ":" + e.Name()))
+			if err != nil || e.IsDir() {
+				continue
+			}
+			fi, err := e.Info()
+			if err != nil {
+				if isNotExist(err) {
+					continue
+				}
+				return fmt.Errorf("fs: %w", err)
+			}
+			if err := fn(g, filepath.Join(adir, e.Name()), fi.ModTime()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteBlobContent deletes the content of d unless it was used at or after cutoff.
+func (s *Store) DeleteBlobContent(ctx context.Context, d digest.Digest, cutoff time.Time) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	g, err := parseDigest(d)
+	if err != nil {
+		return 0, err
+	}
+	return removeUnused(s.blobPath(g), cutoff)
+}
+
+// DeleteBlobLink removes repo's link to d unless it was written at or after cutoff.
+func (s *Store) DeleteBlobLink(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rdir, err := s.repoDir(repo, nil)
+	if err != nil {
+		return err
+	}
+	g, err := parseDigest(d)
+	if err != nil {
+		return err
+	}
+	_, err = removeUnused(blobLinkPath(rdir, g), cutoff)
+	return err
+}
+
+// DeleteUntaggedManifest unlinks manifest d from repo unless it was pushed at
+// or after cutoff or a tag points at it.
+func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	defer mu.Unlock()
+
+	revPath := revisionPath(rdir, g)
+	rev, err := os.ReadFile(revPath)
+	if err != nil {
+		if isNotExist(err) {
+			return manifestUnknown(repo, d)
+		}
+		return fmt.Errorf("fs: %w", err)
+	}
+	tdir := tagsDir(rdir)
+	entries, err := os.ReadDir(tdir)
+	if err != nil && !isNotExist(err) {
+		return fmt.Errorf("fs: %w", err)
+	}
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join(tdir, e.Name())); err == nil && digest.Digest(strings.TrimSpace(string(b))) == d {
+			return fmt.Errorf("fs: manifest %s in %s is tagged %s: %w", d, repo, e.Name(), storage.ErrInUse)
+		}
+	}
+	if _, err := removeUnused(revPath, cutoff); err != nil {
+		return err
+	}
+	if _, subj := layout.ParseRevision(rev); subj != "" {
+		// Pushed again meanwhile (another process): the entry is its own again.
+		if again, err := exists(revPath); err != nil || again {
+			return err
+		}
+		if sg, err := parseDigest(subj); err == nil {
+			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), layout.ReferrerName(g))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

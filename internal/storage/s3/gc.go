@@ -1,0 +1,339 @@
+package s3
+
+// Garbage collection support (storage.Collector), see docs/gc.md.
+//
+// S3 cannot change an object's time without rewriting it, so the "last used"
+// time of a blob is the later of its content object's LastModified and that
+// of an empty marker object, _used/<alg>/<hex>, which CommitUpload (when the
+// content was already stored), MountBlob and PutManifest (for the manifest
+// bytes and every Ref) write before they HEAD the content. Times are compared
+// with a margin of one second, because S3 reports Last-Modified in whole
+// seconds.
+//
+// S3 has no rename, so a deletion is "check the times, then delete": a
+// request that marks the blob used between those two calls and has already
+// seen the content would not be noticed. The window is one DeleteObject call
+// on blobs unused for the whole grace period; docs/gc.md discusses it.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/layout"
+)
+
+var _ storage.Collector = (*Store)(nil)
+
+// timeMargin covers the whole-second precision of Last-Modified.
+const timeMargin = time.Second
+
+// touchConcurrency bounds the marker writes of one manifest push.
+const touchConcurrency = 8
+
+func (s *Store) usedKey(g layout.Digest) string { return s.prefix + "_used/" + g.Alg + "/" + g.Hex }
+
+// touchBlob marks g's content used and reports whether the content exists.
+// The marker is written before the content is looked at.
+func (s *Store) touchBlob(ctx context.Context, g layout.Digest) (size int64, found bool, err error) {
+	if err := s.put(ctx, s.usedKey(g), nil); err != nil {
+		return 0, false, err
+	}
+	return s.head(ctx, s.blobKey(g))
+}
+
+// touchRefs marks every ref used; a ref whose content is gone wraps
+// storage.ErrBlobUnknown.
+func (s *Store) touchRefs(ctx context.Context, refs []digest.Digest) error {
+	gs := make([]layout.Digest, 0, len(refs))
+	for _, d := range refs {
+		g, err := lookupDigest(d, storage.ErrBlobUnknown)
+		if err != nil {
+			return err
+		}
+		gs = append(gs, g)
+	}
+	errs := make([]error, len(gs))
+	sem := make(chan struct{}, touchConcurrency)
+	var wg sync.WaitGroup
+	for i, g := range gs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, ok, err := s.touchBlob(ctx, g)
+			if err == nil && !ok {
+				err = fmt.Errorf("s3: manifest reference %s: content gone: %w", g.D, storage.ErrBlobUnknown)
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listObjects calls fn with every object under prefix.
+func (s *Store) listObjects(ctx context.Context, prefix string, fn func(o types.Object) error) error {
+	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)}
+	for {
+		out, err := s.c.ListObjectsV2(ctx, in)
+		if err != nil {
+			return fmt.Errorf("s3: list %s: %w", prefix, err)
+		}
+		for _, o := range out.Contents {
+			if err := fn(o); err != nil {
+				return err
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
+			return nil
+		}
+		in.ContinuationToken = out.NextContinuationToken
+	}
+}
+
+// headTime returns the Last-Modified of key; found is false when it does not exist.
+func (s *Store) headTime(ctx context.Context, key string) (mod time.Time, size int64, found bool, err error) {
+	out, err := s.c.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		if isNotFound(err) {
+			return time.Time{}, 0, false, nil
+		}
+		return time.Time{}, 0, false, fmt.Errorf("s3: head %s: %w", key, err)
+	}
+	return aws.ToTime(out.LastModified), aws.ToInt64(out.ContentLength), true, nil
+}
+
+// usedSince reports whether a Last-Modified time may be at or after cutoff.
+func usedSince(mod, cutoff time.Time) bool { return !mod.Add(timeMargin).Before(cutoff) }
+
+// WalkBlobs calls fn for every stored blob. LastUsed is the later of the
+// content's and the marker's Last-Modified, plus the one-second margin. The
+// markers are read first, into memory (one entry per blob ever reused).
+func (s *Store) WalkBlobs(ctx context.Context, fn func(storage.StoredBlob) error) error {
+	usedPrefix := s.prefix + "_used/"
+	used := map[string]time.Time{}
+	err := s.listObjects(ctx, usedPrefix, func(o types.Object) error {
+		used[strings.TrimPrefix(aws.ToString(o.Key), usedPrefix)] = aws.ToTime(o.LastModified)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	blobPrefix := s.prefix + "blobs/"
+	return s.listObjects(ctx, blobPrefix, func(o types.Object) error {
+		rel := strings.TrimPrefix(aws.ToString(o.Key), blobPrefix)
+		alg, hex, ok := strings.Cut(rel, "/")
+		if !ok {
+			return nil
+		}
+		g, err := layout.ParseDigest(digest.Digest(alg + ":" + hex))
+		if err != nil {
+			return nil
+		}
+		last := aws.ToTime(o.LastModified)
+		if u, ok := used[rel]; ok && u.After(last) {
+			last = u
+		}
+		return fn(storage.StoredBlob{Digest: g.D, Size: aws.ToInt64(o.Size), LastUsed: last.Add(timeMargin)})
+	})
+}
+
+// ScanRepository returns the manifests, tags and blob links of repo.
+func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.RepositoryScan, error) {
+	scan := storage.RepositoryScan{Tags: map[string]digest.Digest{}}
+	rk, err := s.repoKey(repo, storage.ErrRepositoryUnknown)
+	if err != nil {
+		return scan, err
+	}
+	revPrefix := rk + "_manifests/revisions/"
+	err = s.listObjects(ctx, revPrefix, func(o types.Object) error {
+		g, ok := keyDigest(strings.TrimPrefix(aws.ToString(o.Key), revPrefix))
+		if !ok {
+			return nil
+		}
+		rev, err := s.get(ctx, aws.ToString(o.Key))
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("s3: scan %s: %w", repo, err)
+		}
+		mt, subj := layout.ParseRevision(rev)
+		scan.Manifests = append(scan.Manifests, storage.LinkedManifest{Digest: g.D, MediaType: mt, Subject: subj,
+			LastPushed: aws.ToTime(o.LastModified).Add(timeMargin)})
+		return nil
+	})
+	if err != nil {
+		return scan, err
+	}
+	linkPrefix := rk + "_blobs/"
+	err = s.listObjects(ctx, linkPrefix, func(o types.Object) error {
+		if g, ok := keyDigest(strings.TrimPrefix(aws.ToString(o.Key), linkPrefix)); ok {
+			scan.Blobs = append(scan.Blobs, storage.BlobLink{Digest: g.D, LastUsed: aws.ToTime(o.LastModified).Add(timeMargin)})
+		}
+		return nil
+	})
+	if err != nil {
+		return scan, err
+	}
+	tk := tagsKey(rk)
+	err = s.listObjects(ctx, tk, func(o types.Object) error {
+		tag := strings.TrimPrefix(aws.ToString(o.Key), tk)
+		if !layout.ValidTag(tag) {
+			return nil
+		}
+		b, err := s.get(ctx, aws.ToString(o.Key))
+		if err != nil {
+			if isNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("s3: scan %s: %w", repo, err)
+		}
+		scan.Tags[tag] = digest.Digest(strings.TrimSpace(string(b)))
+		return nil
+	})
+	return scan, err
+}
+
+// keyDigest parses "<alg>/<hex>".
+func keyDigest(rel string) (layout.Digest, bool) {
+	alg, hex, ok := strings.Cut(rel, "/")
+	if !ok {
+		return layout.Digest{}, false
+	}
+	g, err := layout.ParseDigest(digest.Digest(alg + ":" + hex))
+	return g, err == nil
+}
+
+// DeleteBlobContent deletes the content of d (and its marker) unless it was
+// used at or after cutoff.
+func (s *Store) DeleteBlobContent(ctx context.Context, d digest.Digest, cutoff time.Time) (int64, error) {
+	g, err := parseDigest(d)
+	if err != nil {
+		return 0, err
+	}
+	blob, marker := s.blobKey(g), s.usedKey(g)
+	mmod, _, mfound, err := s.headTime(ctx, marker)
+	if err != nil {
+		return 0, err
+	}
+	if mfound && usedSince(mmod, cutoff) {
+		return 0, fmt.Errorf("s3: blob %s: %w", d, storage.ErrInUse)
+	}
+	bmod, size, found, err := s.headTime(ctx, blob)
+	if err != nil || !found {
+		return 0, err
+	}
+	if usedSince(bmod, cutoff) {
+		return 0, fmt.Errorf("s3: blob %s: %w", d, storage.ErrInUse)
+	}
+	if err := s.del(ctx, blob); err != nil {
+		return 0, err
+	}
+	if mfound {
+		// The marker goes too, unless a request wrote it meanwhile (it then
+		// finds the content gone and fails; the marker is harmless).
+		if mmod, _, ok, err := s.headTime(ctx, marker); err == nil && ok && !usedSince(mmod, cutoff) {
+			if err := s.del(ctx, marker); err != nil {
+				return size, err
+			}
+		}
+	}
+	return size, nil
+}
+
+// DeleteBlobLink removes repo's link to d unless it was written at or after cutoff.
+func (s *Store) DeleteBlobLink(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) error {
+	rk, err := s.repoKey(repo, nil)
+	if err != nil {
+		return err
+	}
+	g, err := parseDigest(d)
+	if err != nil {
+		return err
+	}
+	key := linkKey(rk, g)
+	mod, _, found, err := s.headTime(ctx, key)
+	if err != nil || !found {
+		return err
+	}
+	if usedSince(mod, cutoff) {
+		return fmt.Errorf("s3: link %s in %s: %w", d, repo, storage.ErrInUse)
+	}
+	return s.del(ctx, key)
+}
+
+// DeleteUntaggedManifest unlinks manifest d from repo unless it was pushed at
+// or after cutoff or a tag points at it.
+func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) error {
+	rk, err := s.repoKey(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	defer mu.Unlock()
+
+	revKey := revisionKey(rk, g)
+	mod, _, found, err := s.headTime(ctx, revKey)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return manifestUnknown(repo, d)
+	}
+	if usedSince(mod, cutoff) {
+		return fmt.Errorf("s3: manifest %s in %s: %w", d, repo, storage.ErrInUse)
+	}
+	tagged := ""
+	err = s.listKeys(ctx, tagsKey(rk), "", -1, func(key string, _ int64) (bool, error) {
+		if b, err := s.get(ctx, key); err == nil && digest.Digest(strings.TrimSpace(string(b))) == d {
+			tagged = strings.TrimPrefix(key, tagsKey(rk))
+			return false, nil
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if tagged != "" {
+		return fmt.Errorf("s3: manifest %s in %s is tagged %s: %w", d, repo, tagged, storage.ErrInUse)
+	}
+	rev, err := s.get(ctx, revKey)
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("s3: %w", err)
+	}
+	if err := s.del(ctx, revKey); err != nil {
+		return err
+	}
+	if _, subj := layout.ParseRevision(rev); subj != "" {
+		if again, err := s.exists(ctx, revKey); err != nil || again {
+			return err
+		}
+		if sg, err := parseDigest(subj); err == nil {
+			return s.del(ctx, referrersKey(rk, sg)+layout.ReferrerName(g))
+		}
+	}
+	return nil
+}

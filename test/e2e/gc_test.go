@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+var gcOutputRE = regexp.MustCompile(`^(would free|freed) (\d+) blobs \((\d+) bytes\), (\d+) untagged manifests, (\d+) repository links`)
+
+type gcResult struct {
+	dryRun       bool
+	blobs, links int
+	bytes        int64
+}
+
+// runGC runs berth gc with cfgPath next to the running server and parses its
+// summary line.
+func runGC(t *testing.T, dir, cfgPath string, args ...string) gcResult {
+	t.Helper()
+	cmd := exec.Command(berthBin, append([]string{"gc", "-c", cfgPath}, args...)...)
+	cmd.Dir = dir
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("berth gc %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr.tail(20))
+	}
+	m := gcOutputRE.FindStringSubmatch(strings.TrimSpace(string(out)))
+	if m == nil {
+		t.Fatalf("berth gc %v: unexpected output %q", args, out)
+	}
+	blobs, _ := strconv.Atoi(m[2])
+	bytes, _ := strconv.ParseInt(m[3], 10, 64)
+	links, _ := strconv.Atoi(m[5])
+	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links}
+}
+
+// imageBytes is the stored size of an image: manifest, config and layers.
+func imageBytes(t *testing.T, img v1.Image) (blobs int, bytes int64) {
+	t.Helper()
+	raw, err := img.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, bytes = 2, int64(len(raw)+len(cfg))
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		n, err := l.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs++
+		bytes += n
+	}
+	return blobs, bytes
+}
+
+// blobFiles counts the files under the fs store's blobs/ directory.
+func blobFiles(t *testing.T, dataDir string) int {
+	return countFiles(t, filepath.Join(dataDir, "blobs"))
+}
+
+// TestGC pushes two images with go-containerregistry into a running berth
+// (filesystem storage), deletes one, and runs berth gc --dry-run and then
+// berth gc against the same data directory while the server keeps running:
+// both report exactly the deleted image's blobs, the dry run frees nothing,
+// the real run frees them, and the other image still pulls.
+func TestGC(t *testing.T) {
+	data := t.TempDir()
+	p := startBerthWith(t, data, "\n[gc]\ngrace_period = \"0s\"\n")
+	ctx := t.Context()
+	opts := ggcrOpts(ctx)
+	reg := p.host()
+
+	gone, err := random.Image(200_000, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := random.Image(100_000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneRef := mustRef(t, reg+"/gc/gone:v1")
+	keptRef := mustRef(t, reg+"/gc/kept:v1")
+	for ref, img := range map[string]v1.Image{goneRef.String(): gone, keptRef.String(): kept} {
+		if err := remote.Write(mustRef(t, ref), img, opts...); err != nil {
+			t.Fatalf("push %s: %v", ref, err)
+		}
+	}
+	wantBlobs, wantBytes := imageBytes(t, gone)
+
+	// Nothing to free while both images are there.
+	if r := runGC(t, data, p.cfgPath, "--dry-run"); r.blobs != 0 || r.bytes != 0 {
+		t.Fatalf("gc --dry-run before delete: %+v, want nothing", r)
+	}
+	if err := remote.Delete(mustRef(t, reg+"/gc/gone@"+digestOf(t, gone).String()), opts...); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	time.Sleep(10 * time.Millisecond) // past the zero grace period on any clock granularity
+
+	files := blobFiles(t, data)
+	dry := runGC(t, data, p.cfgPath, "--dry-run")
+	if !dry.dryRun || dry.blobs != wantBlobs || dry.bytes != wantBytes {
+		t.Fatalf("gc --dry-run: %+v, want %d blobs, %d bytes", dry, wantBlobs, wantBytes)
+	}
+	if n := blobFiles(t, data); n != files {
+		t.Fatalf("the dry run changed the blob store: %d files, was %d", n, files)
+	}
+	real := runGC(t, data, p.cfgPath)
+	if real.dryRun || real.blobs != dry.blobs || real.bytes != dry.bytes || real.links != dry.links {
+		t.Fatalf("gc: %+v, want what the dry run said: %+v", real, dry)
+	}
+	if n := blobFiles(t, data); n != files-wantBlobs {
+		t.Fatalf("after gc: %d blob files, want %d", n, files-wantBlobs)
+	}
+
+	// The kept image pulls completely from the running server.
+	got, err := remote.Image(keptRef, opts...)
+	if err != nil {
+		t.Fatalf("pull kept image: %v", err)
+	}
+	compareImages(t, "kept image", kept, got)
+	// The collected layers are gone from the repository too.
+	layers, _ := gone.Layers()
+	ld, _ := layers[0].Digest()
+	resp, _ := doReq(t, http.MethodHead, p.url("/v2/gc/gone/blobs/"+ld.String()), nil, nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD collected layer: %d, want 404", resp.StatusCode)
+	}
+	// And the image can be pushed again.
+	if err := remote.Write(goneRef, gone, opts...); err != nil {
+		t.Fatalf("push again after gc: %v", err)
+	}
+	got, err = remote.Image(goneRef, opts...)
+	if err != nil {
+		t.Fatalf("pull pushed-again image: %v", err)
+	}
+	compareImages(t, "pushed-again image", gone, got)
+
+	// gc refuses a bad command line.
+	out, err := exec.Command(berthBin, "gc", "-c", p.cfgPath, "extra").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unexpected argument") {
+		t.Fatalf("berth gc extra: %v\n%s", err, out)
+	}
+}
+
+// TestS3BlobRedirectAndGC runs berth on versitygw with enable_blob_redirect:
+// a blob GET answers 307 to a presigned URL of the bucket, and
+// go-containerregistry pulls an image through those redirects. Then berth gc
+// frees a deleted image on S3.
+func TestS3BlobRedirectAndGC(t *testing.T) {
+	endpoint, _ := startVersitygw(t)
+	prefix := fmt.Sprintf("e2e-redirect-%d", time.Now().UnixNano())
+	work := t.TempDir()
+	cfg := func(port int) string {
+		c := strings.Replace(s3Config(port, endpoint, prefix), "path_style = true\n", "path_style = true\nenable_blob_redirect = true\n", 1)
+		return c + "\n[gc]\ngrace_period = \"0s\"\n"
+	}
+	p := startBerthS3(t, work, cfg)
+	ctx := t.Context()
+	opts := ggcrOpts(ctx)
+	reg := p.host()
+
+	img, err := random.Image(300_000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := mustRef(t, reg+"/redirect/app:v1")
+	if err := remote.Write(ref, img, opts...); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	got, err := remote.Image(ref, opts...)
+	if err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	compareImages(t, "image pulled through redirects", img, got)
+
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(p.url("/v2/redirect/app/blobs/" + ld.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect {
+		t.Fatalf("blob GET: %d, want 307", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || "http://"+loc.Host != endpoint || !strings.Contains(loc.RawQuery, "X-Amz-Signature") {
+		t.Fatalf("Location %q is not a presigned URL on %s", resp.Header.Get("Location"), endpoint)
+	}
+	// HEAD still answers from berth, and an unknown blob is still a 404.
+	resp, _ = doReq(t, http.MethodHead, p.url("/v2/redirect/app/blobs/"+ld.String()), nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("blob HEAD: %d, want 200", resp.StatusCode)
+	}
+	resp, _ = doReq(t, http.MethodGet, p.url("/v2/redirect/app/blobs/sha256:"+strings.Repeat("0", 64)), nil, nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown blob GET: %d, want 404", resp.StatusCode)
+	}
+
+	// GC on S3: delete the image, the dry run and the real run agree.
+	if err := remote.Delete(mustRef(t, reg+"/redirect/app@"+digestOf(t, img).String()), opts...); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	// S3 Last-Modified has whole seconds; the backend adds a second of margin.
+	time.Sleep(2100 * time.Millisecond)
+	wantBlobs, wantBytes := imageBytes(t, img)
+	dry := runGC(t, work, p.cfgPath, "--dry-run")
+	if dry.blobs != wantBlobs || dry.bytes != wantBytes {
+		t.Fatalf("gc --dry-run on S3: %+v, want %d blobs, %d bytes", dry, wantBlobs, wantBytes)
+	}
+	real := runGC(t, work, p.cfgPath)
+	if real.blobs != dry.blobs || real.bytes != dry.bytes || real.links != dry.links {
+		t.Fatalf("gc on S3: %+v, want what the dry run said: %+v", real, dry)
+	}
+	resp, _ = doReq(t, http.MethodHead, p.url("/v2/redirect/app/blobs/"+ld.String()), nil, nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD collected layer on S3: %d, want 404", resp.StatusCode)
+	}
+}
