@@ -21,7 +21,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -184,16 +183,6 @@ func (a *Authenticator) verify(r *http.Request, h, ip string) (*auth.Identity, e
 	return nil, errors.Join(auth.ErrInvalidCredentials, errors.New("unsupported authorization scheme"))
 }
 
-// ClientIP is the request's peer address without the port. Forwarded headers
-// are not trusted: trusted IP bounds must not be spoofable.
-func ClientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
 // tokenAllows reports whether a registry access token's grants cover the route.
 func tokenAllows(grants []auth.Access, rt registry.Route) bool {
 	switch rt.Action {
@@ -251,12 +240,8 @@ func (a *Authenticator) Challenge(r *http.Request, scope, errCode string) string
 	if a.TokenService == "" {
 		return `Basic realm="berth"`
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	var b strings.Builder
-	b.WriteString(`Bearer realm="` + scheme + "://" + r.Host + `/token",service="` + a.TokenService + `"`)
+	b.WriteString(`Bearer realm="` + Scheme(r) + "://" + r.Host + `/token",service="` + a.TokenService + `"`)
 	if scope != "" {
 		b.WriteString(`,scope="` + scope + `"`)
 	}

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -66,6 +67,11 @@ type Server struct {
 	IdleTimeout time.Duration
 	// ShutdownTimeout is how long in-flight requests get to finish on shutdown.
 	ShutdownTimeout time.Duration
+	// TrustedProxies are the addresses of reverse proxies in front of
+	// berth: from these peers only, X-Forwarded-For gives the client address
+	// (policies, trusted IPs, rate limits) and X-Forwarded-Proto the scheme
+	// of the token realm.
+	TrustedProxies []netip.Prefix
 	// TLS, when not nil, makes the server speak HTTPS only.
 	TLS *TLS
 }

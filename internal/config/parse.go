@@ -26,6 +26,7 @@ type file struct {
 		ReadHeaderTimeout any `toml:"read_header_timeout"`
 		IdleTimeout       any `toml:"idle_timeout"`
 		ShutdownTimeout   any `toml:"shutdown_timeout"`
+		TrustedProxies    any `toml:"trusted_proxies"`
 		TLS               *struct {
 			CertificateBundle any `toml:"server_certificate_bundle"`
 			PrivateKey        any `toml:"server_private_key"`
@@ -78,7 +79,7 @@ var reserved = []struct {
 // known lists every key berth accepts, for "did you mean" hints.
 var known = []string{
 	"server", "server.bind_address", "server.port", "server.read_header_timeout",
-	"server.idle_timeout", "server.shutdown_timeout", "server.tls",
+	"server.idle_timeout", "server.shutdown_timeout", "server.trusted_proxies", "server.tls",
 	"server.tls.server_certificate_bundle", "server.tls.server_private_key",
 	"blob_store", "blob_store.fs", "blob_store.fs.root_dir",
 	"limits", "limits.max_manifest_size", "limits.max_blob_size",
@@ -137,6 +138,16 @@ func Parse(data []byte, name string) (*Config, error) {
 		d.duration("server.read_header_timeout", s.ReadHeaderTimeout, &c.Server.ReadHeaderTimeout)
 		d.duration("server.idle_timeout", s.IdleTimeout, &c.Server.IdleTimeout)
 		d.duration("server.shutdown_timeout", s.ShutdownTimeout, &c.Server.ShutdownTimeout)
+		var proxies []string
+		d.strList("server.trusted_proxies", s.TrustedProxies, &proxies)
+		for _, p := range proxies {
+			pfx, err := parsePrefix(p)
+			if err != nil {
+				d.bad("server.trusted_proxies", "%q is not an IP address or CIDR", p)
+				continue
+			}
+			c.Server.TrustedProxies = append(c.Server.TrustedProxies, pfx)
+		}
 		if t := s.TLS; t != nil {
 			c.Server.TLS = &TLS{}
 			d.str("server.tls.server_certificate_bundle", t.CertificateBundle, &c.Server.TLS.CertificateBundle)

@@ -243,6 +243,7 @@ func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, 
 		AccessTTL: cfg.Auth.Token.AccessTokenTTL,
 		Now:       now,
 		Logger:    logger,
+		ClientIP:  authn.ClientIP, // the forwarded client behind a trusted proxy
 		Authenticate: func(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
 			a := gate.Load().Authn
 			if a == nil {

@@ -261,7 +261,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
 	api := &http.Server{
-		Handler:           mux,
+		Handler:           authn.Proxies(cfg.Server.TrustedProxies).Handler(mux),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
 		TLSConfig:         tlsConfig,

@@ -265,3 +265,55 @@ func TestAuthFailedAttemptsRateLimited(t *testing.T) {
 		t.Fatalf("anonymous: %d", res.StatusCode)
 	}
 }
+
+// Behind a trusted proxy the forwarded client address is the one limited
+// and the forwarded scheme is the token realm's; from any other peer the
+// headers are ignored.
+func TestAuthBehindTrustedProxy(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := fmt.Sprintf("\n[auth.rate_limit]\nmax_failures = 2\nwindow = \"1h\"\n[auth.identity.alice]\nusername = \"alice\"\npassword = %q\n[global.access_policy]\nrules = ['identity.id != \"anonymous\"']\n", hash)
+	get := func(p *berthProc, xff, xfp, pass string) *http.Response {
+		req, _ := http.NewRequest("GET", p.url("/v2/"), nil)
+		if pass != "" {
+			req.SetBasicAuth("alice", pass)
+		}
+		req.Header.Set("X-Forwarded-For", xff)
+		req.Header.Set("X-Forwarded-Proto", xfp)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+
+	proxied := startBerthServer(t, t.TempDir(), `trusted_proxies = ["127.0.0.1"]`, users)
+	if res := get(proxied, "192.0.2.1", "https", ""); !strings.Contains(res.Header.Get("WWW-Authenticate"), `realm="https://`) {
+		t.Fatalf("challenge behind a TLS-terminating proxy: %q", res.Header.Get("WWW-Authenticate"))
+	}
+	for range 2 {
+		if res := get(proxied, "192.0.2.1", "https", "guess"); res.StatusCode != 401 {
+			t.Fatalf("bad password: %d", res.StatusCode)
+		}
+	}
+	if res := get(proxied, "192.0.2.1", "https", "secret"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("forwarded client over the limit: %d", res.StatusCode)
+	}
+	if res := get(proxied, "192.0.2.2", "https", "secret"); res.StatusCode != 200 {
+		t.Fatalf("another forwarded client: %d", res.StatusCode)
+	}
+
+	// Not a trusted proxy: the headers change nothing, the peer is limited.
+	direct := startBerthWith(t, t.TempDir(), users)
+	if res := get(direct, "192.0.2.1", "https", ""); !strings.Contains(res.Header.Get("WWW-Authenticate"), `realm="http://`) {
+		t.Fatalf("spoofed X-Forwarded-Proto was believed: %q", res.Header.Get("WWW-Authenticate"))
+	}
+	get(direct, "192.0.2.1", "", "guess")
+	get(direct, "192.0.2.2", "", "guess")
+	if res := get(direct, "192.0.2.3", "", "secret"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("spoofed X-Forwarded-For escaped the limit: %d", res.StatusCode)
+	}
+}

@@ -78,6 +78,8 @@ type berthProc struct {
 	dataDir string
 	cfgPath string
 	extra   string // appended to the generated config
+	// serverExtra is added to the generated [server] table.
+	serverExtra string
 
 	mu        sync.Mutex
 	cmd       *exec.Cmd
@@ -98,7 +100,13 @@ func startBerth(t testing.TB, dataDir string) *berthProc {
 // startBerthWith is startBerth with extra TOML appended to the config.
 func startBerthWith(t testing.TB, dataDir, extra string) *berthProc {
 	t.Helper()
-	p := &berthProc{t: t, dataDir: dataDir, extra: extra, stderr: &lockedBuffer{}}
+	return startBerthServer(t, dataDir, "", extra)
+}
+
+// startBerthServer is startBerthWith with keys added to the [server] table.
+func startBerthServer(t testing.TB, dataDir, serverExtra, extra string) *berthProc {
+	t.Helper()
+	p := &berthProc{t: t, dataDir: dataDir, extra: extra, serverExtra: serverExtra, stderr: &lockedBuffer{}}
 	p.cfgPath = filepath.Join(t.TempDir(), "berth.toml")
 	t.Cleanup(func() {
 		if p.running() {
@@ -116,14 +124,14 @@ func (p *berthProc) writeConfig(port int) {
 	cfg := fmt.Sprintf(`[server]
 bind_address = "127.0.0.1"
 port = %d
-
+%s
 [blob_store.fs]
 root_dir = %q
 
 [log]
 level = "info"
 format = "text"
-`, port, p.dataDir) + p.extra
+`, port, p.serverExtra, p.dataDir) + p.extra
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatalf("write config: %v", err)
 	}
