@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -133,4 +134,16 @@ func TestUnknownKeyInNamedTableSuggests(t *testing.T) {
 			t.Errorf("no %q in:\n%s", want, msg)
 		}
 	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	c, err := Parse([]byte("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"2001:db8::/32\"]\n"), "a.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(c.Server.TrustedProxies); got != "[10.0.0.0/8 192.0.2.1/32 2001:db8::/32]" {
+		t.Fatalf("trusted proxies %s", got)
+	}
+	_, err = Parse([]byte("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\n"), "a.toml")
+	checkProblems(t, problems(t, err), []Problem{{"server.trusted_proxies", 2, `"proxy.local" is not an IP address or CIDR`}})
 }
