@@ -188,11 +188,11 @@ func isUnknown(err error) bool {
 }
 
 type manifestPage struct {
-	Repo      string
-	Host      string
-	Tag       string // when reached by a tag
-	Digest    digest.Digest
-	Raw       *rawManifest
+	Repo   string
+	Host   string
+	Tag    string // when reached by a tag
+	Digest digest.Digest
+	Raw    *rawManifest
 	summary
 	Config     *imageConfig
 	ConfigErr  string

@@ -309,4 +309,3 @@ func (u *UI) fail(w http.ResponseWriter, r *http.Request, rq *request, status in
 type errorPage struct {
 	Title, Message string
 }
-

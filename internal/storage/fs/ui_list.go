@@ -198,4 +198,3 @@ func eachLinkAfter(dir, after string, fn func(d digest.Digest, fi os.FileInfo) b
 	}
 	return nil
 }
-
