@@ -275,7 +275,7 @@ func TestManifestPage(t *testing.T) {
 	p = b.get("/r/public/app/-/manifest/" + string(img))
 	p.has(t, "Configuration", "2026-01-02 03:04 UTC", "linux/amd64", "/bin/app", "serve --port=80",
 		"org.example.team", "&lt;b&gt;infra&lt;/b&gt;", // labels, escaped
-		"org.opencontainers.image.source", "Layers", "<svg class=\"bar\"", `width="100.00"`,
+		"org.opencontainers.image.source", "Layers", "<svg class=\"sizebar\"", `width="100.00"`,
 		"Signatures", "SBOMs", "Attestations", short(sig), short(sbom), short(att),
 		`<span class="jk">&#34;schemaVersion&#34;</span>`, `<span class="jn">2</span>`)
 	p.lacks(t, "hunter2") // environment variables are never shown
