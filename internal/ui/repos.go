@@ -50,8 +50,14 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 	size := u.pageSize(r)
 	p := reposPage{Query: query, First: after == "", Size: size}
 
+	// Without a filter most names are shown: start with one page. With a
+	// filter, ask for the whole scan budget at once: a backend that walks
+	// its tree per listing (fs) pays that walk once, not per batch.
 	var names []string
 	cursor, scanned, batch := after, 0, size+1
+	if query != "" {
+		batch = scanBudget
+	}
 	for len(names) <= size && scanned < scanBudget {
 		got, err := u.o.Store.ListRepositories(ctx, cursor, batch)
 		if err != nil {
@@ -71,7 +77,7 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 		if len(got) < batch {
 			break // the listing ended
 		}
-		batch = min(batch*4, 1000)
+		batch = min(batch*8, scanBudget)
 	}
 	switch {
 	case len(names) > size:
