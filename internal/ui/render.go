@@ -84,6 +84,13 @@ var funcs = template.FuncMap{
 		return "/-/signin?next=" + url.QueryEscape(next)
 	},
 	"join": strings.Join,
+	// plural: "1 tag", "2 tags".
+	"plural": func(n int, word string) string {
+		if n == 1 {
+			return "1 " + word
+		}
+		return fmt.Sprintf("%d %ss", n, word)
+	},
 }
 
 func repoURL(repo string) string { return "/r/" + repo }

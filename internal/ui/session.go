@@ -82,7 +82,7 @@ func (u *UI) begin(w http.ResponseWriter, r *http.Request) *request {
 		u.clearCookie(w, r, sessionCookie)
 		return rq
 	}
-	id, err := u.o.Sessions.VerifySessionToken(r.Context(), c.Value, ip)
+	id, err := st.Authn.Authenticate(withBearer(r, c.Value))
 	if err != nil {
 		// Expired, revoked, used up, or from an untrusted address.
 		u.log.DebugContext(r.Context(), "ui: session refused", "reason", err)
@@ -95,6 +95,14 @@ func (u *UI) begin(w http.ResponseWriter, r *http.Request) *request {
 	}
 	rq.id, rq.session = id, c.Value
 	return rq
+}
+
+// withBearer is r carrying only tok as a bearer credential, for the
+// Authenticator (which reads the client address and context from r).
+func withBearer(r *http.Request, tok string) *http.Request {
+	r2 := r.WithContext(r.Context())
+	r2.Header = http.Header{"Authorization": {"Bearer " + tok}}
+	return r2
 }
 
 func randomKey() string {
@@ -163,15 +171,18 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request, rq *request) {
 		err error
 	)
 	switch {
-	case tok != "" && token.IsOpaqueToken(tok):
-		id, err = u.o.Sessions.VerifySessionToken(ctx, tok, ip)
-		raw = tok
 	case tok != "":
-		if a.OIDC == nil {
-			err = errors.Join(auth.ErrInvalidCredentials, errors.New("no OIDC provider is configured"))
-			break
+		// As a bearer token on the API: a berth session token, or an OIDC ID
+		// token routed to its provider by its issuer; through the same
+		// failure limit and credential cache.
+		id, err = a.Authenticate(withBearer(r, tok))
+		if err == nil && id.Access != nil {
+			// A registry access token is bounded by its grants: never a session.
+			id, err = nil, errors.Join(auth.ErrInvalidCredentials, errors.New("a registry access token cannot start a session"))
 		}
-		id, err = a.OIDC.Verify(ctx, tok)
+		if token.IsOpaqueToken(tok) {
+			raw = tok
+		}
 	case user != "" && pass != "":
 		id, err = a.Basic(ctx, user, pass, ip)
 		if token.IsOpaqueToken(pass) {
@@ -188,7 +199,10 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request, rq *request) {
 			msg = "That token was not accepted: it may have expired, or it is not for this registry."
 		}
 		status := http.StatusUnauthorized
-		if errors.Is(err, auth.ErrUnavailable) {
+		switch {
+		case errors.Is(err, auth.ErrRateLimited):
+			msg, status = "Too many failed sign-ins from your address; try again later.", http.StatusTooManyRequests
+		case errors.Is(err, auth.ErrUnavailable):
 			msg, status = "Credentials cannot be checked right now; try again later.", http.StatusServiceUnavailable
 		}
 		u.signInPage(w, r, rq, msg, status)

@@ -50,11 +50,11 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-// Sessions issues and checks the session tokens the UI keeps in its cookie
-// (*token.Service).
+// Sessions issues and revokes the session tokens the UI keeps in its cookie
+// (*token.Service). The Gate's Authenticator verifies them, as it does a
+// session token sent to the API.
 type Sessions interface {
 	IssueSession(ctx context.Context, id *auth.Identity) (string, time.Time, error)
-	VerifySessionToken(ctx context.Context, raw, clientIP string) (*auth.Identity, error)
 	Revoke(ctx context.Context, raw string) error
 }
 
