@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -73,8 +74,8 @@ func (u *UI) repository(w http.ResponseWriter, r *http.Request, rq *request, rep
 		return
 	}
 	p.Info = info
-	if d := q.Get("deleted"); len(d) < 200 {
-		p.Deleted = d
+	if d := q.Get("deleted"); deletedRE.MatchString(d) {
+		p.Deleted = d // only what delete writes: a link cannot put other words on the page
 	}
 	if q.Get("view") == "manifests" {
 		p.View = "manifests"
@@ -264,6 +265,9 @@ func (u *UI) manifestsView(ctx context.Context, r *http.Request, rq *request, p 
 	p.Manifests = rows
 	return nil
 }
+
+// deletedRE matches the notes delete redirects with.
+var deletedRE = regexp.MustCompile(`^(tag [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|manifest [0-9a-f]{12})$`)
 
 func cloneValues(v url.Values) url.Values {
 	out := url.Values{}

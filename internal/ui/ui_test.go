@@ -366,6 +366,7 @@ func TestDeleteTagAndManifest(t *testing.T) {
 		t.Fatal("v1 still there")
 	}
 	admin.get(p.header.Get("Location")).has(t, "Deleted tag v1.", ">v2<")
+	admin.get("/r/private/app?deleted=everything+you+love").lacks(t, "Deleted everything")
 
 	p = admin.post("/r/private/app/-/delete", url.Values{"csrf": {tok}, "digest": {string(img)}})
 	if p.status != http.StatusSeeOther {
