@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
@@ -424,5 +425,24 @@ func TestStaticAndHeaders(t *testing.T) {
 		if strings.Contains(page, "http://") || strings.Contains(page, "https://") {
 			t.Fatalf("external reference in page:\n%s", page)
 		}
+	}
+}
+
+func TestAccessTokenCannotStartSession(t *testing.T) {
+	e := newEnv(t, false)
+	req := httptest.NewRequest(http.MethodGet, "/token?service=berth&scope=repository:public/x:pull", nil)
+	req.SetBasicAuth("alice", "alice-password")
+	w := httptest.NewRecorder()
+	e.tokens.ServeHTTP(w, req)
+	var resp struct {
+		Token string `json:"token"`
+	}
+	if err := json.NewDecoder(w.Body).Decode(&resp); err != nil || resp.Token == "" {
+		t.Fatalf("token endpoint: %d %v", w.Code, err)
+	}
+	b := e.browser()
+	p := b.post("/-/signin", url.Values{"csrf": {b.csrf("/-/signin")}, "token": {resp.Token}})
+	if p.status != http.StatusUnauthorized || b.cookie(sessionCookie) != nil {
+		t.Fatalf("sign-in with an access token: status %d, cookie %v", p.status, b.cookie(sessionCookie))
 	}
 }
