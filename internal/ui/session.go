@@ -111,7 +111,9 @@ func randomKey() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (u *UI) secure(r *http.Request) bool { return u.o.Secure || r.TLS != nil }
+// secure: the browser reached berth over TLS, directly or through a trusted
+// proxy ([server] trusted_proxies) that says so.
+func (u *UI) secure(r *http.Request) bool { return authn.Scheme(r) == "https" }
 
 func (u *UI) setCookie(w http.ResponseWriter, r *http.Request, name, value string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true,

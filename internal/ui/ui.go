@@ -13,7 +13,8 @@
 // would be allowed.
 //
 // A signed-in browser holds a berth session token (token.Service) in an
-// HttpOnly, SameSite=Strict cookie (Secure under TLS); it is verified like
+// HttpOnly, SameSite=Strict cookie (Secure under TLS, also behind a trusted
+// proxy that forwards https); it is verified like
 // a docker password on every page and bounded by the same limits. Every
 // state-changing form carries a CSRF token bound to the session, and
 // cross-origin POSTs are refused outright.
@@ -71,10 +72,7 @@ type Options struct {
 	// Sessions is the token service; nil when it is off (then nobody can
 	// sign in and the UI is anonymous).
 	Sessions Sessions
-	// Secure marks cookies Secure even on plain-HTTP requests (berth behind
-	// a TLS-terminating proxy). Requests over TLS always get Secure cookies.
-	Secure bool
-	Logger *slog.Logger
+	Logger   *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// PageSize is the default number of rows per page (default 25).

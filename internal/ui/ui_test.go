@@ -2,15 +2,17 @@ package ui
 
 import (
 	"context"
-	"encoding/json"
 	"crypto/tls"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/authn"
 )
 
 func TestRepositoriesFollowPolicy(t *testing.T) {
@@ -211,6 +213,18 @@ func TestSecureCookiesUnderTLS(t *testing.T) {
 	sc := w.Header().Get("Set-Cookie")
 	if !strings.Contains(sc, csrfCookie+"=") || !strings.Contains(sc, "Secure") || !strings.Contains(sc, "SameSite=Strict") {
 		t.Fatalf("cookie over TLS: %q", sc)
+	}
+	// Behind a trusted TLS-terminating proxy, and only behind a trusted one.
+	h := authn.Proxies{netip.MustParsePrefix("192.0.2.0/24")}.Handler(e.ui)
+	for peer, want := range map[string]bool{"192.0.2.7:4000": true, "198.51.100.7:4000": false} {
+		r := httptest.NewRequest(http.MethodGet, "http://registry.example/-/signin", nil)
+		r.RemoteAddr = peer
+		r.Header.Set("X-Forwarded-Proto", "https")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if got := strings.Contains(w.Header().Get("Set-Cookie"), "Secure"); got != want {
+			t.Fatalf("X-Forwarded-Proto https from %s: Secure = %v, want %v", peer, got, want)
+		}
 	}
 }
 
