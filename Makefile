@@ -21,12 +21,14 @@ test: clients
 
 # The pinned command-line clients the end-to-end tests drive (crane, oras,
 # regctl, cosign, skopeo, podman), the S3 server the S3 backend is tested
-# against (versitygw) and the Redis the shared-state and two-replica tests
-# start (redis-server); skipped quickly when already installed.
+# against (versitygw), the Redis the shared-state and two-replica tests
+# start (redis-server) and the Chromium the web UI test drives; skipped
+# quickly when already installed.
 clients:
 	bash scripts/install-test-clients.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-s3.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-redis.sh
+	bash scripts/install-test-browser.sh
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \

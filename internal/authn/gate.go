@@ -173,6 +173,20 @@ func (g *Gate) audit(ctx context.Context, id *auth.Identity, req policy.Request,
 	}
 }
 
+// Check reports whether id may perform rt (Method set as the API request
+// would have it), deciding as Authorize does once a request is
+// authenticated: an access token's grants bound it, then the policies
+// decide. The web UI asks it what to show and what to allow.
+func (g *Gate) Check(ctx context.Context, id *auth.Identity, rt registry.Route) bool {
+	if id == nil {
+		id = auth.Anonymous("")
+	}
+	if id.Access != nil && !tokenAllows(id.Access, rt) {
+		return false
+	}
+	return g.decide(ctx, g.Load(), id, rt, requestFor(rt.Method, nil, rt)).Allowed
+}
+
 // CanList reports whether the request's identity may pull from repo: the
 // catalog lists only those.
 func (g *Gate) CanList(ctx context.Context, repo string) bool {
@@ -269,13 +283,18 @@ func requestOf(r *http.Request, rt registry.Route) policy.Request {
 	if r.URL.RawQuery != "" {
 		q = r.URL.Query() // only when there is one: the hot GETs have none
 	}
+	return requestFor(r.Method, q, rt)
+}
+
+// requestFor is requestOf from the method and query alone.
+func requestFor(method string, q url.Values, rt registry.Route) policy.Request {
 	req := policy.Request{
 		Action:     string(rt.Action.Kind()),
 		Operation:  string(rt.Action),
 		Repository: rt.Repo,
 		Reference:  rt.Reference,
 		From:       rt.From,
-		Method:     r.Method,
+		Method:     method,
 	}
 	switch rt.Action {
 	case registry.ActionPutManifest, registry.ActionGetManifest, registry.ActionDeleteManifest:

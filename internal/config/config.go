@@ -159,11 +159,12 @@ type Metrics struct {
 	Address string
 }
 
-// UI is the [ui] table. The web UI is not built yet; the table is accepted
-// so Angos files load, and the server warns that it is ignored.
+// UI is the [ui] table: the web UI (internal/ui), served at / when enabled.
 type UI struct {
+	// Enabled serves the web UI.
 	Enabled bool
-	Name    string
+	// Name is the title shown on every page.
+	Name string
 }
 
 // Defaults.

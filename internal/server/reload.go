@@ -26,8 +26,8 @@ func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
 	case !cfg.HasPolicies():
 		logger.Warn("no access policy is configured: every request is denied; add [global.access_policy] or [repository.\"<name>\".access_policy] (docs/policies.md)")
 	}
-	if cfg.UI.Enabled {
-		logger.Warn("the web UI is not built yet; ui.enabled is ignored")
+	if cfg.UI.Enabled && cfg.Auth.Enabled() && !cfg.Auth.Token.Enabled {
+		logger.Warn("the web UI signs users in with session tokens from the token service, which is off ([auth.token] enabled = false): it shows only what anonymous users may see")
 	}
 	if cfg.BlobStore.S3 != nil && cfg.Cache.Redis == nil {
 		logger.Warn(S3WithoutRedisWarning)

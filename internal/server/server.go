@@ -228,6 +228,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		mux.Handle("/token/", ts)
 		o.tokens = ts
 	}
+	if cfg.UI.Enabled {
+		h, err := newUI(cfg, store, gate, o.tokens, logger, o.now)
+		if err != nil {
+			return fmt.Errorf("server: web UI: %w", err)
+		}
+		mux.Handle("/", h)
+	}
 	if o.configPath != "" {
 		last, _ := os.ReadFile(o.configPath)
 		hup := make(chan os.Signal, 1)

@@ -151,4 +151,7 @@ type Store interface {
 	ListRepositories(ctx context.Context, after string, n int) ([]string, error)
 	// ListReferrers returns the descriptors of the manifests in repo whose subject is d.
 	ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]Descriptor, error)
+
+	// Browsing listings for the web UI (browse.go).
+	Browser
 }

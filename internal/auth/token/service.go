@@ -252,3 +252,31 @@ func remoteIP(r *http.Request) string {
 	}
 	return host
 }
+
+// IssueSession issues a session token (berth_st_…) for id under the limits
+// LimitsFor gives it, for callers that authenticated id themselves (the web
+// UI's sign-in). It returns the token and when it expires unless used.
+// Callers MUST NOT issue one for an identity that itself came from a berth
+// refresh/session token: that would escape its MaxUses and MaxTTL.
+func (s *Service) IssueSession(ctx context.Context, id *auth.Identity) (string, time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return "", time.Time{}, err
+	}
+	if id.IsAnonymous() {
+		return "", time.Time{}, errors.New("token: no session token for the anonymous identity")
+	}
+	raw, rec, err := s.store.create(ctx, kindSession, id, s.limitsFor(id))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	s.log.DebugContext(ctx, "token: session token issued", "grant", "ui", "identity", id.ID,
+		"expires", rec.Expires, "max_expires", rec.MaxExpires, "max_uses", rec.MaxUses)
+	return raw, rec.Expires, nil
+}
+
+// Revoke revokes a refresh or session token (sign-out). Unknown tokens are
+// not an error.
+func (s *Service) Revoke(ctx context.Context, raw string) error {
+	_, err := s.store.revoke(ctx, raw)
+	return err
+}

@@ -73,6 +73,10 @@ func RunWithReopen(t *testing.T, newStore func(t *testing.T) storage.Store, reop
 		{name: "ConcurrentCommitSameBlob", fn: testConcurrentCommit},
 		{name: "ConcurrentPutSameTag", fn: testConcurrentTag},
 		{name: "OpenBlobStreams", fn: testOpenBlobStreams, serial: true},
+		// storage.Browser (browse.go)
+		{name: "BrowseTagInfo", fn: testBrowseTagInfo},
+		{name: "BrowseManifests", fn: testBrowseManifests},
+		{name: "StatRepository", fn: testStatRepository},
 	}
 	for _, tc := range gcTests {
 		tests = append(tests, struct {
