@@ -83,26 +83,83 @@ func (s *Store) walkRepos(ctx context.Context, fn func(name, dir string, entries
 }
 
 // ListRepositories returns up to n repository names after `after` in lexical
-// order (n < 0: all). It reads directories only. Nested names do not sort
-// like a depth-first walk ("a-b" < "a/b"), so the names are collected and
-// sorted.
+// order (n < 0: all). It reads directories only, and only as many as the page
+// needs: subtrees that sort wholly before `after` are skipped and the walk
+// stops once n names are found, so a page costs O(page + depth), not O(all
+// repositories).
+//
+// Nested names do not sort like a plain depth-first walk ("a-b" < "a/b"):
+// within a directory, a child c is visited twice in one sorted sequence — as
+// the name c itself, and as the prefix "c/" of everything below it — which
+// is exactly lexical order of the full names.
 func (s *Store) ListRepositories(ctx context.Context, after string, n int) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	repos := []string{}
-	err := s.walkRepos(ctx, func(name, dir string, entries []os.DirEntry) error {
-		if name > after && isRepository(dir, entries) {
-			repos = append(repos, name)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	if n == 0 {
+		return repos, nil
 	}
-	slices.Sort(repos)
-	if n >= 0 && len(repos) > n {
-		repos = repos[:n]
+	var walk func(prefix, dir string) (bool, error) // done: the page is full
+	walk = func(prefix, dir string) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return true, err
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			if isNotExist(err) {
+				return false, nil
+			}
+			return true, fmt.Errorf("fs: list repositories: %w", err)
+		}
+		type step struct {
+			key     string // full name, or full name + "/" for the subtree
+			child   string
+			subtree bool
+		}
+		steps := make([]step, 0, 2*len(entries))
+		for _, e := range entries {
+			c := e.Name()
+			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !layout.ValidRepoComponent(c) {
+				continue
+			}
+			steps = append(steps, step{prefix + c, c, false}, step{prefix + c + "/", c, true})
+		}
+		slices.SortFunc(steps, func(a, b step) int { return strings.Compare(a.key, b.key) })
+		for _, st := range steps {
+			childDir := filepath.Join(dir, st.child)
+			if st.subtree {
+				// Every name below starts with st.key: skip the subtree when
+				// they all sort at or before after.
+				if st.key <= after && !strings.HasPrefix(after, st.key) {
+					continue
+				}
+				if done, err := walk(st.key, childDir); done || err != nil {
+					return done, err
+				}
+				continue
+			}
+			if st.key <= after {
+				continue
+			}
+			ce, err := os.ReadDir(childDir)
+			if err != nil {
+				if isNotExist(err) {
+					continue
+				}
+				return true, fmt.Errorf("fs: list repositories: %w", err)
+			}
+			if isRepository(childDir, ce) {
+				repos = append(repos, st.key)
+				if n > 0 && len(repos) == n {
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	}
+	if _, err := walk("", s.reposDir); err != nil {
+		return nil, err
 	}
 	return repos, nil
 }

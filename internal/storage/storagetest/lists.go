@@ -121,4 +121,14 @@ func testListRepositories(t *testing.T, st storage.Store) {
 		after = page[len(page)-1]
 	}
 	equalStrings(t, "ListRepositories paged", paged, want)
+	// One name after any point, repository or not: the next name in byte order.
+	for _, after := range append(slices.Clone(want), "a-", "a/", "a/b/", "a/b0", "aa", "library/", "y", "zz") {
+		i, _ := slices.BinarySearch(want, after)
+		if i < len(want) && want[i] == after {
+			i++
+		}
+		got, err := st.ListRepositories(ctx, after, 1)
+		noErr(t, err, "ListRepositories")
+		equalStrings(t, fmt.Sprintf("ListRepositories(after %q, n 1)", after), got, want[i:min(i+1, len(want))])
+	}
 }
