@@ -139,6 +139,7 @@ type Store struct {
 	bufPool  sync.Pool
 
 	uploadLocks [lockStripes]sync.Mutex
+	blobLocks   [lockStripes]sync.Mutex // gc.go: marking a blob used vs. deleting it
 	locker      Locker
 	// noConditional is set once the server answered 501 to a conditional
 	// write: state objects are then written unconditionally.
