@@ -18,7 +18,9 @@ package s3
 // the fresh marker and keeps the blob) or starts after the content is gone
 // (and fails or uploads it again). Without a Locker a collector in another
 // process (berth gc next to a server without Redis) is not excluded: the
-// window is then one DeleteObject call; docs/gc.md discusses it.
+// window is then one DeleteObject call; docs/gc.md discusses it. Unlinking an
+// untagged manifest and pushing it again are excluded the same way
+// (lockManifest).
 
 import (
 	"context"
@@ -248,6 +250,21 @@ func keyDigest(rel string) (layout.Digest, bool) {
 	return g, err == nil
 }
 
+// lockManifest takes the cross-process lock on manifest g of repo when there
+// is a Locker: PutManifest and DeleteUntaggedManifest hold it, so a manifest
+// pushed (or tagged) again is never unlinked halfway. In one process the
+// repository lock already excludes them.
+func (s *Store) lockManifest(ctx context.Context, repo string, g layout.Digest) (unlock func(), err error) {
+	if s.locker == nil {
+		return func() {}, nil
+	}
+	release, err := s.locker.Lock(ctx, "manifest:"+s.bucket+"/"+s.prefix+repo+"@"+g.Alg+":"+g.Hex)
+	if err != nil {
+		return nil, fmt.Errorf("s3: manifest %s in %s: lock: %w", g.D, repo, err)
+	}
+	return release, nil
+}
+
 // DeleteBlobContent deletes the content of d (and its marker) unless it was
 // used at or after cutoff.
 func (s *Store) DeleteBlobContent(ctx context.Context, d digest.Digest, cutoff time.Time) (int64, error) {
@@ -321,6 +338,11 @@ func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d diges
 	mu := s.repoLock(repo)
 	mu.Lock()
 	defer mu.Unlock()
+	unlock, err := s.lockManifest(ctx, repo, g)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	revKey := revisionKey(rk, g)
 	mod, _, found, err := s.headTime(ctx, revKey)

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/layout"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
@@ -195,5 +196,22 @@ func TestBlobLockAcrossProcesses(t *testing.T) {
 	}
 	if n := lk.count(name); n != 2 {
 		t.Fatalf("DeleteBlobContent took the blob lock %d times in all, want 2", n)
+	}
+
+	// Pushing a manifest and unlinking it as untagged take the same lock.
+	m := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
+	md := sha256Of(m)
+	if err := st.PutManifest(ctx, "repo", storage.PutManifestRequest{Manifest: storage.Manifest{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json", Data: m}}); err != nil {
+		t.Fatal(err)
+	}
+	mname := "manifest:" + testBucket + "/" + st.prefix + "repo@sha256:" + md.Encoded()
+	if n := lk.count(mname); n != 1 {
+		t.Fatalf("PutManifest took the manifest lock %d times, want 1", n)
+	}
+	if err := st.DeleteUntaggedManifest(ctx, "repo", md, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := lk.count(mname); n != 2 {
+		t.Fatalf("DeleteUntaggedManifest took the manifest lock %d times in all, want 2", n)
 	}
 }
