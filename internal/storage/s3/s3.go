@@ -69,6 +69,7 @@ import (
 	"github.com/berth-registry/berth/internal/storage/layout"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -185,6 +186,15 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		if opts.HTTPClient != nil {
 			o.HTTPClient = opts.HTTPClient
 		}
+		// Filesystem-backed gateways (versitygw posix) remove a directory
+		// when its last object is deleted; a PUT racing with that removal is
+		// refused with 409 ExistingObjectIsDirectory and nothing written.
+		// It is transient: retry it like a throttling error.
+		base := o.Retryer
+		if base == nil {
+			base = retry.NewStandard()
+		}
+		o.Retryer = retry.AddWithErrorCodes(base, "ExistingObjectIsDirectory")
 	})
 	prefix := strings.Trim(opts.KeyPrefix, "/")
 	if prefix != "" {
