@@ -31,6 +31,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -62,7 +64,13 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives one line per run and a debug line per deletion.
 	Logger *slog.Logger
+	// Concurrency bounds the repositories scanned and the deletions made at
+	// once (default 8): on S3 each is a few requests of latency.
+	Concurrency int
 }
+
+// DefaultConcurrency is Options.Concurrency when not set.
+const DefaultConcurrency = 8
 
 // Report is the outcome of a run. In a dry run the counts are what a real
 // run would delete.
@@ -100,13 +108,56 @@ type run struct {
 	o      Options
 	cutoff time.Time
 	log    *slog.Logger
-	live   map[digest.Digest]struct{}
+
+	mu   sync.Mutex
+	live map[digest.Digest]struct{}
+}
+
+func (r *run) mark(ds ...digest.Digest) {
+	r.mu.Lock()
+	for _, d := range ds {
+		r.live[d] = struct{}{}
+	}
+	r.mu.Unlock()
+}
+
+// parallel calls fn(i) for i in [0, n) on at most o.Concurrency goroutines
+// and returns the first error (the others still finish).
+func (r *run) parallel(ctx context.Context, n int, fn func(i int) error) error {
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+		next  atomic.Int64
+	)
+	for range min(r.o.Concurrency, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
 }
 
 // Run collects garbage once.
 func Run(ctx context.Context, st Store, o Options) (Report, error) {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.GracePeriod < 0 {
 		return Report{}, errors.New("gc: negative grace period")
@@ -124,30 +175,38 @@ func Run(ctx context.Context, st Store, o Options) (Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("gc: list repositories: %w", err)
 	}
-	var untagged []repoDigest
-	var links []struct {
+	type repoLink struct {
 		repo string
 		link storage.BlobLink
 	}
-	for _, repo := range repos {
+	var (
+		untagged []repoDigest
+		links    []repoLink
+		listMu   sync.Mutex
+	)
+	err = r.parallel(ctx, len(repos), func(i int) error {
+		repo := repos[i]
 		scan, err := st.ScanRepository(ctx, repo)
 		if err != nil {
-			return rep, fmt.Errorf("gc: scan %s: %w", repo, err)
+			return fmt.Errorf("gc: scan %s: %w", repo, err)
 		}
-		rep.Repositories++
 		dead, err := r.markRepository(ctx, repo, scan)
 		if err != nil {
-			return rep, err
+			return err
 		}
+		listMu.Lock()
+		defer listMu.Unlock()
+		rep.Repositories++
 		for _, d := range dead {
 			untagged = append(untagged, repoDigest{repo, d})
 		}
 		for _, l := range scan.Blobs {
-			links = append(links, struct {
-				repo string
-				link storage.BlobLink
-			}{repo, l})
+			links = append(links, repoLink{repo, l})
 		}
+		return nil
+	})
+	if err != nil {
+		return rep, err
 	}
 
 	// Untagged manifests first: one that a push claims meanwhile stays, and
@@ -187,44 +246,65 @@ func Run(ctx context.Context, st Store, o Options) (Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("gc: walk blobs: %w", err)
 	}
-	for _, b := range candidates {
-		if o.DryRun {
+	if o.DryRun {
+		for _, b := range candidates {
 			rep.Blobs++
 			rep.Bytes += b.Size
 			delete(stored, b.Digest)
-			continue
 		}
-		n, err := st.DeleteBlobContent(ctx, b.Digest, r.cutoff)
-		switch {
-		case err == nil:
-			rep.Blobs++
-			rep.Bytes += n
-			delete(stored, b.Digest)
-			r.log.Debug("gc: deleted blob", "digest", b.Digest, "size", n)
-		case errors.Is(err, storage.ErrInUse):
-			rep.Kept++
-		default:
-			return rep, fmt.Errorf("gc: delete blob %s: %w", b.Digest, err)
+	} else {
+		var repMu sync.Mutex
+		err = r.parallel(ctx, len(candidates), func(i int) error {
+			b := candidates[i]
+			n, err := st.DeleteBlobContent(ctx, b.Digest, r.cutoff)
+			repMu.Lock()
+			defer repMu.Unlock()
+			switch {
+			case err == nil:
+				rep.Blobs++
+				rep.Bytes += n
+				delete(stored, b.Digest)
+				r.log.Debug("gc: deleted blob", "digest", b.Digest, "size", n)
+			case errors.Is(err, storage.ErrInUse):
+				rep.Kept++
+			default:
+				return fmt.Errorf("gc: delete blob %s: %w", b.Digest, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
 		}
 	}
 
 	// Links to content that is gone.
+	var dangling []repoLink
 	for _, l := range links {
-		if _, ok := stored[l.link.Digest]; ok || !l.link.LastUsed.Before(r.cutoff) {
-			continue
+		if _, ok := stored[l.link.Digest]; !ok && l.link.LastUsed.Before(r.cutoff) {
+			dangling = append(dangling, l)
 		}
-		if o.DryRun {
-			rep.Links++
-			continue
-		}
-		err := st.DeleteBlobLink(ctx, l.repo, l.link.Digest, r.cutoff)
-		switch {
-		case err == nil:
-			rep.Links++
-		case errors.Is(err, storage.ErrInUse):
-			rep.Kept++
-		default:
-			return rep, fmt.Errorf("gc: delete link %s in %s: %w", l.link.Digest, l.repo, err)
+	}
+	if o.DryRun {
+		rep.Links = len(dangling)
+	} else {
+		var repMu sync.Mutex
+		err = r.parallel(ctx, len(dangling), func(i int) error {
+			l := dangling[i]
+			err := st.DeleteBlobLink(ctx, l.repo, l.link.Digest, r.cutoff)
+			repMu.Lock()
+			defer repMu.Unlock()
+			switch {
+			case err == nil:
+				rep.Links++
+			case errors.Is(err, storage.ErrInUse):
+				rep.Kept++
+			default:
+				return fmt.Errorf("gc: delete link %s in %s: %w", l.link.Digest, l.repo, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
 		}
 	}
 
@@ -285,7 +365,7 @@ func (r *run) markRepository(ctx context.Context, repo string, scan storage.Repo
 // markManifest marks manifest d of repo and everything it refers to; child
 // manifests are also passed to child (when not nil).
 func (r *run) markManifest(ctx context.Context, repo string, d digest.Digest, child func(digest.Digest)) error {
-	r.live[d] = struct{}{}
+	r.mark(d)
 	m, err := r.st.GetManifest(ctx, repo, d)
 	if err != nil {
 		if errors.Is(err, storage.ErrManifestUnknown) {
@@ -294,11 +374,9 @@ func (r *run) markManifest(ctx context.Context, repo string, d digest.Digest, ch
 		return fmt.Errorf("gc: read manifest %s in %s: %w", d, repo, err)
 	}
 	blobs, children := References(m.Data)
-	for _, b := range blobs {
-		r.live[b] = struct{}{}
-	}
+	r.mark(blobs...)
+	r.mark(children...)
 	for _, c := range children {
-		r.live[c] = struct{}{}
 		if child != nil {
 			child(c)
 		}

@@ -9,13 +9,26 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/shared"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
 // CollectGarbage runs garbage collection once on the storage cfg names, with
 // cfg's [gc] settings (berth gc).
 func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger *slog.Logger) (gc.Report, error) {
-	store, err := OpenStore(ctx, cfg, logger, nil)
+	var locker s3.Locker
+	if rc := cfg.Cache.Redis; rc != nil {
+		// The same blob locks as the replicas: no push can slip between a
+		// deletion's check and the deletion (internal/storage/s3/gc.go).
+		red, err := shared.Open(ctx, rc.URL, rc.KeyPrefix, logger)
+		if err != nil {
+			return gc.Report{}, fmt.Errorf("server: %w", err)
+		}
+		defer red.Close()
+		locker = red
+	}
+	store, err := OpenStore(ctx, cfg, logger, locker)
 	if err != nil {
 		return gc.Report{}, err
 	}

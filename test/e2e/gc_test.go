@@ -13,8 +13,13 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/berth-registry/berth/internal/redistest"
 )
 
 var gcOutputRE = regexp.MustCompile(`^(would free|freed) (\d+) blobs \((\d+) bytes\), (\d+) untagged manifests, (\d+) repository links`)
@@ -237,5 +242,81 @@ func TestS3BlobRedirectAndGC(t *testing.T) {
 	resp, _ = doReq(t, http.MethodHead, p.url("/v2/redirect/app/blobs/"+ld.String()), nil, nil)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("HEAD collected layer on S3: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestTwoReplicasGC: two berth processes on one bucket and one Redis. Replica
+// A collects garbage every second (grace period 3s, the in-server schedule)
+// while images are pushed through replica B into a repository whose old
+// layer is garbage — its only manifest was deleted — so the pushes reuse it
+// (HEAD finds it, the manifest refers to it) exactly when the collector
+// wants it gone. Nothing pushed may be lost: every image pulls completely
+// through A afterwards, and A did free the garbage.
+func TestTwoReplicasGC(t *testing.T) {
+	endpoint, _ := startVersitygw(t)
+	rs := redistest.Start(t)
+	prefix := fmt.Sprintf("ha-gc-%d", time.Now().UnixNano())
+	base := func(port int) string {
+		return s3Config(port, endpoint, prefix) + fmt.Sprintf("\n[cache.redis]\nurl = %q\nkey_prefix = %q\n", rs.URL(), prefix+":")
+	}
+	a := startBerthS3(t, t.TempDir(), func(port int) string {
+		return base(port) + "\n[gc]\ngrace_period = \"3s\"\ninterval = \"1s\"\n"
+	})
+	b := startBerthS3(t, t.TempDir(), base)
+	ctx := t.Context()
+	opts := ggcrOpts(ctx)
+
+	old, err := random.Image(50_000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(mustRef(t, b.host()+"/gc/app:old"), old, opts...); err != nil {
+		t.Fatalf("push old image: %v", err)
+	}
+	if err := remote.Delete(mustRef(t, b.host()+"/gc/app@"+digestOf(t, old).String()), opts...); err != nil {
+		t.Fatalf("delete old image: %v", err)
+	}
+	oldLayers, _ := old.Layers()
+	// Past the grace period plus S3's one-second margin: the old layers are
+	// garbage to A from now on.
+	time.Sleep(4500 * time.Millisecond)
+
+	var pushed []v1.Image
+	for i := range 12 {
+		fresh, err := random.Layer(30_000, types.OCILayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(empty.Image, oldLayers[i%2], fresh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := mustRef(t, fmt.Sprintf("%s/gc/app:v%d", b.host(), i))
+		err = remote.Write(ref, img, opts...)
+		if err != nil && strings.Contains(err.Error(), "MANIFEST_BLOB_UNKNOWN") {
+			// The collector removed the old layer between the client's HEAD and
+			// its manifest push: the push is refused (never accepted broken)
+			// and a retry uploads the layer again.
+			t.Logf("push %d refused (%v); retrying", i, err)
+			err = remote.Write(ref, img, opts...)
+		}
+		if err != nil {
+			t.Fatalf("push %d through B: %v", i, err)
+		}
+		pushed = append(pushed, img)
+		time.Sleep(300 * time.Millisecond) // let the schedule run between pushes
+	}
+	// A few more collections after the last push.
+	time.Sleep(2500 * time.Millisecond)
+	for i, img := range pushed {
+		got, err := remote.Image(mustRef(t, fmt.Sprintf("%s/gc/app:v%d", a.host(), i)), opts...)
+		if err != nil {
+			t.Fatalf("pull %d through A after gc: %v", i, err)
+		}
+		compareImages(t, fmt.Sprintf("image %d", i), img, got)
+	}
+	freed := regexp.MustCompile(`msg="garbage collection" dry_run=false blobs=([1-9][0-9]*)`)
+	if !freed.MatchString(a.stderr.tail(1 << 20)) {
+		t.Fatalf("replica A never freed anything; its log:\n%s", a.stderr.tail(40))
 	}
 }

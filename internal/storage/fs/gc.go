@@ -270,6 +270,10 @@ func eachLink(dir string, fn func(g layout.Digest, path string, mod time.Time) e
 			return fmt.Errorf("fs: %w", err)
 		}
 		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), delPrefix) {
+				recoverTrash(adir, e.Name()) // a deletion interrupted by a crash
+				continue
+			}
 			g, err := layout.ParseDigest(digest.Digest(a.Name() + ":" + e.Name()))
 			if err != nil || e.IsDir() {
 				continue

@@ -402,6 +402,11 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if err := os.Chmod(dataPath, 0o644); err != nil {
 			return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
 		}
+		// Its time is the commit, not the last append (which may be older
+		// than the grace period of garbage collection, gc.go).
+		if _, err := touch(dataPath); err != nil {
+			return storage.BlobInfo{}, err
+		}
 		if err := os.Rename(dataPath, blob); err != nil {
 			return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
 		}

@@ -10,14 +10,22 @@ package s3
 // with a margin of one second, because S3 reports Last-Modified in whole
 // seconds.
 //
-// S3 has no rename, so a deletion is "check the times, then delete": a
-// request that marks the blob used between those two calls and has already
-// seen the content would not be noticed. The window is one DeleteObject call
-// on blobs unused for the whole grace period; docs/gc.md discusses it.
+// S3 has no rename, so marking a blob used (write the marker, HEAD the
+// content) and deleting it (HEAD the marker and the content, DELETE) hold the
+// same lock, per blob: an in-process lock stripe and, when Options.Locker is
+// set (Redis), a lock shared by every process on the bucket. A request that
+// marks the blob either finishes before the deletion looks (which then sees
+// the fresh marker and keeps the blob) or starts after the content is gone
+// (and fails or uploads it again). Without a Locker a collector in another
+// process (berth gc next to a server without Redis) is not excluded: the
+// window is then one DeleteObject call; docs/gc.md discusses it. Unlinking an
+// untagged manifest and pushing it again are excluded the same way
+// (lockManifest).
 
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -44,10 +52,33 @@ func (s *Store) usedKey(g layout.Digest) string { return s.prefix + "_used/" + g
 // touchBlob marks g's content used and reports whether the content exists.
 // The marker is written before the content is looked at.
 func (s *Store) touchBlob(ctx context.Context, g layout.Digest) (size int64, found bool, err error) {
+	unlock, err := s.lockBlob(ctx, g)
+	if err != nil {
+		return 0, false, err
+	}
+	defer unlock()
 	if err := s.put(ctx, s.usedKey(g), nil); err != nil {
 		return 0, false, err
 	}
 	return s.head(ctx, s.blobKey(g))
+}
+
+// lockBlob serialises marking g used and deleting it: the in-process stripe,
+// then the cross-process Locker when there is one.
+func (s *Store) lockBlob(ctx context.Context, g layout.Digest) (unlock func(), err error) {
+	h := fnv.New32a()
+	h.Write([]byte(g.Hex))
+	mu := &s.blobLocks[h.Sum32()%lockStripes]
+	mu.Lock()
+	if s.locker == nil {
+		return mu.Unlock, nil
+	}
+	release, err := s.locker.Lock(ctx, "blob:"+s.bucket+"/"+s.prefix+g.Alg+":"+g.Hex)
+	if err != nil {
+		mu.Unlock()
+		return nil, fmt.Errorf("s3: blob %s: lock: %w", g.D, err)
+	}
+	return func() { release(); mu.Unlock() }, nil
 }
 
 // touchRefs marks every ref used; a ref whose content is gone wraps
@@ -219,6 +250,21 @@ func keyDigest(rel string) (layout.Digest, bool) {
 	return g, err == nil
 }
 
+// lockManifest takes the cross-process lock on manifest g of repo when there
+// is a Locker: PutManifest and DeleteUntaggedManifest hold it, so a manifest
+// pushed (or tagged) again is never unlinked halfway. In one process the
+// repository lock already excludes them.
+func (s *Store) lockManifest(ctx context.Context, repo string, g layout.Digest) (unlock func(), err error) {
+	if s.locker == nil {
+		return func() {}, nil
+	}
+	release, err := s.locker.Lock(ctx, "manifest:"+s.bucket+"/"+s.prefix+repo+"@"+g.Alg+":"+g.Hex)
+	if err != nil {
+		return nil, fmt.Errorf("s3: manifest %s in %s: lock: %w", g.D, repo, err)
+	}
+	return release, nil
+}
+
 // DeleteBlobContent deletes the content of d (and its marker) unless it was
 // used at or after cutoff.
 func (s *Store) DeleteBlobContent(ctx context.Context, d digest.Digest, cutoff time.Time) (int64, error) {
@@ -227,6 +273,11 @@ func (s *Store) DeleteBlobContent(ctx context.Context, d digest.Digest, cutoff t
 		return 0, err
 	}
 	blob, marker := s.blobKey(g), s.usedKey(g)
+	unlock, err := s.lockBlob(ctx, g)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	mmod, _, mfound, err := s.headTime(ctx, marker)
 	if err != nil {
 		return 0, err
@@ -245,12 +296,8 @@ func (s *Store) DeleteBlobContent(ctx context.Context, d digest.Digest, cutoff t
 		return 0, err
 	}
 	if mfound {
-		// The marker goes too, unless a request wrote it meanwhile (it then
-		// finds the content gone and fails; the marker is harmless).
-		if mmod, _, ok, err := s.headTime(ctx, marker); err == nil && ok && !usedSince(mmod, cutoff) {
-			if err := s.del(ctx, marker); err != nil {
-				return size, err
-			}
+		if err := s.del(ctx, marker); err != nil {
+			return size, err
 		}
 	}
 	return size, nil
@@ -291,6 +338,11 @@ func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d diges
 	mu := s.repoLock(repo)
 	mu.Lock()
 	defer mu.Unlock()
+	unlock, err := s.lockManifest(ctx, repo, g)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	revKey := revisionKey(rk, g)
 	mod, _, found, err := s.headTime(ctx, revKey)

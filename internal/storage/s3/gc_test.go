@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/layout"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
@@ -130,4 +132,86 @@ func BenchmarkGC(b *testing.B) {
 		b.Fatal(err)
 	}
 	storagetest.BenchmarkGC(b, st, images)
+}
+
+// recordingLocker is a Locker that records the names it locks.
+type recordingLocker struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (l *recordingLocker) Lock(_ context.Context, name string) (func(), error) {
+	l.mu.Lock()
+	l.names = append(l.names, name)
+	l.mu.Unlock()
+	return func() {}, nil
+}
+
+func (l *recordingLocker) count(name string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, x := range l.names {
+		if x == name {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBlobLockAcrossProcesses: with a Locker (Redis across replicas),
+// marking a blob used and deleting it take the same named lock, so a
+// collector in another process cannot delete between a push's mark and its
+// look at the content.
+func TestBlobLockAcrossProcesses(t *testing.T) {
+	ctx := t.Context()
+	lk := &recordingLocker{}
+	opts := testOptions(t, newPrefix())
+	opts.Locker = lk
+	st := openStore(t, opts)
+	b := []byte("locked layer")
+	d := sha256Of(b)
+	u, err := st.BeginUpload(ctx, "repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AppendUpload(ctx, "repo", u.ID, 0, bytes.NewReader(b)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CommitUpload(ctx, "repo", u.ID, d); err != nil {
+		t.Fatal(err)
+	}
+	name := "blob:" + testBucket + "/" + st.prefix + "sha256:" + d.Encoded()
+	if n := lk.count(name); n != 0 {
+		t.Fatalf("a first commit took the blob lock %d times (nothing to protect yet)", n)
+	}
+	if _, err := st.MountBlob(ctx, "other", "repo", d); err != nil {
+		t.Fatal(err)
+	}
+	if n := lk.count(name); n != 1 {
+		t.Fatalf("MountBlob took the blob lock %d times, want 1", n)
+	}
+	if _, err := st.DeleteBlobContent(ctx, d, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := lk.count(name); n != 2 {
+		t.Fatalf("DeleteBlobContent took the blob lock %d times in all, want 2", n)
+	}
+
+	// Pushing a manifest and unlinking it as untagged take the same lock.
+	m := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}`)
+	md := sha256Of(m)
+	if err := st.PutManifest(ctx, "repo", storage.PutManifestRequest{Manifest: storage.Manifest{Digest: md, MediaType: "application/vnd.oci.image.manifest.v1+json", Data: m}}); err != nil {
+		t.Fatal(err)
+	}
+	mname := "manifest:" + testBucket + "/" + st.prefix + "repo@sha256:" + md.Encoded()
+	if n := lk.count(mname); n != 1 {
+		t.Fatalf("PutManifest took the manifest lock %d times, want 1", n)
+	}
+	if err := st.DeleteUntaggedManifest(ctx, "repo", md, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := lk.count(mname); n != 2 {
+		t.Fatalf("DeleteUntaggedManifest took the manifest lock %d times in all, want 2", n)
+	}
 }

@@ -114,6 +114,13 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 	mu := s.repoLock(repo)
 	mu.RLock()
 	defer mu.RUnlock()
+	// Across processes, exclude garbage collection unlinking this manifest
+	// as untagged while it is pushed again (gc.go).
+	unlock, err := s.lockManifest(ctx, repo, g)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 
 	// 0. the repository exists from now on
 	if err := s.markRepo(ctx, repo); err != nil {

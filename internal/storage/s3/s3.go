@@ -69,6 +69,7 @@ import (
 	"github.com/berth-registry/berth/internal/storage/layout"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -139,6 +140,7 @@ type Store struct {
 	bufPool  sync.Pool
 
 	uploadLocks [lockStripes]sync.Mutex
+	blobLocks   [lockStripes]sync.Mutex // gc.go: marking a blob used vs. deleting it
 	locker      Locker
 	// noConditional is set once the server answered 501 to a conditional
 	// write: state objects are then written unconditionally.
@@ -184,6 +186,15 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		if opts.HTTPClient != nil {
 			o.HTTPClient = opts.HTTPClient
 		}
+		// Filesystem-backed gateways (versitygw posix) remove a directory
+		// when its last object is deleted; a PUT racing with that removal is
+		// refused with 409 ExistingObjectIsDirectory and nothing written.
+		// It is transient: retry it like a throttling error.
+		base := o.Retryer
+		if base == nil {
+			base = retry.NewStandard()
+		}
+		o.Retryer = retry.AddWithErrorCodes(base, "ExistingObjectIsDirectory")
 	})
 	prefix := strings.Trim(opts.KeyPrefix, "/")
 	if prefix != "" {

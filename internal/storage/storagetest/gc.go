@@ -427,15 +427,23 @@ func testGCUseAfterMark(t *testing.T, st storage.Store) {
 	forCommitD := uploadBlob(t, st, "old", forCommit)
 	untagged := pushImage(t, st, "old", "untagged", nil, nil)
 	unused := uploadBlob(t, st, "old", content("really unused", 3000))
+	// An upload whose bytes all arrived before the cutoff, committed after it.
+	slow := content("slow upload", 3000)
+	slowUp := begin(t, st, "new")
+	appendChunk(t, st, "new", slowUp.ID, 0, slow)
 	// Age everything past the cutoff (S3 Last-Modified has whole seconds).
 	time.Sleep(1500 * time.Millisecond)
 	cutoff := time.Now()
 	time.Sleep(10 * time.Millisecond)
+	_, err := st.CommitUpload(ctx, "new", slowUp.ID, sha256Digest(slow))
+	noErr(t, err, "CommitUpload of the slow upload")
+	_, err = c.DeleteBlobContent(ctx, sha256Digest(slow), cutoff)
+	wantErr(t, err, storage.ErrInUse, "DeleteBlobContent of content committed after the cutoff")
 
 	// The requests, after the mark.
 	m := imageManifest(forManifest, 3000, nil, nil, nil)
 	noErr(t, st.PutManifest(ctx, "new", storage.PutManifestRequest{Manifest: m, Refs: []digest.Digest{forManifest}}), "PutManifest")
-	_, err := st.MountBlob(ctx, "new", "old", forMount)
+	_, err = st.MountBlob(ctx, "new", "old", forMount)
 	noErr(t, err, "MountBlob")
 	upload(t, st, "new", forCommit, forCommitD)
 	putManifest(t, st, "old", untagged.manifest) // pushed again, by digest
