@@ -139,6 +139,38 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("blob read through A differs (%d bytes, want %d)", len(body), len(data))
 	}
 
+	// Monolithic uploads (the whole body in one request, stored straight at
+	// its content address): a session begun on A finished with the body on B,
+	// and POST ?digest= on A; a wrong digest stores nothing.
+	mono := data[:7<<20+3]
+	resp, body = doReq(t, "POST", a.url("/v2/ha/mono/blobs/uploads/"), nil, bearerFor(t, a, "ha/mono"))
+	wantStatus(t, "start upload on A", resp, body, http.StatusAccepted)
+	u = onReplica(t, b, resp.Header.Get("Location"))
+	q = u.Query()
+	q.Set("digest", sha256Digest(mono))
+	u.RawQuery = q.Encode()
+	hdr := bearerFor(t, b, "ha/mono")
+	hdr["Content-Type"] = "application/octet-stream"
+	resp, body = doReq(t, "PUT", u.String(), bytes.NewReader(mono), hdr)
+	wantStatus(t, "PUT with the body on B", resp, body, http.StatusCreated)
+	small := []byte("a small monolithic blob")
+	resp, body = doReq(t, "POST", a.url("/v2/ha/mono/blobs/uploads/?digest="+sha256Digest(small)), bytes.NewReader(small), hdr)
+	wantStatus(t, "POST ?digest= on A", resp, body, http.StatusCreated)
+	bad := sha256Digest([]byte("not the body"))
+	resp, body = doReq(t, "POST", a.url("/v2/ha/mono/blobs/uploads/?digest="+bad), bytes.NewReader(small), hdr)
+	wantStatus(t, "POST ?digest= with a wrong digest", resp, body, http.StatusBadRequest)
+	for _, c := range []struct {
+		d    string
+		want []byte
+	}{{sha256Digest(mono), mono}, {sha256Digest(small), small}, {bad, nil}} {
+		resp, body = doReq(t, "GET", b.url("/v2/ha/mono/blobs/"+c.d), nil, bearerFor(t, b, "ha/mono"))
+		if c.want == nil {
+			wantStatus(t, "blob of the wrong digest", resp, body, http.StatusNotFound)
+		} else if resp.StatusCode != 200 || !bytes.Equal(body, c.want) {
+			t.Fatalf("monolithic blob %s through B: %d, %d bytes", c.d, resp.StatusCode, len(body))
+		}
+	}
+
 	// A session token with token_max_uses = 3 used across both replicas is
 	// refused on the fourth use.
 	st := exchangeSession(t, a, ciToken(iss, time.Minute))
@@ -216,6 +248,13 @@ func TestTwoReplicas(t *testing.T) {
 			}
 		}
 	}
+}
+
+// bearerFor returns an Authorization header for alice with pull and push on repo,
+// from p's token service.
+func bearerFor(t *testing.T, p *berthProc, repo string) map[string]string {
+	t.Helper()
+	return map[string]string{"Authorization": "Bearer " + tokenFor(t, p, "alice", "secret", "repository:"+repo+":pull,push", false).Token}
 }
 
 // onReplica points an upload Location (absolute or relative) at replica p.

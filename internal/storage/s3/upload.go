@@ -596,3 +596,111 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
 }
+
+var _ storage.WholeUploader = (*Store)(nil)
+
+// UploadWhole streams r into a multipart upload on the content address of d
+// itself (blobs/<alg>/<hex>), hashing as the bytes pass, and completes it
+// only when they hash to d: no staging under the session and no server-side
+// copy at the end, unlike AppendUpload + CommitUpload. Until the completion
+// nothing is visible at the address; a mismatch or a read error aborts the
+// multipart upload. When the blob exists already it is written again with the
+// same bytes (S3 replaces objects atomically), which also marks it used for
+// garbage collection. At most one part is held in memory.
+func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Digest, r io.Reader) (storage.BlobInfo, error) {
+	unlock, err := s.lockUpload(ctx, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	defer unlock()
+	ss, err := s.loadSession(ctx, repo, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if ss.Size != 0 {
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s already holds %d bytes: %w", id, ss.Size, storage.ErrUploadOffset)
+	}
+	g, err := parseDigest(d)
+	if err != nil {
+		if errors.Is(err, layout.ErrInvalidDigest) {
+			return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+		}
+		return storage.BlobInfo{}, err
+	}
+	rk, _ := s.repoKey(repo, nil)
+	blob := s.blobKey(g)
+
+	mpu, err := s.c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &blob})
+	if err != nil {
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: %w", id, err)
+	}
+	abort := func() {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		s.c.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId})
+	}
+	h := layout.NewHash(g.Alg)
+	bp := s.bufPool.Get().(*[]byte)
+	defer s.bufPool.Put(bp)
+	buf := *bp
+	var parts []types.CompletedPart
+	var size int64
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			size += int64(n)
+			out, err := s.c.UploadPart(ctx, &awss3.UploadPartInput{
+				Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId,
+				PartNumber: aws.Int32(int32(len(parts) + 1)),
+				Body:       bytes.NewReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
+			})
+			if err != nil {
+				abort()
+				return storage.BlobInfo{}, fmt.Errorf("s3: upload %s part %d: %w", id, len(parts)+1, err)
+			}
+			parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(int32(len(parts) + 1)), ETag: out.ETag})
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			abort()
+			return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: read: %w", id, rerr)
+		}
+	}
+	if got := layout.HashDigest(g.Alg, h); got != d {
+		abort()
+		if err := s.removeSession(ctx, id, ss); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s is %s, not %s: %w", id, got, d, storage.ErrDigestMismatch)
+	}
+	if len(parts) == 0 {
+		abort()
+		err = s.put(ctx, blob, nil)
+	} else {
+		_, err = s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+			Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+		if err != nil {
+			abort()
+			err = fmt.Errorf("s3: upload %s: complete: %w", id, err)
+		}
+	}
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.markRepo(ctx, repo); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	// Always written: its time is the link's last use (gc.go).
+	if err := s.put(ctx, linkKey(rk, g), []byte(d)); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.removeSession(ctx, id, ss); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	return storage.BlobInfo{Digest: d, Size: size}, nil
+}
