@@ -39,6 +39,11 @@
 // most one part in memory. Because everything is in the bucket, a session
 // continues on any replica.
 //
+// A whole blob whose digest is known before its first byte (UploadWhole:
+// POST ?digest= or PUT ?digest= with the body) skips all that: it streams
+// into a multipart upload on blobs/<alg>/<hex> itself, completed only when
+// the bytes hash to the digest, so no copy is needed.
+//
 // # Replicas
 //
 // Appends, commits and aborts of one session are serialised: within one
