@@ -231,6 +231,13 @@ func TestTwoReplicas(t *testing.T) {
 		resp, body = doReq(t, "GET", p.url("/healthz"), nil, nil)
 		wantStatus(t, fmt.Sprintf("replica %d /healthz with Redis stopped", i), resp, body, http.StatusOK)
 	}
+	// Uploads need the session lock: 503 while Redis is down, not 500.
+	resp, body = doReq(t, "POST", a.url("/v2/ha/down/blobs/uploads/"), nil, bearerFor(t, a, "ha/down"))
+	wantStatus(t, "start upload with Redis stopped", resp, body, http.StatusAccepted)
+	hdr = bearerFor(t, a, "ha/down")
+	hdr["Content-Type"] = "application/octet-stream"
+	resp, body = doReq(t, "PATCH", onReplica(t, b, resp.Header.Get("Location")).String(), bytes.NewReader([]byte("chunk")), hdr)
+	wantStatus(t, "PATCH with Redis stopped", resp, body, http.StatusServiceUnavailable)
 	rs.Restart()
 	for _, p := range replicas {
 		p.waitReady()

@@ -322,7 +322,10 @@ func (s *Store) lockUpload(ctx context.Context, id string) (unlock func(), err e
 	release, err := s.locker.Lock(ctx, "upload:"+s.bucket+"/"+s.prefix+id)
 	if err != nil {
 		mu.Unlock()
-		return nil, fmt.Errorf("s3: upload %s: lock: %w", id, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("s3: upload %s: lock: %w", id, err)
+		}
+		return nil, fmt.Errorf("s3: upload %s: lock: %w: %w", id, err, storage.ErrUnavailable)
 	}
 	return func() { release(); mu.Unlock() }, nil
 }
