@@ -48,8 +48,10 @@ type session struct {
 	SHA256 []byte `json:"sha256"`
 
 	// etag is the state object's ETag when it was read or last written: the
-	// next write is conditional on it.
-	etag string
+	// next write is conditional on it ("": the server sent none, write
+	// unconditionally). fresh: not written yet, the write must create it.
+	etag  string
+	fresh bool
 }
 
 func (ss *session) info(id string) storage.UploadInfo {
@@ -122,12 +124,12 @@ func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
 	}
 	conditional := !s.noConditional.Load()
-	if conditional {
-		if ss.etag == "" {
-			in.IfNoneMatch = aws.String("*")
-		} else {
-			in.IfMatch = aws.String(ss.etag)
-		}
+	switch {
+	case !conditional:
+	case ss.fresh:
+		in.IfNoneMatch = aws.String("*")
+	case ss.etag != "":
+		in.IfMatch = aws.String(ss.etag)
 	}
 	out, err := s.c.PutObject(ctx, in)
 	if err != nil && conditional && isNotImplemented(err) {
@@ -142,7 +144,7 @@ func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 		}
 		return fmt.Errorf("s3: put %s: %w", key, err)
 	}
-	ss.etag = aws.ToString(out.ETag)
+	ss.etag, ss.fresh = aws.ToString(out.ETag), false
 	return nil
 }
 
@@ -163,6 +165,7 @@ func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInf
 		UploadID:  aws.ToString(mpu.UploadId),
 		StartedAt: s.now().UTC().Round(0),
 		SHA256:    st,
+		fresh:     true,
 	}
 	if err := s.saveSession(ctx, id, ss); err != nil {
 		s.abortMPU(ctx, id, ss.UploadID)
