@@ -178,6 +178,11 @@ func BenchmarkS3Blob(b *testing.B) {
 	prefix := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	p := startBerthS3(b, b.TempDir(), func(port int) string { return benchS3Config(port, endpoint, prefix) })
 	pid := p.cmd.Process.Pid
+	// The same bucket and prefix served with enable_blob_redirect: pulls are
+	// a 307 to a presigned URL, the bytes come from the bucket.
+	pr := startBerthS3(b, b.TempDir(), func(port int) string {
+		return strings.Replace(benchS3Config(port, endpoint, prefix), "path_style = true\n", "path_style = true\nenable_blob_redirect = true\n", 1)
+	})
 	ctx := context.Background()
 	st, err := s3.New(ctx, s3.Options{Endpoint: endpoint, Bucket: e2eS3Bucket, Region: "us-east-1",
 		AccessKeyID: e2eS3Access, SecretKey: e2eS3Secret, PathStyle: true})
@@ -189,7 +194,7 @@ func BenchmarkS3Blob(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		var table strings.Builder
-		fmt.Fprintf(&table, "\n| size | direct put | direct put + copy | berth push, monolithic | monolithic/direct put | berth push, PATCH stream | PATCH/(direct put + copy) | direct get | berth pull | pull/direct | berth peak RSS push (mono, PATCH) | berth peak RSS pull |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&table, "\n| size | direct put | direct put + copy | berth push, monolithic | monolithic/direct put | berth push, PATCH stream | PATCH/(direct put + copy) | direct get | berth pull | pull/direct | pull, redirect | redirect/direct | berth peak RSS push (mono, PATCH) | berth peak RSS pull |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for si, size := range benchSizes(b) {
 			src := newBenchStream(uint64(si+1)*7919+uint64(i), size)
 			h := sha256.New()
@@ -293,10 +298,23 @@ func BenchmarkS3Blob(b *testing.B) {
 				b.Fatalf("pull: %d, %d bytes, %v", res.StatusCode, n, err)
 			}
 
-			fmt.Fprintf(&table, "| %d MiB | %.0f MiB/s | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f, %.0f MiB | %.0f MiB |\n",
+			t0 = time.Now()
+			res, err = hc.Get(pr.url("/v2/" + repo + "/blobs/" + dgst)) // follows the 307
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			bRedirect := time.Since(t0)
+			if err != nil || n != size || res.StatusCode != 200 || res.Request.URL.Host == pr.host() {
+				b.Fatalf("pull with redirect: %d, %d bytes from %s, %v", res.StatusCode, n, res.Request.URL.Host, err)
+			}
+
+			fmt.Fprintf(&table, "| %d MiB | %.0f MiB/s | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f, %.0f MiB | %.0f MiB |\n",
 				size>>20, mibps(size, dPut), mibps(size, dPut+dCopy), mibps(size, bPush), 100*dPut.Seconds()/bPush.Seconds(),
 				mibps(size, bPatch), 100*(dPut+dCopy).Seconds()/bPatch.Seconds(),
 				mibps(size, dGet), mibps(size, bPull), 100*dGet.Seconds()/bPull.Seconds(),
+				mibps(size, bRedirect), 100*dGet.Seconds()/bRedirect.Seconds(),
 				float64(rssPush)/(1<<20), float64(rssPatch)/(1<<20), float64(rssPull)/(1<<20))
 			b.ReportMetric(100*dPut.Seconds()/bPush.Seconds(), "push%direct")
 			b.ReportMetric(100*dGet.Seconds()/bPull.Seconds(), "pull%direct")
