@@ -643,34 +643,10 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 		s.c.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId})
 	}
 	h := layout.NewHash(g.Alg)
-	bp := s.bufPool.Get().(*[]byte)
-	defer s.bufPool.Put(bp)
-	buf := *bp
-	var parts []types.CompletedPart
-	var size int64
-	for {
-		n, rerr := io.ReadFull(r, buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			size += int64(n)
-			out, err := s.c.UploadPart(ctx, &awss3.UploadPartInput{
-				Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId,
-				PartNumber: aws.Int32(int32(len(parts) + 1)),
-				Body:       bytes.NewReader(buf[:n]), ContentLength: aws.Int64(int64(n)),
-			})
-			if err != nil {
-				abort()
-				return storage.BlobInfo{}, fmt.Errorf("s3: upload %s part %d: %w", id, len(parts)+1, err)
-			}
-			parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(int32(len(parts) + 1)), ETag: out.ETag})
-		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			abort()
-			return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: read: %w", id, rerr)
-		}
+	parts, size, err := s.streamParts(ctx, blob, aws.ToString(mpu.UploadId), h, r)
+	if err != nil {
+		abort()
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: %w", id, err)
 	}
 	if got := layout.HashDigest(g.Alg, h); got != d {
 		abort()
@@ -706,4 +682,88 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 		return storage.BlobInfo{}, err
 	}
 	return storage.BlobInfo{Digest: d, Size: size}, nil
+}
+
+// streamParts reads r in parts of the part size, hashing it into h, and
+// uploads them as parts 1, 2, ... of the multipart upload uploadID on key.
+// Reading the next part from the client overlaps with uploading the previous
+// one (two buffers), so the client and the bucket are both kept busy; the
+// parts are uploaded in order by one goroutine. It returns the completed
+// parts and the number of bytes read. On an error the caller aborts.
+func (s *Store) streamParts(ctx context.Context, key, uploadID string, h hash.Hash, r io.Reader) ([]types.CompletedPart, int64, error) {
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan *[]byte, 2)
+	for range 2 {
+		free <- s.bufPool.Get().(*[]byte)
+	}
+	type job struct {
+		bp *[]byte
+		n  int
+	}
+	jobs := make(chan job)
+	var parts []types.CompletedPart
+	var upErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for j := range jobs {
+			if upErr == nil {
+				num := int32(len(parts) + 1)
+				out, err := s.c.UploadPart(uctx, &awss3.UploadPartInput{
+					Bucket: &s.bucket, Key: &key, UploadId: &uploadID, PartNumber: aws.Int32(num),
+					Body: bytes.NewReader((*j.bp)[:j.n]), ContentLength: aws.Int64(int64(j.n)),
+				})
+				if err != nil {
+					upErr = fmt.Errorf("part %d: %w", num, err)
+					cancel() // stop reading the client
+				} else {
+					parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag})
+				}
+			}
+			free <- j.bp
+		}
+	}()
+
+	var size int64
+	var readErr error
+	for uctx.Err() == nil {
+		var bp *[]byte
+		select {
+		case bp = <-free:
+		case <-uctx.Done():
+		}
+		if bp == nil {
+			break
+		}
+		n, err := io.ReadFull(r, *bp)
+		if n > 0 {
+			h.Write((*bp)[:n])
+			size += int64(n)
+			jobs <- job{bp, n}
+		} else {
+			free <- bp
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			readErr = fmt.Errorf("read: %w", err)
+			break
+		}
+	}
+	close(jobs)
+	<-done
+	for range 2 {
+		s.bufPool.Put(<-free)
+	}
+	switch {
+	case readErr != nil:
+		return nil, size, readErr
+	case upErr != nil:
+		return nil, size, upErr
+	case ctx.Err() != nil:
+		return nil, size, ctx.Err()
+	}
+	return parts, size, nil
 }

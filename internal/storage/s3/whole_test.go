@@ -2,6 +2,7 @@ package s3
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -152,4 +153,49 @@ func countMultipart(t *testing.T, st *Store, prefix string) int {
 		t.Fatal(err)
 	}
 	return len(out.Uploads)
+}
+
+// cancelAfter cancels the request after n bytes were read, as a client that
+// goes away halfway does.
+type cancelAfter struct {
+	r      io.Reader
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n -= n
+	if c.n <= 0 {
+		c.cancel()
+	}
+	return n, err
+}
+
+// A request cancelled while parts are being uploaded stores nothing and
+// leaves no multipart upload behind; the session stays, empty.
+func TestUploadWholeCancelled(t *testing.T) {
+	opts := testOptions(t, newPrefix())
+	opts.MultipartPartSize = MinPartSize
+	st := openStore(t, opts)
+	u, err := st.BeginUpload(t.Context(), "team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBytes(11, 4*MinPartSize)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, err = st.UploadWhole(ctx, "team/app", u.ID, sha256Of(data), &cancelAfter{r: bytes.NewReader(data), n: 2*MinPartSize + 1, cancel: cancel})
+	if err == nil {
+		t.Fatal("cancelled upload succeeded")
+	}
+	if ok, _ := st.exists(t.Context(), st.blobKey(mustParse(t, sha256Of(data)))); ok {
+		t.Fatal("content stored despite the cancellation")
+	}
+	if n := countMultipart(t, st, st.prefix+"blobs/"); n != 0 {
+		t.Fatalf("%d multipart uploads left under blobs/", n)
+	}
+	if info, err := st.StatUpload(t.Context(), "team/app", u.ID); err != nil || info.Size != 0 {
+		t.Fatalf("session: %+v, %v", info, err)
+	}
 }
