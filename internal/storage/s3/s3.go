@@ -42,7 +42,8 @@
 // A whole blob whose digest is known before its first byte (UploadWhole:
 // POST ?digest= or PUT ?digest= with the body) skips all that: it streams
 // into a multipart upload on blobs/<alg>/<hex> itself, completed only when
-// the bytes hash to the digest, so no copy is needed.
+// the bytes hash to the digest, so no copy is needed; it holds two parts,
+// reading one from the client while the other is uploaded.
 //
 // # Replicas
 //

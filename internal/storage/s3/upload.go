@@ -609,7 +609,8 @@ var _ storage.WholeUploader = (*Store)(nil)
 // nothing is visible at the address; a mismatch or a read error aborts the
 // multipart upload. When the blob exists already it is written again with the
 // same bytes (S3 replaces objects atomically), which also marks it used for
-// garbage collection. At most one part is held in memory.
+// garbage collection. Two parts are held in memory: one read from the
+// client while the other is uploaded.
 func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Digest, r io.Reader) (storage.BlobInfo, error) {
 	unlock, err := s.lockUpload(ctx, id)
 	if err != nil {
