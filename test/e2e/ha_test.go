@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -15,7 +16,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/crypto/bcrypt"
+	orasremote "oras.land/oras-go/v2/registry/remote"
+	orasauth "oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/berth-registry/berth/internal/redistest"
 )
@@ -169,6 +174,32 @@ func TestTwoReplicas(t *testing.T) {
 		} else if resp.StatusCode != 200 || !bytes.Equal(body, c.want) {
 			t.Fatalf("monolithic blob %s through B: %d, %d bytes", c.d, resp.StatusCode, len(body))
 		}
+	}
+
+	// oras-go pushes blobs monolithically (POST, then PUT with the body):
+	// through A, fetched through B.
+	orasBlob := data[:3<<20]
+	orasDesc := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromBytes(orasBlob), Size: int64(len(orasBlob))}
+	orasRepo := func(p *berthProc) *orasremote.Repository {
+		r, err := orasremote.NewRepository(p.host() + "/ha/oras")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.PlainHTTP = true
+		r.Client = &orasauth.Client{Credential: orasauth.StaticCredential(p.host(), orasauth.Credential{Username: "alice", Password: "secret"})}
+		return r
+	}
+	if err := orasRepo(a).Push(t.Context(), orasDesc, bytes.NewReader(orasBlob)); err != nil {
+		t.Fatalf("oras push through A: %v", err)
+	}
+	rc, err := orasRepo(b).Fetch(t.Context(), orasDesc)
+	if err != nil {
+		t.Fatalf("oras fetch through B: %v", err)
+	}
+	got2, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got2, orasBlob) {
+		t.Fatalf("oras fetch through B: %d bytes, %v", len(got2), err)
 	}
 
 	// A session token with token_max_uses = 3 used across both replicas is
