@@ -656,6 +656,14 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 		}
 		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s is %s, not %s: %w", id, got, d, storage.ErrDigestMismatch)
 	}
+	// The content appears (or is rewritten, fresh) under the blob's lock, so
+	// a garbage collection deciding on its times never deletes what this
+	// upload is about to link (gc.go).
+	unlockBlob, err := s.lockBlob(ctx, g)
+	if err != nil {
+		abort()
+		return storage.BlobInfo{}, err
+	}
 	if len(parts) == 0 {
 		abort()
 		err = s.put(ctx, blob, nil)
@@ -669,6 +677,7 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 			err = fmt.Errorf("s3: upload %s: complete: %w", id, err)
 		}
 	}
+	unlockBlob()
 	if err != nil {
 		return storage.BlobInfo{}, err
 	}
