@@ -12,9 +12,10 @@
 //
 // Decoding is strict: an unknown key is an error, never ignored, because a
 // misspelt security setting must not silently fall back to a default. Sections
-// that belong to features not built yet ([cache]) are rejected with a message naming the feature,
-// for the same reason: a registry must never start open when its file asks
-// for authentication.
+// that belong to features not built yet (none at present; see reserved in
+// parse.go) are rejected with a message naming the feature, for the same
+// reason: a registry must never start open when its file asks for
+// authentication.
 package config
 
 import (

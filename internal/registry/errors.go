@@ -121,6 +121,8 @@ func toError(err error) *Error {
 		return &Error{Code: CodeRangeInvalid, Err: err}
 	case errors.Is(err, storage.ErrTooLarge):
 		return &Error{Code: CodeSizeInvalid, Status: http.StatusRequestEntityTooLarge, Message: "content exceeds the configured size limit", Err: err}
+	case errors.Is(err, storage.ErrUnavailable):
+		return &Error{Code: CodeUnavailable, Err: err}
 	case errors.Is(err, storage.ErrUnsupportedDigest):
 		return &Error{Code: CodeDigestInvalid, Message: "unsupported digest algorithm (sha256 and sha512 are supported)", Err: err}
 	}

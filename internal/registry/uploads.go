@@ -45,6 +45,14 @@ func (h *Handler) monolithic(w http.ResponseWriter, r *http.Request, rt Route, d
 	if err != nil {
 		return fmt.Errorf("begin upload: %w", err)
 	}
+	if wu, ok := h.store.(storage.WholeUploader); ok {
+		info, err := h.uploadWhole(r, wu, rt.Repo, up.ID, d)
+		if err != nil {
+			_ = h.store.AbortUpload(ctx, rt.Repo, up.ID)
+			return err
+		}
+		return blobCreated(w, rt.Repo, info.Digest)
+	}
 	if _, err := h.appendBody(r, rt.Repo, up.ID, 0); err != nil {
 		_ = h.store.AbortUpload(ctx, rt.Repo, up.ID)
 		return err
@@ -146,6 +154,17 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt Route)
 		if err != nil {
 			return err
 		}
+		if wu, ok := h.store.(storage.WholeUploader); ok && offset == 0 {
+			// The whole blob in this request: straight to its address.
+			info, err := h.uploadWhole(r, wu, rt.Repo, up.ID, d)
+			if err != nil {
+				if errors.Is(err, storage.ErrUploadOffset) {
+					return h.rangeError(w, r, rt, up.ID, err)
+				}
+				return err
+			}
+			return blobCreated(w, rt.Repo, info.Digest)
+		}
 		if _, err := h.appendBody(r, rt.Repo, up.ID, offset); err != nil {
 			if errors.Is(err, storage.ErrUploadOffset) {
 				return h.rangeError(w, r, rt, up.ID, err)
@@ -234,6 +253,27 @@ func (h *Handler) appendBody(r *http.Request, repo, id string, offset int64) (in
 		return size, fmt.Errorf("append upload: %w", err)
 	}
 	return size, nil
+}
+
+// uploadWhole streams the request body as the whole blob d through a store
+// that can take it in one go, enforcing the blob size limit as bytes pass.
+func (h *Handler) uploadWhole(r *http.Request, wu storage.WholeUploader, repo, id string, d digest.Digest) (storage.BlobInfo, error) {
+	h.metrics.UploadStarted()
+	defer h.metrics.UploadFinished()
+	var body io.Reader = r.Body
+	var lim *limitReader
+	if h.maxBlob > 0 {
+		lim = &limitReader{r: r.Body, left: h.maxBlob}
+		body = lim
+	}
+	info, err := wu.UploadWhole(r.Context(), repo, id, d, body)
+	if lim != nil && lim.exceeded {
+		return info, tooLarge(h.maxBlob)
+	}
+	if err != nil {
+		return info, fmt.Errorf("upload blob: %w", err)
+	}
+	return info, nil
 }
 
 // limitReader fails once more than left bytes are read.

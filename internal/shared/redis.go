@@ -64,6 +64,10 @@ func Open(ctx context.Context, rawURL, prefix string, log *slog.Logger) (*Redis,
 		// go-redis's errors can quote the URL: name the redacted one only.
 		return nil, fmt.Errorf("shared: redis URL %s is not valid", safe)
 	}
+	// go-redis prints pool events (failed dials while Redis is down) with its
+	// own process-wide logger on stderr; route them to ours at debug level.
+	// berth opens one Redis per process, so "the last Open wins" is fine.
+	redis.SetLogger(redisLogger{log})
 	opts.DialTimeout = dialTimeout
 	opts.ReadTimeout = ioTimeout
 	opts.WriteTimeout = ioTimeout
@@ -89,6 +93,13 @@ func (r *Redis) Ping(ctx context.Context) error {
 func (r *Redis) Close() error { return r.c.Close() }
 
 func (r *Redis) key(kind, name string) string { return r.prefix + kind + ":" + name }
+
+// redisLogger adapts go-redis's logger to slog.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+}
 
 // redactURL returns u without its password.
 func redactURL(u string) string {

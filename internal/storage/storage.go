@@ -44,6 +44,9 @@ var (
 	ErrTooLarge = errors.New("storage: content too large")
 	// ErrUnsupportedDigest: the digest algorithm is not supported (sha256 and sha512 are).
 	ErrUnsupportedDigest = errors.New("storage: unsupported digest algorithm")
+	// ErrUnavailable: something the store depends on besides its backend (the
+	// shared lock service of several replicas) does not answer; retry later.
+	ErrUnavailable = errors.New("storage: temporarily unavailable")
 )
 
 // BlobInfo describes a stored blob.
@@ -154,4 +157,19 @@ type Store interface {
 
 	// Browsing listings for the web UI (browse.go).
 	Browser
+}
+
+// WholeUploader is an optional capability of a Store: storing a whole blob
+// whose digest is known before its first byte (POST ?digest= with the body,
+// or PUT ?digest= with the body on an empty session) more cheaply than
+// AppendUpload + CommitUpload — on S3 the bytes go straight to their content
+// address instead of being copied there after the upload.
+//
+// The outcome is CommitUpload's: the blob is stored and linked into repo only
+// if the bytes hash to d, and the session is removed; on a digest mismatch
+// (ErrDigestMismatch) nothing is stored and the session is removed too. A
+// session that already holds bytes gives ErrUploadOffset; a read error leaves
+// the session as it was (empty), so the client can try again.
+type WholeUploader interface {
+	UploadWhole(ctx context.Context, repo, id string, d digest.Digest, r io.Reader) (BlobInfo, error)
 }

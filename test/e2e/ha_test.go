@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -15,7 +16,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/crypto/bcrypt"
+	orasremote "oras.land/oras-go/v2/registry/remote"
+	orasauth "oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/berth-registry/berth/internal/redistest"
 )
@@ -139,6 +144,64 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("blob read through A differs (%d bytes, want %d)", len(body), len(data))
 	}
 
+	// Monolithic uploads (the whole body in one request, stored straight at
+	// its content address): a session begun on A finished with the body on B,
+	// and POST ?digest= on A; a wrong digest stores nothing.
+	mono := data[:7<<20+3]
+	resp, body = doReq(t, "POST", a.url("/v2/ha/mono/blobs/uploads/"), nil, bearerFor(t, a, "ha/mono"))
+	wantStatus(t, "start upload on A", resp, body, http.StatusAccepted)
+	u = onReplica(t, b, resp.Header.Get("Location"))
+	q = u.Query()
+	q.Set("digest", sha256Digest(mono))
+	u.RawQuery = q.Encode()
+	hdr := bearerFor(t, b, "ha/mono")
+	hdr["Content-Type"] = "application/octet-stream"
+	resp, body = doReq(t, "PUT", u.String(), bytes.NewReader(mono), hdr)
+	wantStatus(t, "PUT with the body on B", resp, body, http.StatusCreated)
+	small := []byte("a small monolithic blob")
+	resp, body = doReq(t, "POST", a.url("/v2/ha/mono/blobs/uploads/?digest="+sha256Digest(small)), bytes.NewReader(small), hdr)
+	wantStatus(t, "POST ?digest= on A", resp, body, http.StatusCreated)
+	bad := sha256Digest([]byte("not the body"))
+	resp, body = doReq(t, "POST", a.url("/v2/ha/mono/blobs/uploads/?digest="+bad), bytes.NewReader(small), hdr)
+	wantStatus(t, "POST ?digest= with a wrong digest", resp, body, http.StatusBadRequest)
+	for _, c := range []struct {
+		d    string
+		want []byte
+	}{{sha256Digest(mono), mono}, {sha256Digest(small), small}, {bad, nil}} {
+		resp, body = doReq(t, "GET", b.url("/v2/ha/mono/blobs/"+c.d), nil, bearerFor(t, b, "ha/mono"))
+		if c.want == nil {
+			wantStatus(t, "blob of the wrong digest", resp, body, http.StatusNotFound)
+		} else if resp.StatusCode != 200 || !bytes.Equal(body, c.want) {
+			t.Fatalf("monolithic blob %s through B: %d, %d bytes", c.d, resp.StatusCode, len(body))
+		}
+	}
+
+	// oras-go pushes blobs monolithically (POST, then PUT with the body):
+	// through A, fetched through B.
+	orasBlob := data[:3<<20]
+	orasDesc := ocispec.Descriptor{MediaType: "application/octet-stream", Digest: digest.FromBytes(orasBlob), Size: int64(len(orasBlob))}
+	orasRepo := func(p *berthProc) *orasremote.Repository {
+		r, err := orasremote.NewRepository(p.host() + "/ha/oras")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.PlainHTTP = true
+		r.Client = &orasauth.Client{Credential: orasauth.StaticCredential(p.host(), orasauth.Credential{Username: "alice", Password: "secret"})}
+		return r
+	}
+	if err := orasRepo(a).Push(t.Context(), orasDesc, bytes.NewReader(orasBlob)); err != nil {
+		t.Fatalf("oras push through A: %v", err)
+	}
+	rc, err := orasRepo(b).Fetch(t.Context(), orasDesc)
+	if err != nil {
+		t.Fatalf("oras fetch through B: %v", err)
+	}
+	got2, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got2, orasBlob) {
+		t.Fatalf("oras fetch through B: %d bytes, %v", len(got2), err)
+	}
+
 	// A session token with token_max_uses = 3 used across both replicas is
 	// refused on the fourth use.
 	st := exchangeSession(t, a, ciToken(iss, time.Minute))
@@ -199,6 +262,13 @@ func TestTwoReplicas(t *testing.T) {
 		resp, body = doReq(t, "GET", p.url("/healthz"), nil, nil)
 		wantStatus(t, fmt.Sprintf("replica %d /healthz with Redis stopped", i), resp, body, http.StatusOK)
 	}
+	// Uploads need the session lock: 503 while Redis is down, not 500.
+	resp, body = doReq(t, "POST", a.url("/v2/ha/down/blobs/uploads/"), nil, bearerFor(t, a, "ha/down"))
+	wantStatus(t, "start upload with Redis stopped", resp, body, http.StatusAccepted)
+	hdr = bearerFor(t, a, "ha/down")
+	hdr["Content-Type"] = "application/octet-stream"
+	resp, body = doReq(t, "PATCH", onReplica(t, b, resp.Header.Get("Location")).String(), bytes.NewReader([]byte("chunk")), hdr)
+	wantStatus(t, "PATCH with Redis stopped", resp, body, http.StatusServiceUnavailable)
 	rs.Restart()
 	for _, p := range replicas {
 		p.waitReady()
@@ -216,6 +286,13 @@ func TestTwoReplicas(t *testing.T) {
 			}
 		}
 	}
+}
+
+// bearerFor returns an Authorization header for alice with pull and push on repo,
+// from p's token service.
+func bearerFor(t *testing.T, p *berthProc, repo string) map[string]string {
+	t.Helper()
+	return map[string]string{"Authorization": "Bearer " + tokenFor(t, p, "alice", "secret", "repository:"+repo+":pull,push", false).Token}
 }
 
 // onReplica points an upload Location (absolute or relative) at replica p.

@@ -4,11 +4,13 @@ package e2e
 //
 //	go test ./test/e2e -run '^$' -bench 'S3' -benchtime 1x -timeout 60m
 //
-// BenchmarkS3Blob pushes and pulls blobs through berth and moves the same
-// bytes with a direct multipart put / get of the same SDK (aws-sdk-go-v2,
-// same part size, parts sent one after the other as berth does), sampling
-// berth's VmRSS. BERTH_BENCH_S3_SIZES overrides the sizes (default
-// "64MiB,256MiB,1GiB").
+// BenchmarkS3Blob pushes and pulls blobs through berth (monolithic: POST +
+// PUT with the body; and streamed: POST + PATCH with the body + PUT) and moves
+// the same bytes with a direct multipart put / get of the same SDK
+// (aws-sdk-go-v2, same part size, parts sent one after the other as berth
+// does) and a server-side copy, sampling berth's VmRSS. BERTH_BENCH_S3_SIZES overrides the sizes (default
+// "64MiB,256MiB,1GiB"); every size is measured BERTH_BENCH_S3_ROUNDS times
+// (default 3), interleaved, and the medians reported.
 //
 // BenchmarkS3Listing fills three key prefixes with 100, 1,000 and 10,000
 // repositories (and as many tags in one repository) and times catalog and
@@ -177,6 +179,11 @@ func BenchmarkS3Blob(b *testing.B) {
 	prefix := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	p := startBerthS3(b, b.TempDir(), func(port int) string { return benchS3Config(port, endpoint, prefix) })
 	pid := p.cmd.Process.Pid
+	// The same bucket and prefix served with enable_blob_redirect: pulls are
+	// a 307 to a presigned URL, the bytes come from the bucket.
+	pr := startBerthS3(b, b.TempDir(), func(port int) string {
+		return strings.Replace(benchS3Config(port, endpoint, prefix), "path_style = true\n", "path_style = true\nenable_blob_redirect = true\n", 1)
+	})
 	ctx := context.Background()
 	st, err := s3.New(ctx, s3.Options{Endpoint: endpoint, Bucket: e2eS3Bucket, Region: "us-east-1",
 		AccessKeyID: e2eS3Access, SecretKey: e2eS3Secret, PathStyle: true})
@@ -188,81 +195,182 @@ func BenchmarkS3Blob(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		var table strings.Builder
-		fmt.Fprintf(&table, "\n| size | direct put | berth push | push/direct | direct get | berth pull | pull/direct | berth peak RSS push | berth peak RSS pull |\n|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&table, "\n| size | direct put | direct put + copy | berth push, monolithic | monolithic/direct put | berth push, PATCH stream | PATCH/(direct put + copy) | direct get | berth pull | pull/direct | pull, redirect | redirect/direct | berth peak RSS push (mono, PATCH) | berth peak RSS pull |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for si, size := range benchSizes(b) {
-			src := newBenchStream(uint64(si+1)*7919+uint64(i), size)
-			h := sha256.New()
-			io.Copy(h, src.reset())
-			dgst := "sha256:" + hex.EncodeToString(h.Sum(nil))
+			var ms []blobTimes
+			for round := range benchRounds(b) {
+				src := newBenchStream(uint64(si+1)*7919+uint64(i*100+round), size)
+				h := sha256.New()
+				io.Copy(h, src.reset())
+				dgst := "sha256:" + hex.EncodeToString(h.Sum(nil))
 
-			// Direct multipart put / get of the same bytes.
-			key := prefix + "/direct-" + strconv.Itoa(si)
-			t0 := time.Now()
-			if err := directPut(ctx, cl, key, src.reset(), size); err != nil {
-				b.Fatal(err)
-			}
-			dPut := time.Since(t0)
-			t0 = time.Now()
-			out, err := cl.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(e2eS3Bucket), Key: &key})
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.Copy(io.Discard, out.Body)
-			out.Body.Close()
-			dGet := time.Since(t0)
-			if err != nil || n != size {
-				b.Fatalf("direct get: %d bytes, %v", n, err)
-			}
-			cl.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(e2eS3Bucket), Key: &key})
+				// Direct multipart put / get of the same bytes.
+				key := prefix + "/direct-" + strconv.Itoa(si) + "-" + strconv.Itoa(round)
+				t0 := time.Now()
+				if err := directPut(ctx, cl, key, src.reset(), size); err != nil {
+					b.Fatal(err)
+				}
+				dPut := time.Since(t0)
+				// What content addressing adds on S3: the server-side copy of the
+				// finished upload to blobs/<alg>/<hex> (berth does it at commit).
+				t0 = time.Now()
+				if _, err := cl.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: aws.String(e2eS3Bucket), Key: aws.String(key + "-copy"),
+					CopySource: aws.String(e2eS3Bucket + "/" + key)}); err != nil {
+					b.Fatal(err)
+				}
+				dCopy := time.Since(t0)
+				cl.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(e2eS3Bucket), Key: aws.String(key + "-copy")})
+				t0 = time.Now()
+				out, err := cl.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(e2eS3Bucket), Key: &key})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err := io.Copy(io.Discard, out.Body)
+				out.Body.Close()
+				dGet := time.Since(t0)
+				if err != nil || n != size {
+					b.Fatalf("direct get: %d bytes, %v", n, err)
+				}
+				cl.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(e2eS3Bucket), Key: &key})
 
-			// Through berth: POST, then PUT ?digest= with the whole body.
-			repo := "bench/blob" + strconv.Itoa(si)
-			rss := startRSSPeak(pid)
-			t0 = time.Now()
-			resp, body := doReq(b, "POST", p.url("/v2/"+repo+"/blobs/uploads/"), nil, nil)
-			wantStatus(b, "start upload", resp, body, http.StatusAccepted)
-			u := p.resolve(b, resp.Header.Get("Location"))
-			q := u.Query()
-			q.Set("digest", dgst)
-			u.RawQuery = q.Encode()
-			req, _ := http.NewRequestWithContext(ctx, "PUT", u.String(), src.reset())
-			req.ContentLength = size
-			req.Header.Set("Content-Type", "application/octet-stream")
-			res, err := hc.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			bPush := time.Since(t0)
-			rssPush := rss.finish()
-			if res.StatusCode != http.StatusCreated {
-				b.Fatalf("push: %d", res.StatusCode)
-			}
+				// Through berth: POST, then PUT ?digest= with the whole body.
+				repo := "bench/blob" + strconv.Itoa(si) + "-" + strconv.Itoa(round)
+				rss := startRSSPeak(pid)
+				t0 = time.Now()
+				resp, body := doReq(b, "POST", p.url("/v2/"+repo+"/blobs/uploads/"), nil, nil)
+				wantStatus(b, "start upload", resp, body, http.StatusAccepted)
+				u := p.resolve(b, resp.Header.Get("Location"))
+				q := u.Query()
+				q.Set("digest", dgst)
+				u.RawQuery = q.Encode()
+				req, _ := http.NewRequestWithContext(ctx, "PUT", u.String(), src.reset())
+				req.ContentLength = size
+				req.Header.Set("Content-Type", "application/octet-stream")
+				res, err := hc.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				bPush := time.Since(t0)
+				rssPush := rss.finish()
+				if res.StatusCode != http.StatusCreated {
+					b.Fatalf("push: %d", res.StatusCode)
+				}
 
-			rss = startRSSPeak(pid)
-			t0 = time.Now()
-			res, err = hc.Get(p.url("/v2/" + repo + "/blobs/" + dgst))
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err = io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			bPull := time.Since(t0)
-			rssPull := rss.finish()
-			if err != nil || n != size || res.StatusCode != 200 {
-				b.Fatalf("pull: %d, %d bytes, %v", res.StatusCode, n, err)
-			}
+				// Through berth as docker and go-containerregistry push: POST, one
+				// streamed PATCH with the whole body, PUT ?digest= without a body.
+				// The digest is known only at the end: upload, then server-side copy.
+				repoP := repo + "-patch"
+				rssP := startRSSPeak(pid)
+				t0 = time.Now()
+				resp, body = doReq(b, "POST", p.url("/v2/"+repoP+"/blobs/uploads/"), nil, nil)
+				wantStatus(b, "start upload", resp, body, http.StatusAccepted)
+				req, _ = http.NewRequestWithContext(ctx, "PATCH", p.resolve(b, resp.Header.Get("Location")).String(), src.reset())
+				req.ContentLength = size
+				req.Header.Set("Content-Type", "application/octet-stream")
+				res, err = hc.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusAccepted {
+					b.Fatalf("patch: %d", res.StatusCode)
+				}
+				u = p.resolve(b, res.Header.Get("Location"))
+				q = u.Query()
+				q.Set("digest", dgst)
+				u.RawQuery = q.Encode()
+				resp, body = doReq(b, "PUT", u.String(), nil, nil)
+				wantStatus(b, "finish upload", resp, body, http.StatusCreated)
+				bPatch := time.Since(t0)
+				rssPatch := rssP.finish()
 
-			fmt.Fprintf(&table, "| %d MiB | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB | %.0f MiB |\n",
-				size>>20, mibps(size, dPut), mibps(size, bPush), 100*dPut.Seconds()/bPush.Seconds(),
-				mibps(size, dGet), mibps(size, bPull), 100*dGet.Seconds()/bPull.Seconds(),
-				float64(rssPush)/(1<<20), float64(rssPull)/(1<<20))
-			b.ReportMetric(100*dPut.Seconds()/bPush.Seconds(), "push%direct")
-			b.ReportMetric(100*dGet.Seconds()/bPull.Seconds(), "pull%direct")
+				rss = startRSSPeak(pid)
+				t0 = time.Now()
+				res, err = hc.Get(p.url("/v2/" + repo + "/blobs/" + dgst))
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				bPull := time.Since(t0)
+				rssPull := rss.finish()
+				if err != nil || n != size || res.StatusCode != 200 {
+					b.Fatalf("pull: %d, %d bytes, %v", res.StatusCode, n, err)
+				}
+
+				t0 = time.Now()
+				res, err = hc.Get(pr.url("/v2/" + repo + "/blobs/" + dgst)) // follows the 307
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, err = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				bRedirect := time.Since(t0)
+				if err != nil || n != size || res.StatusCode != 200 || res.Request.URL.Host == pr.host() {
+					b.Fatalf("pull with redirect: %d, %d bytes from %s, %v", res.StatusCode, n, res.Request.URL.Host, err)
+				}
+
+				ms = append(ms, blobTimes{dPut, dCopy, dGet, bPush, bPatch, bPull, bRedirect, rssPush, rssPatch, rssPull})
+			}
+			m := medianTimes(ms)
+			fmt.Fprintf(&table, "| %d MiB | %.0f MiB/s | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f, %.0f MiB | %.0f MiB |\n",
+				size>>20, mibps(size, m.dPut), mibps(size, m.dPut+m.dCopy), mibps(size, m.bPush), 100*m.dPut.Seconds()/m.bPush.Seconds(),
+				mibps(size, m.bPatch), 100*(m.dPut+m.dCopy).Seconds()/m.bPatch.Seconds(),
+				mibps(size, m.dGet), mibps(size, m.bPull), 100*m.dGet.Seconds()/m.bPull.Seconds(),
+				mibps(size, m.bRedirect), 100*m.dGet.Seconds()/m.bRedirect.Seconds(),
+				float64(m.rssPush)/(1<<20), float64(m.rssPatch)/(1<<20), float64(m.rssPull)/(1<<20))
+			b.ReportMetric(100*m.dPut.Seconds()/m.bPush.Seconds(), "push%direct")
+			b.ReportMetric(100*m.dGet.Seconds()/m.bPull.Seconds(), "pull%direct")
 		}
-		b.Log(table.String())
+		fmt.Print(table.String()) // b.Log truncates long benchmark output
 	}
+}
+
+// blobTimes are one round's measurements of one size.
+type blobTimes struct {
+	dPut, dCopy, dGet, bPush, bPatch, bPull, bRedirect time.Duration
+	rssPush, rssPatch, rssPull                         int64
+}
+
+// medianTimes takes the median of each duration over the rounds (the rounds
+// interleave berth and the direct baseline, so both see the same neighbours)
+// and the largest RSS.
+func medianTimes(ms []blobTimes) blobTimes {
+	med := func(f func(blobTimes) time.Duration) time.Duration {
+		ds := make([]time.Duration, len(ms))
+		for i, m := range ms {
+			ds[i] = f(m)
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	var out blobTimes
+	out.dPut = med(func(m blobTimes) time.Duration { return m.dPut })
+	out.dCopy = med(func(m blobTimes) time.Duration { return m.dCopy })
+	out.dGet = med(func(m blobTimes) time.Duration { return m.dGet })
+	out.bPush = med(func(m blobTimes) time.Duration { return m.bPush })
+	out.bPatch = med(func(m blobTimes) time.Duration { return m.bPatch })
+	out.bPull = med(func(m blobTimes) time.Duration { return m.bPull })
+	out.bRedirect = med(func(m blobTimes) time.Duration { return m.bRedirect })
+	for _, m := range ms {
+		out.rssPush, out.rssPatch, out.rssPull = max(out.rssPush, m.rssPush), max(out.rssPatch, m.rssPatch), max(out.rssPull, m.rssPull)
+	}
+	return out
+}
+
+func benchRounds(b *testing.B) int {
+	spec := os.Getenv("BERTH_BENCH_S3_ROUNDS")
+	if spec == "" {
+		return 3
+	}
+	n, err := strconv.Atoi(spec)
+	if err != nil || n < 1 || n > 20 {
+		b.Fatalf("BERTH_BENCH_S3_ROUNDS: want 1..20, got %q", spec)
+	}
+	return n
 }
 
 // directPut is a multipart upload of size bytes from r in parts of
@@ -440,7 +548,7 @@ func BenchmarkS3Listing(b *testing.B) {
 					ms(page(tagU, tagWant)), ms(direct(in.prefix+"/repositories/bench/tags/_manifests/tags/", tagAfter)))
 			}
 		}
-		b.Log(table.String())
+		fmt.Print(table.String()) // b.Log truncates long benchmark output
 	}
 }
 

@@ -21,8 +21,8 @@
 // policy engine stay off the registry's hot path.
 //
 // Refresh tokens (berth_rt_…) and session tokens (berth_st_…) are opaque:
-// a random id and a random secret. The server keeps one JSON file per id in
-// Options.StateDir with the SHA-256 of the secret, an identity snapshot, and
+// a random id and a random secret. The server keeps one JSON record per id
+// (a file in Options.StateDir, or in Options.Store) with the SHA-256 of the secret, an identity snapshot, and
 // the Limits that applied when it was issued (TTL renewed on use up to MaxTTL,
 // MaxUses, TrustedIPs). A session token is a docker password; a refresh token
 // is what docker stores as its "identitytoken". Both are accepted in both
@@ -55,7 +55,10 @@
 //   - Identity snapshots (including OIDC claims) are taken at issuance; a
 //     refresh token keeps working after the ID token it came from expired.
 //     Bound that with the provider's Limits.
-//   - Token state is in files and guarded by in-process locks only: two
-//     berth processes MUST NOT share one StateDir (use counts could be lost).
+//   - Token state is kept by a Store: by default files in StateDir guarded by
+//     in-process locks only, so two berth processes MUST NOT share one
+//     StateDir (use counts could be lost). Replicas share a Store whose
+//     Update is atomic across processes instead (internal/shared: Redis), and
+//     a signing key (KeyPEM from the same source, or one KeyFile).
 //   - Access tokens cannot be revoked; keep AccessTTL short (5m default).
 package token

@@ -116,3 +116,32 @@ func TestLockerSerialisesAppendsAcrossStores(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+type downLocker struct{}
+
+func (downLocker) Lock(context.Context, string) (func(), error) {
+	return nil, errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+}
+
+// When the Locker does not answer, appends fail as unavailable (503), and
+// the session is untouched.
+func TestLockerDown(t *testing.T) {
+	opts := testOptions(t, newPrefix())
+	a := openStore(t, opts)
+	opts.Locker = downLocker{}
+	b := openStore(t, opts)
+	ctx := t.Context()
+	u, err := a.BeginUpload(ctx, "team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AppendUpload(ctx, "team/app", u.ID, 0, bytes.NewReader([]byte("x"))); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("append with the locker down: %v", err)
+	}
+	if _, err := b.UploadWhole(ctx, "team/app", u.ID, sha256Of([]byte("x")), bytes.NewReader([]byte("x"))); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("whole upload with the locker down: %v", err)
+	}
+	if info, err := a.StatUpload(ctx, "team/app", u.ID); err != nil || info.Size != 0 {
+		t.Fatalf("session: %+v, %v", info, err)
+	}
+}

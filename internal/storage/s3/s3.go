@@ -39,6 +39,12 @@
 // most one part in memory. Because everything is in the bucket, a session
 // continues on any replica.
 //
+// A whole blob whose digest is known before its first byte (UploadWhole:
+// POST ?digest= or PUT ?digest= with the body) skips all that: it streams
+// into a multipart upload on blobs/<alg>/<hex> itself, completed only when
+// the bytes hash to the digest, so no copy is needed; it holds two parts,
+// reading one from the client while the other is uploaded.
+//
 // # Replicas
 //
 // Appends, commits and aborts of one session are serialised: within one
@@ -146,7 +152,8 @@ type Store struct {
 	// write: state objects are then written unconditionally.
 	noConditional atomic.Bool
 	repoLocks     [lockStripes]sync.RWMutex
-	marked        sync.Map // repository name -> struct{}: marker known to exist
+	marked        sync.Map  // repository name -> struct{}: marker known to exist
+	copyPool      sync.Pool // *[]byte of copyBufSize, for blobBody
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -316,7 +323,10 @@ func (s *Store) lockUpload(ctx context.Context, id string) (unlock func(), err e
 	release, err := s.locker.Lock(ctx, "upload:"+s.bucket+"/"+s.prefix+id)
 	if err != nil {
 		mu.Unlock()
-		return nil, fmt.Errorf("s3: upload %s: lock: %w", id, err)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("s3: upload %s: lock: %w", id, err)
+		}
+		return nil, fmt.Errorf("s3: upload %s: lock: %w: %w", id, err, storage.ErrUnavailable)
 	}
 	return func() { release(); mu.Unlock() }, nil
 }
@@ -591,7 +601,31 @@ func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offs
 		}
 		return nil, fmt.Errorf("s3: open blob: %w", err)
 	}
-	return out.Body, nil
+	return &blobBody{ReadCloser: out.Body, pool: &s.copyPool}, nil
+}
+
+// copyBufSize is the buffer a blob is streamed to the client with: io.Copy's
+// 32 KiB means one read and one write system call per 32 KiB through the
+// registry; 256 KiB cuts that by eight.
+const copyBufSize = 256 << 10
+
+// blobBody is a GetObject body that streams itself (io.WriterTo) through a
+// pooled copyBufSize buffer.
+type blobBody struct {
+	io.ReadCloser
+	pool *sync.Pool
+}
+
+func (b *blobBody) WriteTo(w io.Writer) (int64, error) {
+	bp, _ := b.pool.Get().(*[]byte)
+	if bp == nil {
+		buf := make([]byte, copyBufSize)
+		bp = &buf
+	}
+	defer b.pool.Put(bp)
+	// The structs hide WriteTo (which would recurse) and the writer's
+	// ReadFrom (net/http's copies through its own 32 KiB buffer).
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{b.ReadCloser}, *bp)
 }
 
 // PresignBlob returns a URL that GETs the blob without credentials for ttl.

@@ -48,8 +48,10 @@ type session struct {
 	SHA256 []byte `json:"sha256"`
 
 	// etag is the state object's ETag when it was read or last written: the
-	// next write is conditional on it.
-	etag string
+	// next write is conditional on it ("": the server sent none, write
+	// unconditionally). fresh: not written yet, the write must create it.
+	etag  string
+	fresh bool
 }
 
 func (ss *session) info(id string) storage.UploadInfo {
@@ -122,12 +124,12 @@ func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
 	}
 	conditional := !s.noConditional.Load()
-	if conditional {
-		if ss.etag == "" {
-			in.IfNoneMatch = aws.String("*")
-		} else {
-			in.IfMatch = aws.String(ss.etag)
-		}
+	switch {
+	case !conditional:
+	case ss.fresh:
+		in.IfNoneMatch = aws.String("*")
+	case ss.etag != "":
+		in.IfMatch = aws.String(ss.etag)
 	}
 	out, err := s.c.PutObject(ctx, in)
 	if err != nil && conditional && isNotImplemented(err) {
@@ -142,7 +144,7 @@ func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 		}
 		return fmt.Errorf("s3: put %s: %w", key, err)
 	}
-	ss.etag = aws.ToString(out.ETag)
+	ss.etag, ss.fresh = aws.ToString(out.ETag), false
 	return nil
 }
 
@@ -163,6 +165,7 @@ func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInf
 		UploadID:  aws.ToString(mpu.UploadId),
 		StartedAt: s.now().UTC().Round(0),
 		SHA256:    st,
+		fresh:     true,
 	}
 	if err := s.saveSession(ctx, id, ss); err != nil {
 		s.abortMPU(ctx, id, ss.UploadID)
@@ -595,4 +598,182 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 		}
 		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
+}
+
+var _ storage.WholeUploader = (*Store)(nil)
+
+// UploadWhole streams r into a multipart upload on the content address of d
+// itself (blobs/<alg>/<hex>), hashing as the bytes pass, and completes it
+// only when they hash to d: no staging under the session and no server-side
+// copy at the end, unlike AppendUpload + CommitUpload. Until the completion
+// nothing is visible at the address; a mismatch or a read error aborts the
+// multipart upload. When the blob exists already it is written again with the
+// same bytes (S3 replaces objects atomically), which also marks it used for
+// garbage collection. Two parts are held in memory: one read from the
+// client while the other is uploaded.
+func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Digest, r io.Reader) (storage.BlobInfo, error) {
+	unlock, err := s.lockUpload(ctx, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	defer unlock()
+	ss, err := s.loadSession(ctx, repo, id)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if ss.Size != 0 {
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s already holds %d bytes: %w", id, ss.Size, storage.ErrUploadOffset)
+	}
+	g, err := parseDigest(d)
+	if err != nil {
+		if errors.Is(err, layout.ErrInvalidDigest) {
+			return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+		}
+		return storage.BlobInfo{}, err
+	}
+	rk, _ := s.repoKey(repo, nil)
+	blob := s.blobKey(g)
+
+	mpu, err := s.c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &blob})
+	if err != nil {
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: %w", id, err)
+	}
+	abort := func() {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		s.c.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId})
+	}
+	h := layout.NewHash(g.Alg)
+	parts, size, err := s.streamParts(ctx, blob, aws.ToString(mpu.UploadId), h, r)
+	if err != nil {
+		abort()
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: %w", id, err)
+	}
+	if got := layout.HashDigest(g.Alg, h); got != d {
+		abort()
+		if err := s.removeSession(ctx, id, ss); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s is %s, not %s: %w", id, got, d, storage.ErrDigestMismatch)
+	}
+	// The content appears (or is rewritten, fresh) under the blob's lock, so
+	// a garbage collection deciding on its times never deletes what this
+	// upload is about to link (gc.go).
+	unlockBlob, err := s.lockBlob(ctx, g)
+	if err != nil {
+		abort()
+		return storage.BlobInfo{}, err
+	}
+	if len(parts) == 0 {
+		abort()
+		err = s.put(ctx, blob, nil)
+	} else {
+		_, err = s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
+			Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+		if err != nil {
+			abort()
+			err = fmt.Errorf("s3: upload %s: complete: %w", id, err)
+		}
+	}
+	unlockBlob()
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.markRepo(ctx, repo); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	// Always written: its time is the link's last use (gc.go).
+	if err := s.put(ctx, linkKey(rk, g), []byte(d)); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.removeSession(ctx, id, ss); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	return storage.BlobInfo{Digest: d, Size: size}, nil
+}
+
+// streamParts reads r in parts of the part size, hashing it into h, and
+// uploads them as parts 1, 2, ... of the multipart upload uploadID on key.
+// Reading the next part from the client overlaps with uploading the previous
+// one (two buffers), so the client and the bucket are both kept busy; the
+// parts are uploaded in order by one goroutine. It returns the completed
+// parts and the number of bytes read. On an error the caller aborts.
+func (s *Store) streamParts(ctx context.Context, key, uploadID string, h hash.Hash, r io.Reader) ([]types.CompletedPart, int64, error) {
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	free := make(chan *[]byte, 2)
+	for range 2 {
+		free <- s.bufPool.Get().(*[]byte)
+	}
+	type job struct {
+		bp *[]byte
+		n  int
+	}
+	jobs := make(chan job)
+	var parts []types.CompletedPart
+	var upErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for j := range jobs {
+			if upErr == nil {
+				num := int32(len(parts) + 1)
+				out, err := s.c.UploadPart(uctx, &awss3.UploadPartInput{
+					Bucket: &s.bucket, Key: &key, UploadId: &uploadID, PartNumber: aws.Int32(num),
+					Body: bytes.NewReader((*j.bp)[:j.n]), ContentLength: aws.Int64(int64(j.n)),
+				})
+				if err != nil {
+					upErr = fmt.Errorf("part %d: %w", num, err)
+					cancel() // stop reading the client
+				} else {
+					parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag})
+				}
+			}
+			free <- j.bp
+		}
+	}()
+
+	var size int64
+	var readErr error
+	for uctx.Err() == nil {
+		var bp *[]byte
+		select {
+		case bp = <-free:
+		case <-uctx.Done():
+		}
+		if bp == nil {
+			break
+		}
+		n, err := io.ReadFull(r, *bp)
+		if n > 0 {
+			h.Write((*bp)[:n])
+			size += int64(n)
+			jobs <- job{bp, n}
+		} else {
+			free <- bp
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			readErr = fmt.Errorf("read: %w", err)
+			break
+		}
+	}
+	close(jobs)
+	<-done
+	for range 2 {
+		s.bufPool.Put(<-free)
+	}
+	switch {
+	case readErr != nil:
+		return nil, size, readErr
+	case upErr != nil:
+		return nil, size, upErr
+	case ctx.Err() != nil:
+		return nil, size, ctx.Err()
+	}
+	return parts, size, nil
 }
