@@ -594,6 +594,9 @@ func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offs
 	if offset > 0 || length < size {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))
 	}
+	if body, ok := s.openSpliced(ctx, in, length); ok {
+		return body, nil
+	}
 	out, err := s.c.GetObject(ctx, in)
 	if err != nil {
 		if isNotFound(err) {
