@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +60,44 @@ func TestProxiesClientAndScheme(t *testing.T) {
 			t.Errorf("no proxies configured: ClientIP = %q", got)
 		}
 	})).ServeHTTP(httptest.NewRecorder(), r)
+}
+
+// Whatever a trusted proxy forwards, the client address is the peer or an
+// address that appears in the header, and nothing panics.
+func FuzzForwardedFor(f *testing.F) {
+	f.Add("192.0.2.7", "https")
+	f.Add("203.0.113.66, 192.0.2.7, 10.0.0.2", "http")
+	f.Add("[2001:db8::7]:5555,,  ,evil", "HTTPS, http")
+	f.Add("::ffff:10.0.0.9", "")
+	p := Proxies{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	f.Fuzz(func(t *testing.T, xff, xfp string) {
+		r := httptest.NewRequest("GET", "/v2/", nil)
+		r.RemoteAddr = "10.0.0.1:1"
+		r.Header["X-Forwarded-For"] = []string{xff}
+		r.Header["X-Forwarded-Proto"] = []string{xfp}
+		var ip, scheme string
+		p.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ip, scheme = ClientIP(r), Scheme(r)
+		})).ServeHTTP(httptest.NewRecorder(), r)
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			t.Fatalf("client address %q is not an address", ip)
+		}
+		if ip != "10.0.0.1" && !strings.Contains(xff, strings.TrimPrefix(a.String(), "::ffff:")) {
+			// An address not in the header would have come from nowhere;
+			// IPv6 may be re-spelled (compressed), so compare parsed forms.
+			found := false
+			for _, h := range strings.Split(xff, ",") {
+				if b, ok := addrOf(strings.TrimSpace(h)); ok && b == a {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("client address %q is neither the peer nor in %q", ip, xff)
+			}
+		}
+		if scheme != "http" && scheme != "https" {
+			t.Fatalf("scheme %q", scheme)
+		}
+	})
 }
