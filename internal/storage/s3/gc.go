@@ -118,22 +118,9 @@ func (s *Store) touchRefs(ctx context.Context, refs []digest.Digest) error {
 
 // listObjects calls fn with every object under prefix.
 func (s *Store) listObjects(ctx context.Context, prefix string, fn func(o types.Object) error) error {
-	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)}
-	for {
-		out, err := s.c.ListObjectsV2(ctx, in)
-		if err != nil {
-			return fmt.Errorf("s3: list %s: %w", prefix, err)
-		}
-		for _, o := range out.Contents {
-			if err := fn(o); err != nil {
-				return err
-			}
-		}
-		if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
-			return nil
-		}
-		in.ContinuationToken = out.NextContinuationToken
-	}
+	return s.listEntries(ctx, prefix, "", 0, func(_ string, o types.Object) (bool, error) {
+		return true, fn(o)
+	})
 }
 
 // headTime returns the Last-Modified of key; found is false when it does not exist.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
@@ -322,6 +323,13 @@ func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest)
 // in order, fetching pages of at most pageHint keys (pageHint <= 0: 1000),
 // until fn returns false or the listing ends.
 func (s *Store) listKeys(ctx context.Context, prefix, after string, pageHint int, fn func(key string, size int64) (bool, error)) error {
+	return s.listEntries(ctx, prefix, after, pageHint, func(key string, o types.Object) (bool, error) {
+		return fn(key, aws.ToInt64(o.Size))
+	})
+}
+
+// listEntries is listKeys with the whole listing entry of each object.
+func (s *Store) listEntries(ctx context.Context, prefix, after string, pageHint int, fn func(key string, o types.Object) (bool, error)) error {
 	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)}
 	if after != "" {
 		in.StartAfter = aws.String(prefix + after)
@@ -339,7 +347,7 @@ func (s *Store) listKeys(ctx context.Context, prefix, after string, pageHint int
 			if !strings.HasPrefix(key, prefix) {
 				continue
 			}
-			more, err := fn(key, aws.ToInt64(o.Size))
+			more, err := fn(key, o)
 			if err != nil || !more {
 				return err
 			}

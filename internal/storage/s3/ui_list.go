@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
@@ -23,33 +23,9 @@ const statConcurrency = 8
 
 // listObjectsAfter is listKeys with each object's LastModified.
 func (s *Store) listObjectsAfter(ctx context.Context, prefix, after string, pageHint int, fn func(key string, modified time.Time) bool) error {
-	in := &awss3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)}
-	if after != "" {
-		in.StartAfter = aws.String(prefix + after)
-	}
-	if pageHint > 0 && pageHint < 1000 {
-		in.MaxKeys = aws.Int32(int32(pageHint))
-	}
-	for {
-		out, err := s.c.ListObjectsV2(ctx, in)
-		if err != nil {
-			return fmt.Errorf("s3: list %s: %w", prefix, err)
-		}
-		for _, o := range out.Contents {
-			key := aws.ToString(o.Key)
-			if !strings.HasPrefix(key, prefix) {
-				continue
-			}
-			if !fn(key, aws.ToTime(o.LastModified).UTC()) {
-				return nil
-			}
-		}
-		if !aws.ToBool(out.IsTruncated) || out.NextContinuationToken == nil {
-			return nil
-		}
-		in.ContinuationToken = out.NextContinuationToken
-		in.StartAfter = nil
-	}
+	return s.listEntries(ctx, prefix, after, pageHint, func(key string, o types.Object) (bool, error) {
+		return fn(key, aws.ToTime(o.LastModified).UTC()), nil
+	})
 }
 
 // knownRepo returns the repository's key prefix, or ErrRepositoryUnknown
