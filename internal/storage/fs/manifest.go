@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,38 +78,11 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		return err
 	}
 	m := req.Manifest
-	g, err := parseDigest(m.Digest)
+	cm, err := layout.CheckManifest(req)
 	if err != nil {
-		if errors.Is(err, layout.ErrInvalidDigest) {
-			return fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
-		}
-		return err
+		return fmt.Errorf("fs: %w", err)
 	}
-	h := layout.NewHash(g.Alg)
-	h.Write(m.Data)
-	if got := layout.HashDigest(g.Alg, h); got != m.Digest {
-		return fmt.Errorf("fs: manifest is %s, not %s: %w", got, m.Digest, storage.ErrDigestMismatch)
-	}
-	if strings.ContainsAny(m.MediaType, "\r\n\x00") {
-		return fmt.Errorf("fs: invalid media type %q", m.MediaType)
-	}
-	for _, tag := range req.Tags {
-		if err := fsCheckTag(tag, nil); err != nil {
-			return err
-		}
-	}
-	var subject layout.Digest
-	var referrer []byte
-	if req.Subject != "" {
-		subject, err = parseDigest(req.Subject)
-		if err != nil {
-			return fmt.Errorf("fs: subject: %w", err)
-		}
-		referrer, err = json.Marshal(req.Referrer)
-		if err != nil {
-			return fmt.Errorf("fs: referrer: %w", err)
-		}
-	}
+	g, subject, referrer := cm.Digest, cm.Subject, cm.Referrer
 
 	mu := s.repoLock(repo)
 	mu.RLock()

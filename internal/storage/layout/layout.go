@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -162,3 +163,48 @@ func ParseRevision(b []byte) (mediaType string, subject digest.Digest) {
 
 // ReferrerName is the entry name of a referrer in a subject's referrer list.
 func ReferrerName(g Digest) string { return g.Alg + "-" + g.Hex }
+
+// CheckedManifest is a PutManifestRequest whose parts were validated.
+type CheckedManifest struct {
+	Digest  Digest
+	Subject Digest // zero without a subject
+	// Referrer is the referrers-index entry (JSON), nil without a subject.
+	Referrer []byte
+}
+
+// CheckManifest validates what every backend's PutManifest must refuse before
+// writing anything: a digest the bytes do not hash to (ErrDigestMismatch), a
+// media type that cannot be stored on one line, an invalid tag or subject.
+func CheckManifest(req storage.PutManifestRequest) (CheckedManifest, error) {
+	m := req.Manifest
+	g, err := ParseDigest(m.Digest)
+	if err != nil {
+		if errors.Is(err, ErrInvalidDigest) {
+			return CheckedManifest{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
+		}
+		return CheckedManifest{}, err
+	}
+	h := NewHash(g.Alg)
+	h.Write(m.Data)
+	if got := HashDigest(g.Alg, h); got != m.Digest {
+		return CheckedManifest{}, fmt.Errorf("manifest is %s, not %s: %w", got, m.Digest, storage.ErrDigestMismatch)
+	}
+	if strings.ContainsAny(m.MediaType, "\r\n\x00") {
+		return CheckedManifest{}, fmt.Errorf("invalid media type %q", m.MediaType)
+	}
+	for _, tag := range req.Tags {
+		if err := CheckTag(tag, nil); err != nil {
+			return CheckedManifest{}, err
+		}
+	}
+	c := CheckedManifest{Digest: g}
+	if req.Subject != "" {
+		if c.Subject, err = ParseDigest(req.Subject); err != nil {
+			return CheckedManifest{}, fmt.Errorf("subject: %w", err)
+		}
+		if c.Referrer, err = json.Marshal(req.Referrer); err != nil {
+			return CheckedManifest{}, fmt.Errorf("referrer: %w", err)
+		}
+	}
+	return c, nil
+}
