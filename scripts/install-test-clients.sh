@@ -5,7 +5,7 @@
 #
 #   scripts/install-test-clients.sh [BIN_DIR]      (default: $(go env GOPATH)/bin)
 #
-# Go tools (crane, oras, regctl, cosign) are built from the Go module proxy
+# Go tools (crane, oras, regctl, helm, cosign) are built from the Go module proxy
 # with the local Go toolchain and put in BIN_DIR. skopeo and podman come from
 # Debian's apt and land in /usr/bin. Switches (environment):
 #   INSTALL_COSIGN=0   skip cosign (the slowest build, about 2.5 min cold)
@@ -19,6 +19,7 @@ CRANE_VERSION=v0.22.1  # github.com/google/go-containerregistry
 ORAS_VERSION=v1.3.3    # oras.land/oras
 REGCTL_VERSION=v0.11.7 # github.com/regclient/regclient
 COSIGN_VERSION=v2.6.5  # github.com/sigstore/cosign/v2
+HELM_VERSION=v3.22.0   # helm.sh/helm/v3
 # Debian bookworm's versions; a newer Debian revision is accepted with a warning.
 SKOPEO_DEB_VERSION=1.9.3
 PODMAN_DEB_VERSION=4.3.1
@@ -109,6 +110,7 @@ apt_tool() {
 go_tool crane github.com/google/go-containerregistry github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 go_tool oras oras.land/oras oras.land/oras/cmd/oras "$ORAS_VERSION"
 go_tool regctl github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
+go_tool helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 if [ "$INSTALL_COSIGN" = 1 ]; then
   go_tool cosign github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign "$COSIGN_VERSION"
 fi
