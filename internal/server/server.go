@@ -326,6 +326,11 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	var purging sync.WaitGroup
 	purging.Go(func() { purge(purgeCtx, store, cfg.Uploads, o.now, logger) })
+	if o.tokens != nil {
+		// Without Redis, dead refresh/session token records are files:
+		// remove them as often as expired uploads, not only at startup.
+		purging.Go(func() { pruneTokens(purgeCtx, o.tokens, cfg.Uploads.PurgeInterval, logger) })
+	}
 	if cfg.GC.Interval > 0 {
 		purging.Go(func() { collectGarbage(purgeCtx, store, cfg.GC, m, o.now, logger) })
 	}
@@ -380,6 +385,32 @@ func purge(ctx context.Context, store storage.Store, u config.Uploads, now func(
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// tokenPruner removes dead refresh/session token records (*token.Service).
+type tokenPruner interface {
+	Prune() (int, error)
+}
+
+// pruneTokens prunes every interval until ctx ends (the first run is at
+// startup, in token.New).
+func pruneTokens(ctx context.Context, p tokenPruner, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := p.Prune()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			logger.Warn("pruning dead refresh/session tokens failed", "err", err)
+		case n > 0:
+			logger.Info("pruned dead refresh/session tokens", "count", n)
 		}
 	}
 }
