@@ -6,9 +6,11 @@ package e2e
 //
 // BenchmarkS3Blob pushes and pulls blobs through berth (monolithic: POST +
 // PUT with the body; and streamed: POST + PATCH with the body + PUT) and moves
-// the same bytes with a direct multipart put / get of the same SDK
-// (aws-sdk-go-v2, same part size, parts sent one after the other as berth
-// does) and a server-side copy, sampling berth's VmRSS. BERTH_BENCH_S3_SIZES overrides the sizes (default
+// the same bytes directly with the same SDK (aws-sdk-go-v2): a multipart put
+// (same part size, parts sent one after the other as berth does), a
+// server-side copy, and two gets — one GetObject stream, and the mirror of the
+// multipart put: ranged GETs of one part size, one after the other. It
+// samples berth's VmRSS. BERTH_BENCH_S3_SIZES overrides the sizes (default
 // "64MiB,256MiB,1GiB"); every size is measured BERTH_BENCH_S3_ROUNDS times
 // (default 3), interleaved, and the medians reported.
 //
@@ -195,7 +197,7 @@ func BenchmarkS3Blob(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		var table strings.Builder
-		fmt.Fprintf(&table, "\n| size | direct put | direct put + copy | berth push, monolithic | monolithic/direct put | berth push, PATCH stream | PATCH/(direct put + copy) | direct get | berth pull | pull/direct | pull, redirect | redirect/direct | berth peak RSS push (mono, PATCH) | berth peak RSS pull |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&table, "\n| size | direct put | direct put + copy | berth push, monolithic | monolithic/direct put | berth push, PATCH stream | PATCH/(direct put + copy) | direct get | direct part-wise get | berth pull | pull/direct get | pull/part-wise | pull, redirect | redirect/direct get | berth peak RSS push (mono, PATCH) | berth peak RSS pull |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for si, size := range benchSizes(b) {
 			var ms []blobTimes
 			for round := range benchRounds(b) {
@@ -230,6 +232,13 @@ func BenchmarkS3Blob(b *testing.B) {
 				dGet := time.Since(t0)
 				if err != nil || n != size {
 					b.Fatalf("direct get: %d bytes, %v", n, err)
+				}
+				// The mirror of directPut: the object read back part by part.
+				t0 = time.Now()
+				n, err = directPartGet(ctx, cl, key, size)
+				dParts := time.Since(t0)
+				if err != nil || n != size {
+					b.Fatalf("direct part-wise get: %d bytes, %v", n, err)
 				}
 				cl.DeleteObject(ctx, &awss3.DeleteObjectInput{Bucket: aws.String(e2eS3Bucket), Key: &key})
 
@@ -313,17 +322,18 @@ func BenchmarkS3Blob(b *testing.B) {
 					b.Fatalf("pull with redirect: %d, %d bytes from %s, %v", res.StatusCode, n, res.Request.URL.Host, err)
 				}
 
-				ms = append(ms, blobTimes{dPut, dCopy, dGet, bPush, bPatch, bPull, bRedirect, rssPush, rssPatch, rssPull})
+				ms = append(ms, blobTimes{dPut, dCopy, dGet, dParts, bPush, bPatch, bPull, bRedirect, rssPush, rssPatch, rssPull})
 			}
 			m := medianTimes(ms)
-			fmt.Fprintf(&table, "| %d MiB | %.0f MiB/s | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f, %.0f MiB | %.0f MiB |\n",
+			fmt.Fprintf(&table, "| %d MiB | %.0f MiB/s | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f %% | %.0f MiB/s | %.0f MiB/s | %.0f MiB/s | %.0f %% | %.0f %% | %.0f MiB/s | %.0f %% | %.0f, %.0f MiB | %.0f MiB |\n",
 				size>>20, mibps(size, m.dPut), mibps(size, m.dPut+m.dCopy), mibps(size, m.bPush), 100*m.dPut.Seconds()/m.bPush.Seconds(),
 				mibps(size, m.bPatch), 100*(m.dPut+m.dCopy).Seconds()/m.bPatch.Seconds(),
-				mibps(size, m.dGet), mibps(size, m.bPull), 100*m.dGet.Seconds()/m.bPull.Seconds(),
+				mibps(size, m.dGet), mibps(size, m.dParts), mibps(size, m.bPull), 100*m.dGet.Seconds()/m.bPull.Seconds(), 100*m.dParts.Seconds()/m.bPull.Seconds(),
 				mibps(size, m.bRedirect), 100*m.dGet.Seconds()/m.bRedirect.Seconds(),
 				float64(m.rssPush)/(1<<20), float64(m.rssPatch)/(1<<20), float64(m.rssPull)/(1<<20))
 			b.ReportMetric(100*m.dPut.Seconds()/m.bPush.Seconds(), "push%direct")
 			b.ReportMetric(100*m.dGet.Seconds()/m.bPull.Seconds(), "pull%direct")
+			b.ReportMetric(100*m.dParts.Seconds()/m.bPull.Seconds(), "pull%parts")
 		}
 		fmt.Print(table.String()) // b.Log truncates long benchmark output
 	}
@@ -331,8 +341,8 @@ func BenchmarkS3Blob(b *testing.B) {
 
 // blobTimes are one round's measurements of one size.
 type blobTimes struct {
-	dPut, dCopy, dGet, bPush, bPatch, bPull, bRedirect time.Duration
-	rssPush, rssPatch, rssPull                         int64
+	dPut, dCopy, dGet, dParts, bPush, bPatch, bPull, bRedirect time.Duration
+	rssPush, rssPatch, rssPull                                 int64
 }
 
 // medianTimes takes the median of each duration over the rounds (the rounds
@@ -351,6 +361,7 @@ func medianTimes(ms []blobTimes) blobTimes {
 	out.dPut = med(func(m blobTimes) time.Duration { return m.dPut })
 	out.dCopy = med(func(m blobTimes) time.Duration { return m.dCopy })
 	out.dGet = med(func(m blobTimes) time.Duration { return m.dGet })
+	out.dParts = med(func(m blobTimes) time.Duration { return m.dParts })
 	out.bPush = med(func(m blobTimes) time.Duration { return m.bPush })
 	out.bPatch = med(func(m blobTimes) time.Duration { return m.bPatch })
 	out.bPull = med(func(m blobTimes) time.Duration { return m.bPull })
@@ -403,6 +414,26 @@ func directPut(ctx context.Context, cl *awss3.Client, key string, r io.Reader, s
 	_, err = cl.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{Bucket: bucket, Key: &key, UploadId: mpu.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts}})
 	return err
+}
+
+// directPartGet reads key back in ranges of benchPartSize, one after the
+// other: the get that mirrors directPut's multipart upload.
+func directPartGet(ctx context.Context, cl *awss3.Client, key string, size int64) (int64, error) {
+	var total int64
+	for off := int64(0); off < size; off += benchPartSize {
+		out, err := cl.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(e2eS3Bucket), Key: &key,
+			Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, min(off+benchPartSize, size)-1))})
+		if err != nil {
+			return total, err
+		}
+		n, err := drain(out.Body)
+		out.Body.Close()
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 func benchTotals(b *testing.B) []int {
