@@ -13,10 +13,13 @@ build:
 	$(GO) build -o bin/berth ./cmd/berth
 
 # Every test: vet, unit, spec, storage contract, real-client end-to-end and
-# crash tests, then each fuzz target briefly.
+# crash tests; then the spec tests and the whole end-to-end suite (real
+# clients included) again on the S3 backend (versitygw); then each fuzz
+# target briefly.
 test: clients
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	BERTH_TEST_STORE=s3 $(GO) test -count=1 -timeout 30m ./internal/registry/ ./test/e2e/
 	$(MAKE) fuzz
 
 # The pinned command-line clients the end-to-end tests drive (crane, oras,

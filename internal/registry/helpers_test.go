@@ -7,11 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
+	"github.com/berth-registry/berth/internal/storage/s3"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -22,11 +26,7 @@ type env struct {
 
 func newEnv(t *testing.T, opts ...func(*registry.Options)) *env {
 	t.Helper()
-	store, err := fs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := registry.Options{Store: store}
+	o := registry.Options{Store: newStore(t)}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -35,6 +35,31 @@ func newEnv(t *testing.T, opts ...func(*registry.Options)) *env {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv}
+}
+
+// newStore is the store the spec tests run on: the filesystem backend, or
+// S3 (versitygw) under BERTH_TEST_STORE=s3 — the Makefile runs this package
+// both ways.
+func newStore(t *testing.T) storage.Store {
+	t.Helper()
+	if s3test.OnS3() {
+		st, err := s3.New(t.Context(), s3test.Shared(t).Options(s3test.Prefix()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	s3test.Stop()
+	os.Exit(code)
 }
 
 type req struct {

@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/s3test"
 )
 
 // berthBin is the binary built by TestMain.
@@ -40,6 +42,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	// BERTH_E2E_BIN runs the tests against an already built binary.
+	defer s3test.Stop()
 	if bin := os.Getenv("BERTH_E2E_BIN"); bin != "" {
 		berthBin = bin
 		return m.Run()
@@ -121,20 +124,41 @@ func startBerthServer(t testing.TB, dataDir, serverExtra, extra string) *berthPr
 }
 
 func (p *berthProc) writeConfig(port int) {
+	store := fmt.Sprintf("[blob_store.fs]\nroot_dir = %q\n", p.dataDir)
+	if s3test.OnS3() {
+		// BERTH_TEST_STORE=s3: the same data directory is the same key
+		// prefix in the shared versitygw bucket, so restarts keep the data.
+		store = s3test.Shared(p.t).Config(p.s3Prefix())
+	}
 	cfg := fmt.Sprintf(`[server]
 bind_address = "127.0.0.1"
 port = %d
 %s
-[blob_store.fs]
-root_dir = %q
-
+%s
 [log]
 level = "info"
 format = "text"
-`, port, p.serverExtra, p.dataDir) + p.extra
+`, port, p.serverExtra, store) + p.extra
 	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		p.t.Fatalf("write config: %v", err)
 	}
+}
+
+// s3Prefix is the key prefix of p's data under BERTH_TEST_STORE=s3: the
+// same data directory is the same prefix, so restarts keep the data.
+func (p *berthProc) s3Prefix() string {
+	sum := sha256.Sum256([]byte(p.dataDir))
+	return "e2e-" + hex.EncodeToString(sum[:8])
+}
+
+// blobDir is the directory p's blob contents are files in: <data>/blobs on
+// the filesystem backend; under BERTH_TEST_STORE=s3, the objects'
+// directory in versitygw's posix backend.
+func (p *berthProc) blobDir() string {
+	if s3test.OnS3() {
+		return filepath.Join(s3test.Shared(p.t).Dir, s3test.Bucket, p.s3Prefix(), "blobs")
+	}
+	return filepath.Join(p.dataDir, "blobs")
 }
 
 var listenRE = regexp.MustCompile(`addr="?([0-9A-Za-z.\-:\[\]]+:[0-9]+)"?`)

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"go/build"
 	"net"
 	"os"
 	"os/exec"
@@ -11,59 +9,31 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/berth-registry/berth/internal/s3test"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-
-	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
-// The S3 tests run berth against versitygw (posix backend, 127.0.0.1), like
-// internal/storage/s3. Without the binary they skip, unless BERTH_REQUIRE_S3=1.
+// The S3 tests run berth against versitygw (posix backend, 127.0.0.1) started
+// by internal/s3test, like internal/storage/s3. Without the binary they skip,
+// unless BERTH_REQUIRE_S3=1.
 
 const (
-	e2eS3Access = "berthe2eaccess"
-	e2eS3Secret = "berthe2esecret-DO-NOT-PRINT-0123456789"
-	e2eS3Bucket = "berth-e2e"
+	e2eS3Access = s3test.AccessKey
+	e2eS3Secret = s3test.SecretKey
+	e2eS3Bucket = s3test.Bucket
 )
 
-var versity struct {
-	once     sync.Once
-	endpoint string
-	dir      string // the posix backend's directory: <dir>/<bucket>/<key>
-	skip     string
-	err      error
-}
-
-func findVersitygw() string {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		gopath = build.Default.GOPATH
-	}
-	for _, dir := range filepath.SplitList(gopath) {
-		p := filepath.Join(dir, "bin", "versitygw")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	return ""
-}
-
-// startVersitygw starts a versitygw for the test with a bucket e2eS3Bucket,
-// and kills it when the test ends. It returns the endpoint and the posix
-// backend's directory.
+// startVersitygw starts a versitygw of the test's own with a bucket
+// e2eS3Bucket, and kills it when the test ends. It returns the endpoint and
+// the posix backend's directory.
 func startVersitygw(t testing.TB) (endpoint, dir string) {
 	t.Helper()
-	bin := findVersitygw()
+	bin := s3test.Find()
 	if bin == "" {
 		msg := "versitygw not found on PATH or in $GOPATH/bin (scripts/install-test-s3.sh installs it)"
 		if os.Getenv("BERTH_REQUIRE_S3") == "1" {
@@ -71,57 +41,12 @@ func startVersitygw(t testing.TB) (endpoint, dir string) {
 		}
 		t.Skip(msg)
 	}
-	dir = t.TempDir()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-		log := &lockedBuffer{}
-		cmd := exec.Command(bin, "--access", e2eS3Access, "--secret", e2eS3Secret, "--region", "us-east-1",
-			"--port", addr, "--quiet", "posix", dir)
-		cmd.Stdout, cmd.Stderr = log, log
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start versitygw: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		endpoint = "http://" + addr
-		if lastErr = createS3Bucket(t.Context(), endpoint, exited); lastErr == nil {
-			t.Cleanup(stop)
-			return endpoint, dir
-		}
-		lastErr = fmt.Errorf("versitygw on %s: %w; output:\n%s", addr, lastErr, log.tail(40))
-		stop()
-	}
-	t.Fatal(lastErr)
-	return "", ""
-}
-
-func createS3Bucket(ctx context.Context, endpoint string, exited <-chan struct{}) error {
-	st, err := s3.New(ctx, s3.Options{Endpoint: endpoint, Bucket: e2eS3Bucket, Region: "us-east-1",
-		AccessKeyID: e2eS3Access, SecretKey: e2eS3Secret, PathStyle: true})
+	srv, err := s3test.Launch(bin)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err = st.Client().CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(e2eS3Bucket)})
-		if err == nil {
-			return st.Ping(ctx)
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("versitygw exited: %w", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	t.Cleanup(srv.Stop)
+	return srv.Endpoint, srv.Dir
 }
 
 // s3Config is a complete berth configuration on S3: startBerthWith's config
