@@ -186,6 +186,12 @@ func (p *berthProc) launch(port int) error {
 	p.starts++
 	fmt.Fprintf(p.stderr, "----- berth start #%d (port %d) -----\n", p.starts, port)
 	cmd := exec.Command(berthBin, "serve", "-c", p.cfgPath)
+	// Relative defaults (on S3, the token service's ./berth-data/_auth)
+	// resolve in the test's own directory, never in the source tree.
+	if err := os.MkdirAll(p.dataDir, 0o755); err != nil {
+		return err
+	}
+	cmd.Dir = p.dataDir
 	cmd.Stdout = p.stderr
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
