@@ -43,7 +43,9 @@ func newEnv(t *testing.T, opts ...func(*registry.Options)) *env {
 func newStore(t *testing.T) storage.Store {
 	t.Helper()
 	if s3test.OnS3() {
-		st, err := s3.New(t.Context(), s3test.Shared(t).Options(s3test.Prefix()))
+		st, err := s3.New(t.Context(), s3.Options{Endpoint: s3test.Shared(t).Endpoint, Bucket: s3test.Bucket,
+			Region: s3test.Region, KeyPrefix: s3test.Prefix(), AccessKeyID: s3test.AccessKey,
+			SecretKey: s3test.SecretKey, PathStyle: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,7 +7,10 @@
 //
 //	func TestMain(m *testing.M) { code := m.Run(); s3test.Stop(); os.Exit(code) }
 //	srv := s3test.Shared(t)
-//	opts := srv.Options(s3test.Prefix()) // a key prefix of its own per test
+//	st, err := s3.New(ctx, s3.Options{Endpoint: srv.Endpoint, Bucket: s3test.Bucket, ...})
+//
+// It uses the AWS SDK directly, not berth's storage/s3, so that package's own
+// tests can use it too.
 package s3test
 
 import (
@@ -26,9 +29,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
 // Credentials and bucket of every server this package starts.
@@ -55,12 +58,6 @@ type Server struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	log    *lockedWriter
-}
-
-// Options are storage options for the server's bucket under prefix.
-func (s *Server) Options(prefix string) s3.Options {
-	return s3.Options{Endpoint: s.Endpoint, Bucket: Bucket, Region: Region, KeyPrefix: prefix,
-		AccessKeyID: AccessKey, SecretKey: SecretKey, PathStyle: true}
 }
 
 // Config is a [blob_store.s3] table for the server's bucket under prefix.
@@ -174,17 +171,25 @@ func Launch(bin string) (*Server, error) {
 	return nil, errors.Join(errs...)
 }
 
+// Client is an SDK client of the server, signed as AccessKey.
+func (s *Server) Client() *awss3.Client {
+	return awss3.New(awss3.Options{
+		BaseEndpoint: aws.String(s.Endpoint),
+		Region:       Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(AccessKey, SecretKey, ""),
+		UsePathStyle: true,
+	})
+}
+
 func (s *Server) createBucket() error {
 	ctx := context.Background()
-	st, err := s3.New(ctx, s.Options(""))
-	if err != nil {
-		return err
-	}
+	c := s.Client()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		_, err = st.Client().CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(Bucket)})
+		_, err := c.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(Bucket)})
 		if err == nil {
-			return st.Ping(ctx)
+			_, err = c.HeadBucket(ctx, &awss3.HeadBucketInput{Bucket: aws.String(Bucket)})
+			return err
 		}
 		select {
 		case <-s.exited:

@@ -76,14 +76,7 @@ func TestPurgeOrphans(t *testing.T) {
 // BenchmarkGC: 1000 images of 8 layers (10,000 blobs) in 100 repositories,
 // a fifth of them deleted, on versitygw.
 func BenchmarkGC(b *testing.B) {
-	srv.once.Do(startServer)
-	if srv.skip != "" {
-		b.Skip(srv.skip)
-	}
-	if srv.err != nil {
-		b.Fatal(srv.err)
-	}
-	st, err := New(b.Context(), Options{Endpoint: srv.endpoint, Bucket: testBucket, KeyPrefix: newPrefix(),
+	st, err := New(b.Context(), Options{Endpoint: server(b), Bucket: testBucket, KeyPrefix: newPrefix(),
 		AccessKeyID: testAccess, SecretKey: testSecret, PathStyle: true})
 	if err != nil {
 		b.Fatal(err)

@@ -2,20 +2,15 @@ package s3
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/build"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,148 +23,34 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/s3test"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
 
 // The tests run against a real S3 server: versitygw with a posix backend in a
-// temporary directory on 127.0.0.1 (scripts/install-test-s3.sh installs it).
-// Without the binary they skip, unless BERTH_REQUIRE_S3=1.
+// temporary directory on 127.0.0.1, one per test binary (internal/s3test;
+// scripts/install-test-s3.sh installs it). Without the binary they skip,
+// unless BERTH_REQUIRE_S3=1.
 
 const (
-	testAccess = "berthtestaccess"
-	testSecret = "berthtestsecret0123456789"
-	testBucket = "berth-test"
+	testAccess = s3test.AccessKey
+	testSecret = s3test.SecretKey
+	testBucket = s3test.Bucket
 )
-
-var srv struct {
-	once     sync.Once
-	endpoint string
-	skip     string
-	err      error
-	cmd      *exec.Cmd
-	dir      string
-	log      bytes.Buffer
-}
 
 var prefixSeq atomic.Int64
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	stopServer()
+	s3test.Stop()
 	os.Exit(code)
 }
 
-func findVersitygw() string {
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		gopath = build.Default.GOPATH
-	}
-	for _, dir := range filepath.SplitList(gopath) {
-		p := filepath.Join(dir, "bin", "versitygw")
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p
-		}
-	}
-	return ""
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func startServer() {
-	bin := findVersitygw()
-	if bin == "" {
-		srv.skip = "versitygw not found on PATH or in $GOPATH/bin (scripts/install-test-s3.sh installs it)"
-		return
-	}
-	dir, err := os.MkdirTemp("", "berth-s3-test-")
-	if err != nil {
-		srv.err = err
-		return
-	}
-	srv.dir = dir
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			srv.err = err
-			return
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		cmd := exec.Command(bin, "--access", testAccess, "--secret", testSecret, "--region", "us-east-1",
-			"--port", addr, "--quiet", "posix", dir)
-		srv.log.Reset()
-		cmd.Stdout = &srv.log
-		cmd.Stderr = &srv.log
-		if err := cmd.Start(); err != nil {
-			srv.err = fmt.Errorf("start versitygw: %w", err)
-			return
-		}
-		srv.cmd = cmd
-		srv.endpoint = "http://" + addr
-		if err := createBucket(); err == nil {
-			return
-		} else {
-			srv.err = fmt.Errorf("versitygw on %s: %w; output:\n%s", addr, err, srv.log.String())
-		}
-		cmd.Process.Kill()
-		cmd.Wait()
-		srv.cmd = nil
-	}
-}
-
-func createBucket() error {
-	ctx := context.Background()
-	st, err := New(ctx, Options{Endpoint: srv.endpoint, Bucket: testBucket, AccessKeyID: testAccess, SecretKey: testSecret, PathStyle: true})
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err = st.c.CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(testBucket)})
-		if err == nil {
-			return st.Ping(ctx)
-		}
-		if srv.cmd.ProcessState != nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func stopServer() {
-	if srv.cmd != nil && srv.cmd.Process != nil {
-		srv.cmd.Process.Kill()
-		srv.cmd.Wait()
-	}
-	if srv.dir != "" {
-		os.RemoveAll(srv.dir)
-	}
-}
-
 // server returns the endpoint of the test server, starting it on first use.
-func server(t *testing.T) string {
+func server(t testing.TB) string {
 	t.Helper()
-	srv.once.Do(startServer)
-	if srv.skip != "" {
-		if os.Getenv("BERTH_REQUIRE_S3") == "1" {
-			t.Fatalf("BERTH_REQUIRE_S3=1: %s", srv.skip)
-		}
-		t.Skip(srv.skip)
-	}
-	if srv.err != nil {
-		t.Fatal(srv.err)
-	}
-	return srv.endpoint
+	return s3test.Shared(t).Endpoint
 }
 
 func testOptions(t *testing.T, prefix string) Options {
