@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/berth-registry/berth/internal/server"
 )
@@ -32,5 +33,10 @@ func gcCmd(ctx context.Context, args []string, configFile string, stdout, stderr
 		return exitError
 	}
 	fmt.Fprintln(stdout, rep)
+	if *dryRun {
+		for _, f := range rep.TempFileList {
+			fmt.Fprintf(stdout, "would remove stale temp file %s (%d bytes, last written %s)\n", f.Path, f.Size, f.Modified.UTC().Format(time.RFC3339))
+		}
+	}
 	return exitOK
 }

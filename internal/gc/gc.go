@@ -13,7 +13,10 @@
 //
 // Sweep: blob content that is not live and was last used before now minus
 // GracePeriod is deleted; so are (with DeleteUntagged) untagged manifests that
-// are not live, and repository links to content that no longer exists.
+// are not live, and repository links to content that no longer exists. On a
+// backend that stages writes through temporary files (storage.TempCollector),
+// those a crash left behind are removed once they are older than the grace
+// period (and at least MinTempAge).
 //
 // Safety while pushes continue rests on the backends (storage.Collector):
 // every request that relies on content staying marks it used (commit, mount,
@@ -72,6 +75,10 @@ type Options struct {
 // DefaultConcurrency is Options.Concurrency when not set.
 const DefaultConcurrency = 8
 
+// MinTempAge is how long a temporary file is left alone whatever the grace
+// period: with a grace period of 0 a write in progress is still not disturbed.
+const MinTempAge = time.Minute
+
 // Report is the outcome of a run. In a dry run the counts are what a real
 // run would delete.
 type Report struct {
@@ -81,6 +88,11 @@ type Report struct {
 	Blobs        int   // blob contents deleted
 	Bytes        int64 // bytes of those contents
 	Links        int   // repository links to deleted content removed
+	// TempFiles and TempBytes count the stale temporary files removed (see
+	// storage.TempCollector), TempFileList lists them.
+	TempFiles    int
+	TempBytes    int64
+	TempFileList []storage.TempFile
 	// Kept counts candidates a concurrent request used after the mark; they
 	// stay (a real run only).
 	Kept     int
@@ -94,8 +106,8 @@ func (r Report) String() string {
 	if r.DryRun {
 		verb = "would free"
 	}
-	return fmt.Sprintf("%s %d blobs (%d bytes), %d untagged manifests, %d repository links; %d repositories scanned, %d kept (in use), %s",
-		verb, r.Blobs, r.Bytes, r.Manifests, r.Links, r.Repositories, r.Kept, r.Duration.Round(time.Millisecond))
+	return fmt.Sprintf("%s %d blobs (%d bytes), %d untagged manifests, %d repository links, %d stale temp files (%d bytes); %d repositories scanned, %d kept (in use), %s",
+		verb, r.Blobs, r.Bytes, r.Manifests, r.Links, r.TempFiles, r.TempBytes, r.Repositories, r.Kept, r.Duration.Round(time.Millisecond))
 }
 
 type repoDigest struct {
@@ -308,11 +320,61 @@ func Run(ctx context.Context, st Store, o Options) (Report, error) {
 		}
 	}
 
+	if tc, ok := st.(storage.TempCollector); ok {
+		if err := r.sweepTempFiles(ctx, tc, start, &rep); err != nil {
+			return rep, err
+		}
+	}
+
 	rep.Duration = o.Now().Sub(start)
 	r.log.Info("garbage collection", "dry_run", o.DryRun, "blobs", rep.Blobs, "bytes", rep.Bytes,
-		"untagged_manifests", rep.Manifests, "links", rep.Links, "kept", rep.Kept,
+		"untagged_manifests", rep.Manifests, "links", rep.Links, "temp_files", rep.TempFiles, "temp_bytes", rep.TempBytes, "kept", rep.Kept,
 		"repositories", rep.Repositories, "grace_period", o.GracePeriod, "duration", rep.Duration)
 	return rep, nil
+}
+
+// sweepTempFiles removes the temporary files not written to since before
+// the cutoff (and MinTempAge before start).
+func (r *run) sweepTempFiles(ctx context.Context, tc storage.TempCollector, start time.Time, rep *Report) error {
+	cutoff := r.cutoff
+	if t := start.Add(-MinTempAge); t.Before(cutoff) {
+		cutoff = t
+	}
+	var stale []storage.TempFile
+	err := tc.WalkTempFiles(ctx, func(f storage.TempFile) error {
+		if f.Modified.Before(cutoff) {
+			stale = append(stale, f)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("gc: walk temp files: %w", err)
+	}
+	for _, f := range stale {
+		if r.o.DryRun {
+			rep.TempFiles++
+			rep.TempBytes += f.Size
+			rep.TempFileList = append(rep.TempFileList, f)
+			continue
+		}
+		n, err := tc.DeleteTempFile(ctx, f.Path, cutoff)
+		switch {
+		case err == nil:
+			if n == 0 && f.Size > 0 {
+				continue // gone meanwhile (renamed into place, or another collector)
+			}
+			f.Size = n
+			rep.TempFiles++
+			rep.TempBytes += n
+			rep.TempFileList = append(rep.TempFileList, f)
+			r.log.Info("gc: removed stale temporary file", "path", f.Path, "size", n, "modified", f.Modified)
+		case errors.Is(err, storage.ErrInUse):
+			rep.Kept++
+		default:
+			return fmt.Errorf("gc: delete temp file %s: %w", f.Path, err)
+		}
+	}
+	return nil
 }
 
 // markRepository marks the live manifests of repo and what they refer to,

@@ -27,7 +27,7 @@ func newGCMetrics() gcMetrics {
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_gc_bytes_freed_total",
-			Help: "Bytes of blob content deleted by garbage collection.",
+			Help: "Bytes freed by garbage collection: blob content and stale temporary files.",
 		}),
 		manifests: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "berth_gc_manifests_deleted_total",

@@ -64,7 +64,7 @@ func collectGarbage(ctx context.Context, store storage.Store, c config.GC, m *me
 			logger.Warn("garbage collection failed", "err", err)
 		}
 		if ctx.Err() == nil {
-			m.ObserveGC(rep.Blobs, rep.Bytes, rep.Manifests, rep.Duration, err)
+			m.ObserveGC(rep.Blobs, rep.Bytes+rep.TempBytes, rep.Manifests, rep.Duration, err)
 		}
 	}
 }

@@ -74,3 +74,26 @@ type Collector interface {
 	// unless it was pushed at or after cutoff or a tag points at it (ErrInUse).
 	DeleteUntaggedManifest(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) error
 }
+
+// TempFile is a file that a write interrupted by a crash left behind: staged
+// under a name no reader accepts and never renamed into place.
+type TempFile struct {
+	Path     string // relative to the backend's root, for reports and DeleteTempFile
+	Size     int64
+	Modified time.Time // the last write to it
+}
+
+// TempCollector is an optional capability of a Collector whose writes stage
+// through temporary files (the filesystem backend; S3 stages nothing outside
+// upload sessions). Garbage collection removes the temporary files not
+// written to since before its cutoff: a write in progress keeps its file's
+// modification time recent, so it is never disturbed. Temporary files inside
+// upload sessions are not listed: PurgeUploads removes them with their session.
+type TempCollector interface {
+	// WalkTempFiles calls fn for every temporary file outside upload sessions.
+	WalkTempFiles(ctx context.Context, fn func(TempFile) error) error
+	// DeleteTempFile removes the temporary file at path (a TempFile.Path)
+	// unless it was modified at or after cutoff (ErrInUse). It returns the
+	// bytes freed (0 and no error when the file is already gone).
+	DeleteTempFile(ctx context.Context, path string, cutoff time.Time) (int64, error)
+}

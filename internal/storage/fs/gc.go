@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -373,4 +374,94 @@ func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d diges
 		}
 	}
 	return nil
+}
+
+var _ storage.TempCollector = (*Store)(nil)
+
+// WalkTempFiles calls fn for every temporary file (".tmp-*", see writeFileAtomic)
+// in the root directory, the blob store and the repositories, except inside
+// upload sessions (PurgeUploads removes those with their session). A crash
+// between a write and its rename leaves one behind; readers ignore them.
+func (s *Store) WalkTempFiles(ctx context.Context, fn func(storage.TempFile) error) error {
+	visit := func(path string, e os.DirEntry) error {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if isNotExist(err) {
+				return nil // renamed into place meanwhile
+			}
+			return fmt.Errorf("fs: walk temp files: %w", err)
+		}
+		rel, err := filepath.Rel(s.root, path)
+		if err != nil {
+			return fmt.Errorf("fs: walk temp files: %w", err)
+		}
+		return fn(storage.TempFile{Path: filepath.ToSlash(rel), Size: fi.Size(), Modified: fi.ModTime()})
+	}
+	top, err := os.ReadDir(s.root)
+	if err != nil {
+		return fmt.Errorf("fs: walk temp files: %w", err)
+	}
+	for _, e := range top {
+		if err := visit(filepath.Join(s.root, e.Name()), e); err != nil {
+			return err
+		}
+	}
+	for _, dir := range []string{s.blobsDir, s.reposDir} {
+		err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+			if err != nil {
+				if isNotExist(err) {
+					return nil // removed meanwhile
+				}
+				return fmt.Errorf("fs: walk temp files: %w", err)
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if e.IsDir() {
+				if e.Name() == dirUploads {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			return visit(path, e)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteTempFile removes the temporary file at path (relative to the root)
+// unless it was modified at or after cutoff.
+func (s *Store) DeleteTempFile(ctx context.Context, path string, cutoff time.Time) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	rel := filepath.FromSlash(path)
+	if !filepath.IsLocal(rel) || !strings.HasPrefix(filepath.Base(rel), tmpPrefix) || slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), dirUploads) {
+		return 0, fmt.Errorf("fs: %q is not a temporary file: %w", path, ErrInvalidName)
+	}
+	full := filepath.Join(s.root, rel)
+	fi, err := os.Lstat(full)
+	if err != nil {
+		if isNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("fs: %q is not a temporary file: %w", path, ErrInvalidName)
+	}
+	if !fi.ModTime().Before(cutoff) {
+		return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+	}
+	existed, err := removeDurable(full)
+	if err != nil || !existed {
+		return 0, err
+	}
+	return fi.Size(), nil
 }
