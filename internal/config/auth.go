@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -49,9 +50,17 @@ type Token struct {
 	Enabled bool
 	// Service is the `service` of challenges and the audience of berth's tokens.
 	Service string
-	// KeyFile is the PEM signing key (ES256 P-256 or Ed25519); generated and
-	// persisted when absent. Default: <root_dir>/_auth/token-key.pem.
+	// KeyFile is the PEM signing key (ES256 P-256 or Ed25519); generated
+	// and persisted when the file is absent; never rotated by berth. Empty:
+	// keys are generated, rotated every KeyRotationInterval and kept in
+	// Redis ([cache.redis]) or under <root_dir>/_auth/token-keys.
 	KeyFile string
+	// PreviousKeyFiles are PEM keys (private or public) that verify access
+	// tokens but never sign: a KeyFile being rotated by hand.
+	PreviousKeyFiles []string
+	// KeyRotationInterval is how long a generated key signs before the next
+	// one takes over; 0 never rotates. Not used with KeyFile.
+	KeyRotationInterval time.Duration
 	// AccessTokenTTL is the lifetime of registry access tokens.
 	AccessTokenTTL time.Duration
 }
@@ -105,10 +114,13 @@ type Identity struct {
 const (
 	DefaultTokenService   = "berth"
 	DefaultAccessTokenTTL = 5 * time.Minute
-	DefaultMaxFailures    = 30
-	DefaultFailureWindow  = time.Minute
-	DefaultTokenTTL       = 15 * time.Minute
-	DefaultTokenMaxTTL    = 12 * time.Hour
+	// DefaultKeyRotationInterval is auth.token.key_rotation_interval's default.
+	DefaultKeyRotationInterval = 24 * time.Hour
+	minKeyRotationInterval     = 10 * time.Minute
+	DefaultMaxFailures         = 30
+	DefaultFailureWindow       = time.Minute
+	DefaultTokenTTL            = 15 * time.Minute
+	DefaultTokenMaxTTL         = 12 * time.Hour
 )
 
 // Provider presets.
@@ -122,10 +134,12 @@ var providerPresets = map[string]string{
 type rawAuth struct {
 	HtpasswdFile any `toml:"htpasswd_file"`
 	Token        *struct {
-		Enabled        any `toml:"enabled"`
-		Service        any `toml:"service"`
-		KeyFile        any `toml:"key_file"`
-		AccessTokenTTL any `toml:"access_token_ttl"`
+		Enabled             any `toml:"enabled"`
+		Service             any `toml:"service"`
+		KeyFile             any `toml:"key_file"`
+		PreviousKeyFiles    any `toml:"previous_key_files"`
+		KeyRotationInterval any `toml:"key_rotation_interval"`
+		AccessTokenTTL      any `toml:"access_token_ttl"`
 	} `toml:"token"`
 	RateLimit *struct {
 		MaxFailures any `toml:"max_failures"`
@@ -170,7 +184,7 @@ type rawOIDC struct {
 
 var authKnown = []string{
 	"auth", "auth.htpasswd_file", "auth.token", "auth.token.enabled", "auth.token.service",
-	"auth.token.key_file", "auth.token.access_token_ttl", "auth.oidc", "auth.identity",
+	"auth.token.key_file", "auth.token.previous_key_files", "auth.token.key_rotation_interval", "auth.token.access_token_ttl", "auth.oidc", "auth.identity",
 	"auth.rate_limit", "auth.rate_limit.max_failures", "auth.rate_limit.window",
 }
 
@@ -187,6 +201,11 @@ func (d *decoder) decodeAuth(ra *rawAuth, c *Config) {
 		d.boolean("auth.token.enabled", t.Enabled, &a.Token.Enabled)
 		d.str("auth.token.service", t.Service, &a.Token.Service)
 		d.str("auth.token.key_file", t.KeyFile, &a.Token.KeyFile)
+		d.strList("auth.token.previous_key_files", t.PreviousKeyFiles, &a.Token.PreviousKeyFiles)
+		d.duration("auth.token.key_rotation_interval", t.KeyRotationInterval, &a.Token.KeyRotationInterval)
+		if t.KeyRotationInterval != nil && a.Token.KeyFile != "" && a.Token.KeyRotationInterval != 0 {
+			d.bad("auth.token.key_rotation_interval", "rotates generated keys only, not key_file: rotate a key file with previous_key_files (docs/auth/tokens.md)")
+		}
 		d.duration("auth.token.access_token_ttl", t.AccessTokenTTL, &a.Token.AccessTokenTTL)
 	}
 	if rl := ra.RateLimit; rl != nil {
@@ -311,6 +330,29 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	}
 	if a.Token.AccessTokenTTL < time.Minute {
 		bad("auth.token.access_token_ttl", "must be at least 1m (clients need expires_in >= 60), got %s", a.Token.AccessTokenTTL)
+	}
+	if ri := a.Token.KeyRotationInterval; a.Token.KeyFile == "" && ri != 0 && (ri < minKeyRotationInterval || ri < 2*a.Token.AccessTokenTTL) {
+		bad("auth.token.key_rotation_interval", "must be 0 (never) or at least %s and twice access_token_ttl, got %s", minKeyRotationInterval, ri)
+	}
+	seenKeys := map[string]bool{filepath.Clean(a.Token.KeyFile): a.Token.KeyFile != ""}
+	for _, f := range a.Token.PreviousKeyFiles {
+		switch {
+		case f == "":
+			bad("auth.token.previous_key_files", "must not contain an empty path")
+			continue
+		case seenKeys[filepath.Clean(f)]:
+			bad("auth.token.previous_key_files", "%s is listed twice or is key_file itself", f)
+			continue
+		}
+		seenKeys[filepath.Clean(f)] = true
+		b, err := os.ReadFile(f)
+		if err != nil {
+			bad("auth.token.previous_key_files", "%v", err)
+			continue
+		}
+		if blk, _ := pem.Decode(b); blk == nil || (blk.Type != "PRIVATE KEY" && blk.Type != "EC PRIVATE KEY" && blk.Type != "PUBLIC KEY") {
+			bad("auth.token.previous_key_files", "%s: want a PEM PRIVATE KEY, EC PRIVATE KEY or PUBLIC KEY", f)
+		}
 	}
 	if a.RateLimit.MaxFailures < 0 {
 		bad("auth.rate_limit.max_failures", "must be 0 (no limit) or more, got %d", a.RateLimit.MaxFailures)

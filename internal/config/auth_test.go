@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -146,4 +148,58 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	_, err = Parse([]byte("[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\n"), "a.toml")
 	checkProblems(t, problems(t, err), []Problem{{"server.trusted_proxies", 2, `"proxy.local" is not an IP address or CIDR`}})
+}
+
+func TestTokenKeys(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pub := write("old.pub", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+	priv := write("older.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+	junk := write("junk.pem", "not a key")
+	cur := filepath.Join(dir, "current.pem")
+
+	c, err := Parse([]byte(fmt.Sprintf("[auth.token]\nkey_file = %q\nprevious_key_files = [%q, %q]\n", cur, pub, priv)), "a.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Auth.Token.PreviousKeyFiles, []string{pub, priv}) || c.Auth.Token.KeyRotationInterval != DefaultKeyRotationInterval {
+		t.Fatalf("token = %+v", c.Auth.Token)
+	}
+	c, err = Parse([]byte("[auth.token]\nkey_rotation_interval = \"0s\"\n"), "a.toml")
+	if err != nil || c.Auth.Token.KeyRotationInterval != 0 {
+		t.Fatalf("key_rotation_interval = 0: %v, %v", c, err)
+	}
+	c, err = Parse([]byte("[auth.token]\nkey_rotation_interval = \"6h\"\nprevious_key_files = ["+fmt.Sprintf("%q", pub)+"]\n"), "a.toml")
+	if err != nil || c.Auth.Token.KeyRotationInterval != 6*time.Hour {
+		t.Fatalf("key_rotation_interval = 6h with previous keys and generated keys: %v, %v", c, err)
+	}
+
+	// Every problem at once, with its key and line.
+	doc := fmt.Sprintf(`[auth.token]
+key_file = %q
+key_rotation_interval = "1h"
+previous_key_files = [%q, %q, %q, ""]
+`, cur, junk, filepath.Join(dir, "missing.pem"), cur)
+	_, err = Parse([]byte(doc), "a.toml")
+	checkProblems(t, problems(t, err), []Problem{
+		{"auth.token.key_rotation_interval", 3, "generated keys only"},
+		{"auth.token.previous_key_files", 4, "want a PEM PRIVATE KEY"},
+		{"auth.token.previous_key_files", 4, "no such file"},
+		{"auth.token.previous_key_files", 4, "is key_file itself"},
+		{"auth.token.previous_key_files", 4, "empty path"},
+	})
+	_, err = Parse([]byte("[auth.token]\naccess_token_ttl = \"1h\"\nkey_rotation_interval = \"90m\"\n"), "a.toml")
+	checkProblems(t, problems(t, err), []Problem{
+		{"auth.token.key_rotation_interval", 3, "twice access_token_ttl"},
+	})
+	_, err = Parse([]byte("[auth.token]\nkey_rotation_interval = \"5m\"\n"), "a.toml")
+	checkProblems(t, problems(t, err), []Problem{
+		{"auth.token.key_rotation_interval", 2, "at least 10m"},
+	})
 }

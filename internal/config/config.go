@@ -202,7 +202,7 @@ func Default() *Config {
 		Log:       Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Metrics:   Metrics{Enabled: true},
 		UI:        UI{Name: DefaultUIName},
-		Auth: Auth{Token: Token{Enabled: true, Service: DefaultTokenService, AccessTokenTTL: DefaultAccessTokenTTL},
+		Auth: Auth{Token: Token{Enabled: true, Service: DefaultTokenService, AccessTokenTTL: DefaultAccessTokenTTL, KeyRotationInterval: DefaultKeyRotationInterval},
 			RateLimit: RateLimit{MaxFailures: DefaultMaxFailures, Window: DefaultFailureWindow}},
 	}
 }

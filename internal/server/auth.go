@@ -212,38 +212,56 @@ func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, s
 //
 // With Redis (red not nil) refresh/session token records live there, so use
 // counts and revocations hold across replicas, and unless auth.token.key_file
-// is set the signing key is generated once and shared through Redis too.
+// is set the generated signing keys (the keyring) are shared through Redis
+// too; without Redis they are files under <root_dir>/_auth.
 func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, cur func() *runState, logger *slog.Logger,
 	now func() time.Time, red *shared.Redis) (*token.Service, error) {
-	keyFile := cfg.Auth.Token.KeyFile
-	if keyFile == "" {
-		keyFile = filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "token-key.pem")
-	}
 	var store token.Store
-	var keyPEM []byte
+	var ring token.KeyringStore
 	stateDir := filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens")
+	if cfg.Auth.Token.KeyFile == "" {
+		ring = token.NewFileKeyring(keyringDir(cfg))
+	}
 	if red != nil {
 		store, stateDir = red.Tokens(), ""
 		if cfg.Auth.Token.KeyFile == "" {
-			kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			var err error
-			keyPEM, err = red.LoadOrCreate(kctx, "token-signing-key", token.GenerateKeyPEM)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("shared signing key (set auth.token.key_file, or make redis reachable): %w", err)
-			}
+			ring = red.Keyring("token-keyring")
 		}
 	}
-	return token.New(token.Options{
-		Service:   cfg.Auth.Token.Service,
-		KeyFile:   keyFile,
-		KeyPEM:    keyPEM,
-		StateDir:  stateDir,
-		Store:     store,
-		AccessTTL: cfg.Auth.Token.AccessTokenTTL,
-		Now:       now,
-		Logger:    logger,
-		ClientIP:  authn.ClientIP, // the forwarded client behind a trusted proxy
+	ts, err := token.New(tokenOptions(cfg, store, ring, stateDir, gate, cur, logger, now))
+	if err != nil && red != nil && cfg.Auth.Token.KeyFile == "" {
+		return nil, fmt.Errorf("shared signing key (set auth.token.key_file, or make redis reachable): %w", err)
+	}
+	return ts, err
+}
+
+// keyringDir holds the generated signing keys without Redis.
+func keyringDir(cfg *config.Config) string {
+	return filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "token-keys")
+}
+
+// keyRotation is auth.token.key_rotation_interval as token.Options wants it.
+func keyRotation(cfg *config.Config) time.Duration {
+	if cfg.Auth.Token.KeyRotationInterval == 0 {
+		return -1 // never
+	}
+	return cfg.Auth.Token.KeyRotationInterval
+}
+
+func tokenOptions(cfg *config.Config, store token.Store, ring token.KeyringStore, stateDir string, gate *authn.Gate,
+	cur func() *runState, logger *slog.Logger, now func() time.Time) token.Options {
+	return token.Options{
+		Service:             cfg.Auth.Token.Service,
+		KeyFile:             cfg.Auth.Token.KeyFile,
+		PreviousKeyFiles:    cfg.Auth.Token.PreviousKeyFiles,
+		Keyring:             ring,
+		KeyRotationInterval: keyRotation(cfg),
+		StateDir:            stateDir,
+		Store:               store,
+		AccessTTL:           cfg.Auth.Token.AccessTokenTTL,
+		Now:                 now,
+		Logger:              logger,
+		ClientIP:            authn.ClientIP, // the forwarded client behind a trusted proxy
 		Authenticate: func(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
 			a := gate.Load().Authn
 			if a == nil {
@@ -265,5 +283,5 @@ func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, 
 			}
 			return token.Limits{}
 		},
-	})
+	}
 }

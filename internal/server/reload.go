@@ -100,6 +100,15 @@ func reload(data []byte, path string, running *config.Config, gate *authn.Gate, 
 		return false
 	}
 	if tokens != nil {
+		// New key files apply now; the key they replace keeps verifying
+		// the tokens it signed until they expire.
+		if (cfg.Auth.Token.KeyFile == "") == (running.Auth.Token.KeyFile == "") {
+			if err := tokens.ReloadKeys(cfg.Auth.Token.KeyFile, cfg.Auth.Token.PreviousKeyFiles); err != nil {
+				st.close()
+				logger.Error("reload refused: the old configuration keeps serving", "err", err)
+				return false
+			}
+		}
 		st.gate.Authn.Tokens = tokens
 	}
 	st.failures = cur.Load().failures
@@ -130,11 +139,21 @@ func restartOnly(a, b *config.Config) []string {
 		{"log", a.Log, b.Log},
 		{"metrics", a.Metrics, b.Metrics},
 		{"cache", a.Cache, b.Cache},
-		{"auth.token", a.Auth.Token, b.Auth.Token},
+		{"auth.token", tokenRestartOnly(a.Auth.Token), tokenRestartOnly(b.Auth.Token)},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {
 			out = append(out, c.key)
 		}
 	}
 	return out
+}
+
+// tokenRestartOnly is t without what a reload applies: key_file (unless it
+// switches between a file and generated keys) and previous_key_files.
+func tokenRestartOnly(t config.Token) config.Token {
+	if t.KeyFile != "" {
+		t.KeyFile = "set"
+	}
+	t.PreviousKeyFiles = nil
+	return t
 }

@@ -330,6 +330,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		// Without Redis, dead refresh/session token records are files:
 		// remove them as often as expired uploads, not only at startup.
 		purging.Go(func() { pruneTokens(purgeCtx, o.tokens, cfg.Uploads.PurgeInterval, logger) })
+		// Generated signing keys: rotate when due, follow other replicas.
+		purging.Go(func() { o.tokens.RunKeyRotation(purgeCtx) })
 	}
 	if cfg.GC.Interval > 0 {
 		purging.Go(func() { collectGarbage(purgeCtx, store, cfg.GC, m, o.now, logger) })

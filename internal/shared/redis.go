@@ -1,6 +1,6 @@
 // Package shared keeps the state several berth replicas must share in Redis
 // ([cache.redis]): refresh/session token records (so use counts and
-// revocations hold across replicas), the token signing key, the OIDC
+// revocations hold across replicas), the token signing keyring, the OIDC
 // discovery and key-set cache, and the locks that serialise appends to one
 // upload session.
 //
@@ -16,7 +16,8 @@
 //   - The URL may hold a password: it MUST NEVER be logged or put in an
 //     error. Open reports problems with the redacted URL only.
 //   - Keys are <prefix>token:<id>, <prefix>lock:<name>, <prefix>cache:<key>
-//     and <prefix>key:<name>. Several registries may share one Redis with
+//     and <prefix>key:<name> (the token signing keyring, <prefix>key:token-keyring,
+//     holds private keys). Several registries may share one Redis with
 //     different prefixes.
 //   - A lock is a lease (SET NX PX, renewed while held, released with a
 //     compare-and-delete script). If Redis is unreachable for longer than the
@@ -289,4 +290,44 @@ func (r *Redis) LoadOrCreate(ctx context.Context, name string, create func() ([]
 		return nil, fmt.Errorf("shared: load %s: %w", name, err)
 	}
 	return b, nil
+}
+
+// ---------------------------------------------------------------------------
+// signing keyring (token.KeyringStore)
+
+// Keyring returns the token signing keyring stored under <prefix>key:<name>.
+func (r *Redis) Keyring(name string) *Keyring { return &Keyring{r: r, key: r.key("key", name)} }
+
+// Keyring is one document in Redis replaced only by compare-and-swap (a
+// script, atomic in Redis), so replicas rotating at once agree on one
+// version. It implements token.KeyringStore.
+type Keyring struct {
+	r   *Redis
+	key string
+}
+
+var swapScript = redis.NewScript(`local cur = redis.call("get", KEYS[1])
+if cur == false then cur = "" end
+if cur == ARGV[1] then redis.call("set", KEYS[1], ARGV[2]) return 1 end
+return 0`)
+
+// LoadKeyring returns the stored document, nil when there is none.
+func (k *Keyring) LoadKeyring(ctx context.Context) ([]byte, error) {
+	b, err := k.r.c.Get(ctx, k.key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shared: load keyring: %w", err)
+	}
+	return b, nil
+}
+
+// SwapKeyring stores next if the stored document is still old (nil: none).
+func (k *Keyring) SwapKeyring(ctx context.Context, old, next []byte) (bool, error) {
+	n, err := swapScript.Run(ctx, k.r.c, []string{k.key}, old, next).Int()
+	if err != nil {
+		return false, fmt.Errorf("shared: store keyring: %w", err)
+	}
+	return n == 1, nil
 }

@@ -70,7 +70,7 @@ func (s *Service) signAccess(id *auth.Identity, access []auth.Access) (raw strin
 	if base64.RawURLEncoding.EncodedLen(len(payload)) > maxTokenBytes {
 		return "", now, exp, errTooLarge
 	}
-	sig, err := s.key.signer.Sign(payload)
+	sig, err := s.active.Load().current.signer.Sign(payload)
 	if err != nil {
 		return "", now, exp, fmt.Errorf("token: sign: %w", err)
 	}
@@ -136,6 +136,13 @@ func (vc *verifiedCache) get(key [sha256.Size]byte, now time.Time) *accessClaims
 	return c
 }
 
+// reset forgets every verified token.
+func (vc *verifiedCache) reset() {
+	vc.mu.Lock()
+	vc.m = nil
+	vc.mu.Unlock()
+}
+
 func (vc *verifiedCache) put(key [sha256.Size]byte, c *accessClaims, now time.Time) {
 	vc.mu.Lock()
 	defer vc.mu.Unlock()
@@ -159,7 +166,7 @@ func (vc *verifiedCache) put(key [sha256.Size]byte, c *accessClaims, now time.Ti
 }
 
 func (s *Service) verifyAccess(raw string, now time.Time) (*accessClaims, error) {
-	sig, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{s.key.alg})
+	sig, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA})
 	if err != nil {
 		return nil, errors.New("token: malformed access token")
 	}
@@ -167,13 +174,20 @@ func (s *Service) verifyAccess(raw string, now time.Time) (*accessClaims, error)
 		return nil, errors.New("token: malformed access token")
 	}
 	h := sig.Signatures[0].Header
-	if h.KeyID != s.key.kid {
+	k, ok := s.active.Load().byKid[h.KeyID]
+	if !ok {
 		return nil, errors.New("token: access token signed with an unknown key")
+	}
+	if !k.until.IsZero() && !now.Before(k.until) {
+		return nil, errors.New("token: access token signed with a key retired too long ago")
+	}
+	if jose.SignatureAlgorithm(h.Algorithm) != k.alg {
+		return nil, errors.New("token: access token algorithm does not match its key")
 	}
 	if typ, _ := h.ExtraHeaders[jose.HeaderType].(string); typ != accessTokenTyp {
 		return nil, errors.New("token: not an access token (typ)")
 	}
-	payload, err := sig.Verify(s.key.pub)
+	payload, err := sig.Verify(k.pub)
 	if err != nil {
 		return nil, errors.New("token: bad access token signature")
 	}

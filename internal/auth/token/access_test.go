@@ -100,7 +100,7 @@ func TestKeyFormats(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || svc.key.alg != tc.alg {
+			if err != nil || svc.active.Load().current.alg != tc.alg {
 				t.Fatalf("%v %v", svc, err)
 			}
 			raw, _, _, err := svc.signAccess(&auth.Identity{ID: "user:x"}, nil)

@@ -33,16 +33,8 @@ type signingKey struct {
 
 // loadOrCreateKey reads the PEM private key at path, or generates a P-256 key
 // and stores it there (0600, never overwriting a key another process wrote
-// first). An empty path gives a key that lives as long as the process.
+// first).
 func loadOrCreateKey(path string, log *slog.Logger) (*signingKey, error) {
-	if path == "" {
-		log.Warn("token: no key file configured; access tokens will not survive a restart")
-		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, fmt.Errorf("token: generate key: %w", err)
-		}
-		return newSigningKey(priv)
-	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := createKey(path); err != nil {

@@ -2,7 +2,6 @@ package token
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -67,12 +67,26 @@ type Options struct {
 	// Issuer is the iss of tokens berth signs; Service when empty.
 	Issuer string
 	// KeyFile is a PEM private key (ES256 P-256 or Ed25519). When the file
-	// does not exist a P-256 key is generated and written there (0600). When
-	// empty, a key is generated per process (tokens die with it).
+	// does not exist a P-256 key is generated and written there (0600). It
+	// is never rotated by berth (see PreviousKeyFiles and ReloadKeys). When
+	// empty, keys are generated, kept in Keyring and rotated every
+	// KeyRotationInterval.
 	KeyFile string
-	// KeyPEM, when not empty, is the PEM private key itself (e.g. shared by
-	// replicas through Redis); KeyFile is then ignored.
+	// KeyPEM, when not empty, is the PEM private key itself; KeyFile is then
+	// ignored.
 	KeyPEM []byte
+	// PreviousKeyFiles are PEM keys (private, or "PUBLIC KEY") that verify
+	// access tokens but never sign: the keys a KeyFile replaced, as long as
+	// tokens they signed may live.
+	PreviousKeyFiles []string
+	// Keyring keeps the generated keys (no KeyFile or KeyPEM) where all
+	// replicas see them: Redis, or NewFileKeyring. nil: process memory
+	// (tokens die with the process).
+	Keyring KeyringStore
+	// KeyRotationInterval is how long a generated key signs before the next
+	// one takes over: DefaultKeyRotationInterval when zero, never when
+	// negative.
+	KeyRotationInterval time.Duration
 	// StateDir holds refresh/session token records. Required unless Store is set.
 	StateDir string
 	// Store keeps refresh/session token records; a file store in StateDir
@@ -106,7 +120,8 @@ type Options struct {
 type Service struct {
 	o        Options
 	log      *slog.Logger
-	key      *signingKey
+	active   atomic.Pointer[keySet]
+	keys     keyState
 	store    *tokens
 	pruner   pruner // nil when the store expires records itself
 	verified verifiedCache
@@ -143,21 +158,10 @@ func New(o Options) (*Service, error) {
 	if o.ClientIP == nil {
 		o.ClientIP = remoteIP
 	}
-	var key *signingKey
-	var err error
-	if len(o.KeyPEM) > 0 {
-		var priv crypto.Signer
-		if priv, err = parseKeyPEM(o.KeyPEM); err != nil {
-			return nil, fmt.Errorf("token: shared key: %w", err)
-		}
-		key, err = newSigningKey(priv)
-	} else {
-		key, err = loadOrCreateKey(o.KeyFile, o.Logger)
-	}
-	if err != nil {
+	s := &Service{o: o, log: o.Logger}
+	if err := s.loadKeys(); err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, log: o.Logger, key: key}
 	st := o.Store
 	if st == nil {
 		fst, err := newFileStore(o.StateDir, o.Now)
@@ -186,8 +190,54 @@ func (s *Service) Prune() (int, error) {
 	return s.pruner.prune()
 }
 
-// KeyID is the kid of the signing key (its RFC 7638 thumbprint).
-func (s *Service) KeyID() string { return s.key.kid }
+// loadKeys sets up the signing and verification keys (keyring.go).
+func (s *Service) loadKeys() error {
+	o := s.o
+	prev, err := loadPreviousKeys(o.PreviousKeyFiles)
+	if err != nil {
+		return err
+	}
+	s.keys.previous = prev
+	switch {
+	case len(o.KeyPEM) > 0:
+		priv, err := parseKeyPEM(o.KeyPEM)
+		if err != nil {
+			return fmt.Errorf("token: key: %w", err)
+		}
+		if s.keys.fixed, err = newSigningKey(priv); err != nil {
+			return err
+		}
+	case o.KeyFile != "":
+		if s.keys.fixed, err = loadOrCreateKey(o.KeyFile, s.log); err != nil {
+			return err
+		}
+	}
+	if k := s.keys.fixed; k != nil {
+		ks := &keySet{byKid: map[string]verifyKey{}, current: k}
+		ks.add(k, time.Time{})
+		s.install(ks)
+		return nil
+	}
+	s.keys.ring = o.Keyring
+	if s.keys.ring == nil {
+		s.log.Warn("token: no key file and no shared keyring; access tokens will not survive a restart")
+		s.keys.ring = &memKeyring{}
+	}
+	switch {
+	case o.KeyRotationInterval == 0:
+		s.keys.interval = DefaultKeyRotationInterval
+	case o.KeyRotationInterval > 0:
+		s.keys.interval = o.KeyRotationInterval
+	}
+	// Startup, not a request: the keyring must be readable within 10s.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.RefreshKeys(ctx)
+}
+
+// KeyID is the kid of the key signing access tokens now (its RFC 7638
+// thumbprint).
+func (s *Service) KeyID() string { return s.active.Load().current.kid }
 
 // VerifySessionToken checks a refresh or session token presented as a
 // password (or identity token) from clientIP, and counts one use. The
@@ -214,9 +264,15 @@ func (s *Service) IsBerthToken(raw string) bool {
 	if isOpaque(raw) {
 		return true
 	}
-	// Every access token this service signs starts with the same protected
-	// header (alg, kid, typ): a prefix check, with no decoding on the hot path.
-	return len(raw) > len(s.key.header) && raw[len(s.key.header)] == '.' && strings.HasPrefix(raw, s.key.header)
+	// Every access token a key signs starts with the same protected header
+	// (alg, kid, typ): a prefix check per key that verifies (a few), with no
+	// decoding on the hot path.
+	for _, h := range s.active.Load().headers {
+		if len(raw) > len(h) && raw[len(h)] == '.' && strings.HasPrefix(raw, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // IsOpaqueToken reports whether raw has a refresh/session token prefix.

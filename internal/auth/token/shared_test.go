@@ -24,16 +24,12 @@ func TestSharedRedisStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { r.Close() })
-		pem, err := r.LoadOrCreate(ctx, "token-signing-key", GenerateKeyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
 		return newFixture(t, func(f *fixture) {
 			f.limits = Limits{TTL: time.Hour, MaxUses: 5}
 			f.opts.Store = r.Tokens()
 			f.opts.StateDir = ""
 			f.opts.KeyFile = ""
-			f.opts.KeyPEM = pem
+			f.opts.Keyring = r.Keyring("token-keyring")
 		})
 	}
 	a, b := replica(), replica()
@@ -92,4 +88,21 @@ func TestSharedRedisStore(t *testing.T) {
 	if _, err := a.svc.VerifySessionToken(ctx, rt, "1.2.3.4"); err == nil || isInvalid(err) {
 		t.Fatalf("Redis down: %v, want unavailable", err)
 	}
+}
+
+// Generated signing keys shared through one real Redis by replicas that each
+// have their own connection: one key, rotation by one seen by the others
+// (which verify its new key's tokens even before they read the keyring
+// again), and replicas rotating at once create exactly one new key (the
+// compare-and-swap script).
+func TestSharedRedisKeyring(t *testing.T) {
+	srv := redistest.Start(t)
+	replicas(t, func() KeyringStore {
+		r, err := shared.Open(context.Background(), srv.URL(), "test:", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r.Keyring("token-keyring")
+	})
 }
