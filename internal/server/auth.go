@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -219,6 +221,15 @@ func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, 
 	var store token.Store
 	var ring token.KeyringStore
 	stateDir := filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens")
+	// The single key berth generated before it rotated keys: the first
+	// current key of a new keyring, so an upgrade invalidates no token.
+	legacy := func(context.Context) ([]byte, error) {
+		b, err := os.ReadFile(filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "token-key.pem"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return b, err
+	}
 	if cfg.Auth.Token.KeyFile == "" {
 		ring = token.NewFileKeyring(keyringDir(cfg))
 	}
@@ -226,9 +237,14 @@ func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, 
 		store, stateDir = red.Tokens(), ""
 		if cfg.Auth.Token.KeyFile == "" {
 			ring = red.Keyring("token-keyring")
+			legacy = func(ctx context.Context) ([]byte, error) { return red.LoadKey(ctx, "token-signing-key") }
 		}
 	}
-	ts, err := token.New(tokenOptions(cfg, store, ring, stateDir, gate, cur, logger, now))
+	o := tokenOptions(cfg, store, ring, stateDir, gate, cur, logger, now)
+	if ring != nil {
+		o.LegacyKey = legacy
+	}
+	ts, err := token.New(o)
 	if err != nil && red != nil && cfg.Auth.Token.KeyFile == "" {
 		return nil, fmt.Errorf("shared signing key (set auth.token.key_file, or make redis reachable): %w", err)
 	}

@@ -266,6 +266,19 @@ func (r *Redis) Set(ctx context.Context, key string, val []byte, ttl time.Durati
 	return nil
 }
 
+// LoadKey returns the value stored under name (see LoadOrCreate), nil when
+// there is none.
+func (r *Redis) LoadKey(ctx context.Context, name string) ([]byte, error) {
+	b, err := r.c.Get(ctx, r.key("key", name)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shared: load %s: %w", name, err)
+	}
+	return b, nil
+}
+
 // LoadOrCreate returns the value stored under name, or stores the value
 // create returns when there is none. Replicas starting at once agree on one
 // value: the first SET NX wins and the others read it.

@@ -377,10 +377,17 @@ func (s *Service) RefreshKeys(ctx context.Context) error {
 				return fmt.Errorf("token: keyring is damaged: %w", err)
 			}
 		}
+		legacy := false
+		if raw == nil && s.o.LegacyKey != nil {
+			if doc, legacy, err = s.legacyDoc(ctx); err != nil {
+				return err
+			}
+		}
 		next, changed, err := advance(doc, s.o.Now(), s.keys.interval, s.window())
 		if err != nil {
 			return err
 		}
+		changed = changed || legacy
 		if !changed {
 			if bytes.Equal(raw, s.keys.lastDoc) && s.active.Load() != nil {
 				return nil
@@ -421,6 +428,25 @@ func (s *Service) RefreshKeys(ctx context.Context) error {
 }
 
 const maxKeyringRetries = 10
+
+// legacyDoc is a keyring whose current key is Options.LegacyKey's, if any.
+func (s *Service) legacyDoc(ctx context.Context) (ringDoc, bool, error) {
+	b, err := s.o.LegacyKey(ctx)
+	if err != nil || b == nil {
+		return ringDoc{}, false, err
+	}
+	k, err := parseKeyPEM(b)
+	if err != nil {
+		return ringDoc{}, false, fmt.Errorf("token: previous signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return ringDoc{}, false, fmt.Errorf("token: previous signing key: %w", err)
+	}
+	now := s.o.Now().UTC().Round(0)
+	s.log.Info("token: the keyring starts with the signing key in use before key rotation")
+	return ringDoc{Keys: []ringKey{{PEM: string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), Created: now, Activated: &now}}}, true, nil
+}
 
 // RunKeyRotation keeps generated keys up to date until ctx ends: it calls
 // RefreshKeys when the current key is due and every 30 seconds (to follow

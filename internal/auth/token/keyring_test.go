@@ -521,3 +521,38 @@ func (b *barrierRing) LoadKeyring(ctx context.Context) ([]byte, error) {
 	}
 	return doc, err
 }
+
+// An empty keyring starts with the key berth signed with before it rotated
+// keys: tokens signed before an upgrade stay valid, and it is rotated like
+// any generated key.
+func TestLegacyKeyAdopted(t *testing.T) {
+	path, legacy := writeKey(t, t.TempDir(), "token-key.pem", false)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := &memKeyring{}
+	calls := 0
+	mod := func(f *fixture) {
+		generated(ring, time.Hour, nil)(f)
+		f.opts.LegacyKey = func(context.Context) ([]byte, error) { calls++; return b, nil }
+	}
+	f := newFixture(t, mod)
+	if f.svc.KeyID() != legacy.kid {
+		t.Fatalf("signing with %s, want the legacy key %s", f.svc.KeyID(), legacy.kid)
+	}
+	oldTok := forgeWith(t, f, legacy, time.Minute) // issued before the upgrade
+	mustVerify(t, f.svc, oldTok, "a token of the legacy key")
+	if doc := loadDoc(t, ring); len(doc.Keys) != 2 {
+		t.Fatalf("keyring: %d keys, want the legacy key and a next key", len(doc.Keys))
+	}
+	newFixture(t, mod) // a second replica: the keyring exists, the legacy key is not read
+	if calls != 1 {
+		t.Fatalf("LegacyKey called %d times, want 1", calls)
+	}
+	f.clock.Advance(time.Hour)
+	refresh(t, f.svc)
+	if f.svc.KeyID() == legacy.kid {
+		t.Fatal("the legacy key is never rotated")
+	}
+}

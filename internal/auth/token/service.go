@@ -83,6 +83,10 @@ type Options struct {
 	// replicas see them: Redis, or NewFileKeyring. nil: process memory
 	// (tokens die with the process).
 	Keyring KeyringStore
+	// LegacyKey, when set, returns the key berth signed with before it kept
+	// a keyring (nil when there is none): an empty keyring starts with it as
+	// its current key, so tokens signed before an upgrade stay valid.
+	LegacyKey func(ctx context.Context) ([]byte, error)
 	// KeyRotationInterval is how long a generated key signs before the next
 	// one takes over: DefaultKeyRotationInterval when zero, never when
 	// negative.
