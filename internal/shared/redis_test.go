@@ -218,3 +218,44 @@ func TestOpenRedactsPassword(t *testing.T) {
 }
 
 func newLogger(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func TestKeyring(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	a, b := open(t, srv, "p:").Keyring("ring"), open(t, srv, "p:").Keyring("ring")
+	if doc, err := a.LoadKeyring(ctx); err != nil || doc != nil {
+		t.Fatalf("empty keyring: %q, %v", doc, err)
+	}
+	swap := func(k *Keyring, old, next string, want bool) {
+		t.Helper()
+		var o []byte
+		if old != "" {
+			o = []byte(old)
+		}
+		ok, err := k.SwapKeyring(ctx, o, []byte(next))
+		if err != nil || ok != want {
+			t.Fatalf("SwapKeyring(%q, %q) = %v, %v; want %v", old, next, ok, err, want)
+		}
+	}
+	swap(a, "", "v1", true)
+	swap(b, "", "v1b", false) // b did not see v1
+	swap(b, "v1", "v2", true)
+	swap(a, "v1", "v2a", false) // a lost the race
+	if doc, err := a.LoadKeyring(ctx); err != nil || string(doc) != "v2" {
+		t.Fatalf("keyring = %q, %v; want v2", doc, err)
+	}
+	// Another prefix is another registry.
+	if doc, _ := open(t, srv, "q:").Keyring("ring").LoadKeyring(ctx); doc != nil {
+		t.Fatalf("keyring leaks across prefixes: %q", doc)
+	}
+	r := open(t, srv, "p:")
+	if v, err := r.LoadKey(ctx, "none"); err != nil || v != nil {
+		t.Fatalf("LoadKey of nothing = %q, %v", v, err)
+	}
+	if _, err := r.LoadOrCreate(ctx, "k", func() ([]byte, error) { return []byte("x"), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.LoadKey(ctx, "k"); err != nil || string(v) != "x" {
+		t.Fatalf("LoadKey = %q, %v", v, err)
+	}
+}
