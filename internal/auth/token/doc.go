@@ -15,10 +15,13 @@
 // and containers/image read. Errors carry both an RFC 6749 body
 // (`error`, `error_description`) and an OCI `errors` list.
 //
-// Access tokens are JWTs signed with the key in Options.KeyFile (ES256 or
-// EdDSA). They hold the granted `access` list and enough of the identity to
-// rebuild it, so VerifyAccessToken needs no I/O: the identity provider and the
-// policy engine stay off the registry's hot path.
+// Access tokens are JWTs signed with the key in Options.KeyFile, or with
+// generated keys rotated every Options.KeyRotationInterval (ES256 or EdDSA;
+// keyring.go). Their `kid` selects the verification key: the current one,
+// the pre-published next one, keys retired less than AccessTTL + 30s ago and
+// Options.PreviousKeyFiles. They hold the granted `access` list and enough of
+// the identity to rebuild it, so VerifyAccessToken needs no I/O: the identity
+// provider and the policy engine stay off the registry's hot path.
 //
 // Refresh tokens (berth_rt_…) and session tokens (berth_st_…) are opaque:
 // a random id and a random secret. The server keeps one JSON record per id
@@ -59,6 +62,8 @@
 //     in-process locks only, so two berth processes MUST NOT share one
 //     StateDir (use counts could be lost). Replicas share a Store whose
 //     Update is atomic across processes instead (internal/shared: Redis), and
-//     a signing key (KeyPEM from the same source, or one KeyFile).
+//     signing keys (a KeyringStore from the same source, or one KeyFile).
+//   - Generated keys are rotated only by RefreshKeys: a long-running server
+//     MUST run RunKeyRotation (it also follows rotations by other replicas).
 //   - Access tokens cannot be revoked; keep AccessTTL short (5m default).
 package token
