@@ -204,5 +204,10 @@ func (s *Service) verifyAccess(raw string, now time.Time) (*accessClaims, error)
 	if err != nil {
 		return nil, fmt.Errorf("token: access token: %w", err)
 	}
+	if !k.until.IsZero() && c.Expiry.Time().Add(clockSkew).After(k.until) {
+		// Signed by a retired key after its retirement (a lagging replica):
+		// the cached verification ends with the key's window.
+		c.Expiry = jwt.NewNumericDate(k.until.Add(-clockSkew))
+	}
 	return &c, nil
 }

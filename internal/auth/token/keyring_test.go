@@ -161,10 +161,13 @@ func TestKeyRotation(t *testing.T) {
 	// A replica that lags behind still signs with k1 after its retirement:
 	// its tokens verify until the window ends...
 	f.clock.Advance(window - time.Second)
-	mustVerify(t, f.svc, forgeWith(t, f, k1, time.Hour), "a token of the retired key within the window")
-	// ... and are refused after, with the same error path as any bad token.
+	lagging := forgeWith(t, f, k1, time.Hour)
+	mustVerify(t, f.svc, lagging, "a token of the retired key within the window")
+	// ... and are refused after, with the same error path as any bad token,
+	// also when their verification was cached.
 	f.clock.Advance(time.Second)
 	mustRefuse(t, f.svc, forgeWith(t, f, k1, time.Hour), "a token of a key retired too long ago", "retired too long ago")
+	mustRefuse(t, f.svc, lagging, "a cached token of a key retired too long ago", "retired too long ago")
 	refresh(t, f.svc) // drops k1 from the keyring
 	if doc := loadDoc(t, ring); len(doc.Keys) != 2 {
 		t.Fatalf("keyring still holds %d keys after the window", len(doc.Keys))
