@@ -81,7 +81,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for token times and the unknown-kid cooldown; default time.Now.
 	Now func() time.Time
-	// CacheSize bounds the verified-token LRU; default 10000, negative disables it.
+	// CacheSize bounds the verified-token LRU; default 10000, negative
+	// disables it, and with it the sharing of verified tokens (Shared).
 	CacheSize int
 	// FetchTimeout caps one discovery + JWKS fetch; default 10s.
 	FetchTimeout time.Duration
@@ -97,6 +98,14 @@ type Options struct {
 	// front of it, so verification never waits on it; it is read only when a
 	// key set would otherwise be fetched. Its errors are logged and the
 	// issuer is asked directly.
+	//
+	// It also holds verified tokens: after verifying a signature itself, a
+	// replica records it in the background (keyed by a hash of the token and
+	// the provider's settings; neither the token nor its claims are stored).
+	// A replica whose keys in memory cannot check a token's signature (no
+	// key set yet, an unknown kid) reads that record before it would fetch
+	// keys, and on a hit checks everything but the signature itself. Whoever
+	// can write to it can make tokens pass: trust it like the signing key.
 	Shared SharedCache
 }
 

@@ -40,7 +40,11 @@
 // issuer, refreshed in the background every JWKSRefreshInterval, refetched
 // for an unknown kid at most once per UnknownKidCooldown (single flight), and
 // kept through an issuer outage. Verified tokens are cached by SHA-256 until
-// they expire, so a burst of requests with one token verifies it once.
+// they expire, so a burst of requests with one token verifies it once. With
+// Options.Shared, a replica records the tokens it verified for the others: a
+// replica that would have to wait for the issuer's keys (just started, an
+// unknown kid, the issuer down) accepts a token another replica verified,
+// checking everything but its signature again (see sharedtokens.go).
 //
 // Caveats:
 //   - Audiences MUST be configured (the github preset only warns): without

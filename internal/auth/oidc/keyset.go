@@ -114,6 +114,26 @@ func (k *keySet) candidates(ctx context.Context, kid, alg string) ([]jose.JSONWe
 	return fit, nil
 }
 
+// holds reports whether the keys in memory settle a token with this kid
+// without a fetch: the key set is loaded and, when the token names a kid, has
+// a key with it.
+func (k *keySet) holds(kid string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if !k.loaded {
+		return false
+	}
+	if kid == "" {
+		return true
+	}
+	for i := range k.keys {
+		if k.keys[i].KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
 func withKid(keys []jose.JSONWebKey, kid string) []jose.JSONWebKey {
 	var out []jose.JSONWebKey
 	for _, key := range keys {

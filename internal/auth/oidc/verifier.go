@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -35,6 +36,13 @@ type Verifier struct {
 	fetchTimeout time.Duration
 	cooldown     time.Duration
 	shared       SharedCache // nil: none
+
+	// Shared verified tokens (sharedtokens.go): writes holds a slot per
+	// write in flight, writing counts them (tests wait on it), lastWarn is
+	// when an unavailable shared cache was last logged as a warning.
+	writes   chan struct{}
+	writing  sync.WaitGroup
+	lastWarn atomic.Int64
 
 	// base is the Verifier's own context for key-set fetches and background
 	// refresh; Close cancels it. Request contexts only bound waiting.
@@ -58,6 +66,9 @@ type provider struct {
 	kubernetes bool
 	mapping    *mapping
 	keys       *keySet
+	// fingerprint is SHA-256 (hex) of the settings verification depends
+	// on: part of the key of shared verified-token entries.
+	fingerprint string
 }
 
 // New validates and compiles every provider and returns a Verifier. It never
@@ -97,6 +108,7 @@ func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string,
 		fetchTimeout: o.FetchTimeout,
 		cooldown:     o.UnknownKidCooldown,
 		shared:       o.Shared,
+		writes:       make(chan struct{}, sharedWriteConcurrency),
 		base:         base,
 		cancel:       cancel,
 	}
@@ -217,6 +229,7 @@ func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string,
 		}
 		p.keys = &keySet{v: v, provider: name, issuer: p.issuer, client: client, algs: algs,
 			interval: interval, jwksURL: pc.JWKSURI, configuredJWKS: pc.JWKSURI}
+		p.fingerprint = providerFingerprint(p, pc)
 		if name != "" && v.providers[name] == nil {
 			v.providers[name] = p
 			v.names = append(v.names, name)
@@ -249,18 +262,20 @@ func (v *Verifier) Close() {
 	v.wg.Wait()
 }
 
-// background runs f on the Verifier's context until Close.
-func (v *Verifier) background(f func(context.Context)) {
+// background runs f on the Verifier's context until Close. It reports false,
+// and does not run f, once the Verifier is closed.
+func (v *Verifier) background(f func(context.Context)) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.closed {
-		return
+		return false
 	}
 	v.wg.Add(1)
 	go func() {
 		defer v.wg.Done()
 		f(v.base)
 	}()
+	return true
 }
 
 // Verify checks a raw ID token (a Bearer credential) and returns its
@@ -339,9 +354,12 @@ func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*aut
 	case want != nil && p != want:
 		return nil, invalid(name, "issuer %s belongs to provider %s", q(t.iss), p.name)
 	}
-	id, until, err := v.verifyWith(ctx, p, t)
+	id, until, shared, err := v.verifyWith(ctx, p, t, raw)
 	if err != nil {
 		return nil, err
+	}
+	if !shared && v.sharesTokens() {
+		v.share(p, raw, until)
 	}
 	if v.cache == nil {
 		return id, nil // not shared: no copy needed
@@ -445,21 +463,37 @@ func strictTail(part string) error {
 	return err
 }
 
-// verifyWith fully verifies a token for p: algorithm, key, signature,
-// registered claim types, issuer, audience, times, required claims, then the
-// claim mapping. until is when the identity stops being valid.
-func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified) (*auth.Identity, time.Time, error) {
-	var never time.Time
+// verifyWith fully verifies the token raw, parsed as t, for p: algorithm,
+// key, signature, registered claim types, issuer, audience, times, required
+// claims, then the claim mapping. until is when the identity stops being
+// valid. shared reports that the signature was not checked here but taken
+// from the shared cache (another replica checked it): only when the keys in
+// memory cannot check it without waiting for the issuer.
+func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified, raw string) (id *auth.Identity, until time.Time, shared bool, err error) {
 	if !p.algs[t.alg] || t.jws == nil {
-		return nil, never, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(t.alg), strings.Join(p.algList, ", "))
+		return nil, until, false, invalid(p.name, "algorithm %s not allowed (allowed: %s)", q(t.alg), strings.Join(p.algList, ", "))
 	}
-	cands, err := p.keys.candidates(ctx, t.kid, t.alg)
-	if err != nil {
-		return nil, never, err
+	if v.sharesTokens() && !p.keys.holds(t.kid) {
+		shared = v.sharedVerified(ctx, p, raw)
 	}
-	if err := p.keys.verifySignature(t.jws, cands); err != nil {
-		return nil, never, invalid(p.name, "%v", err)
+	if !shared {
+		cands, err := p.keys.candidates(ctx, t.kid, t.alg)
+		if err != nil {
+			return nil, until, false, err
+		}
+		if err := p.keys.verifySignature(t.jws, cands); err != nil {
+			return nil, until, false, invalid(p.name, "%v", err)
+		}
 	}
+	id, until, err = v.checkClaims(ctx, p, t)
+	return id, until, shared, err
+}
+
+// checkClaims checks the claims of a token whose signature is verified:
+// registered claim types, issuer, times, audience, required claims, then the
+// claim mapping.
+func (v *Verifier) checkClaims(ctx context.Context, p *provider, t *unverified) (*auth.Identity, time.Time, error) {
+	var never time.Time
 	// The signature covers the payload t.claims were decoded from: they are
 	// now trusted.
 	claims := t.claims

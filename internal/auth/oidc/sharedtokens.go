@@ -1,0 +1,166 @@
+package oidc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Verified tokens shared between replicas.
+//
+// A replica that verified a token's signature itself records that in the
+// SharedCache, so that another replica that cannot verify it with the keys it
+// holds in memory — no key set yet, a kid it does not know, the issuer
+// unreachable — accepts the token without waiting for the issuer. A replica
+// that holds the key verifies locally (~45 µs of CPU, less than a Redis round
+// trip) and never reads the shared entry.
+//
+// The entry is keyed by SHA-256 over the provider's fingerprint (every setting
+// verification depends on) and the raw token, and holds neither: only the
+// fingerprint again, a format version and when the token stops being valid. A
+// replica with a hit takes the claims from the token it was given (the key
+// binds them) and checks everything but the signature again itself: claim
+// types, issuer, times, audience, required claims and the claim mapping, with
+// its own configuration and clock. So a changed provider configuration never
+// reuses an entry, and a changed claim mapping or policy applies at once.
+//
+// MUST: the shared cache is trusted like the token signing key kept next to
+// it; whoever can write to it can make any token of a configured issuer pass
+// the signature check.
+
+const (
+	sharedTokenPrefix  = "oidc:token:"
+	sharedTokenVersion = 1
+	// sharedWriteConcurrency bounds the writes in flight; a verification
+	// finding them all busy is not shared (the next replica verifies it).
+	sharedWriteConcurrency = 8
+	sharedWriteTimeout     = 2 * time.Second
+	// sharedReadTimeout bounds a read, which happens only where verification
+	// would otherwise wait for the issuer.
+	sharedReadTimeout = time.Second
+	// sharedMaxTTL caps an entry's life for tokens valid for a very long
+	// time: they are verified once a day, not stored for years.
+	sharedMaxTTL = 24 * time.Hour
+	// sharedWarnEvery rate-limits warnings about an unavailable shared cache
+	// (one per request would flood the log while Redis is down).
+	sharedWarnEvery = time.Minute
+)
+
+// sharedToken is a shared cache entry: "a replica with this provider
+// configuration verified the signature of the token this key was derived from".
+type sharedToken struct {
+	V           int    `json:"v"`
+	Fingerprint string `json:"fp"`
+	Until       int64  `json:"until"` // unix milliseconds
+}
+
+// providerFingerprint is SHA-256 (hex) over every provider setting that
+// verifyWith checks, so that entries of another configuration are never used.
+// The claim mapping is not part of it: it runs again on every hit.
+func providerFingerprint(p *provider, pc ProviderConfig) string {
+	ca := sha256.Sum256(pc.CACertPEM)
+	b, err := json.Marshal(struct {
+		V          int
+		Name       string
+		Preset     string
+		Issuer     string
+		JWKSURI    string
+		CA         string
+		Audiences  []string
+		Algorithms []string
+		Skew       time.Duration
+		MaxAge     time.Duration
+		Required   []string
+	}{sharedTokenVersion, p.name, p.preset, p.issuer, pc.JWKSURI, hex.EncodeToString(ca[:]),
+		p.audiences, p.algList, p.skew, p.maxAge, p.required})
+	if err != nil {
+		panic("oidc: fingerprint: " + err.Error()) // strings, slices and ints always marshal
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// sharedTokenKey names a token's entry; the raw token is only hashed.
+func sharedTokenKey(p *provider, raw string) string {
+	h := sha256.New()
+	h.Write([]byte(p.fingerprint)) // fixed length: no separator needed
+	h.Write([]byte(raw))
+	return sharedTokenPrefix + hex.EncodeToString(h.Sum(nil))
+}
+
+// sharesTokens reports whether verified tokens are shared: with a shared
+// cache and the local token cache on.
+func (v *Verifier) sharesTokens() bool { return v.shared != nil && v.cache != nil }
+
+// sharedVerified reports whether another replica with this provider
+// configuration verified the signature of raw and the token is still valid.
+// A shared-cache error or an unreadable entry is a miss: it never lets a
+// token through.
+func (v *Verifier) sharedVerified(ctx context.Context, p *provider, raw string) bool {
+	ctx, cancel := context.WithTimeout(ctx, sharedReadTimeout)
+	defer cancel()
+	b, found, err := v.shared.Get(ctx, sharedTokenKey(p, raw))
+	if err != nil {
+		v.sharedFailed(p, "read", err)
+		return false
+	}
+	if !found {
+		return false
+	}
+	var e sharedToken
+	if err := json.Unmarshal(b, &e); err != nil || e.V != sharedTokenVersion || e.Fingerprint != p.fingerprint {
+		v.log.Debug("oidc: ignoring an unreadable shared token cache entry", "provider", p.name)
+		return false
+	}
+	return v.now().Before(time.UnixMilli(e.Until))
+}
+
+// share records, in the background, that this replica verified the signature
+// of raw, valid until until. It never delays the caller: when
+// sharedWriteConcurrency writes are in flight, the verification is not shared.
+func (v *Verifier) share(p *provider, raw string, until time.Time) {
+	ttl := min(until.Sub(v.now()), sharedMaxTTL)
+	if ttl <= 0 {
+		return
+	}
+	select {
+	case v.writes <- struct{}{}:
+	default:
+		v.log.Debug("oidc: shared token cache writes all busy; this verification is not shared", "provider", p.name)
+		return
+	}
+	v.writing.Add(1)
+	done := func() {
+		<-v.writes
+		v.writing.Done()
+	}
+	ran := v.background(func(base context.Context) {
+		defer done()
+		b, err := json.Marshal(sharedToken{V: sharedTokenVersion, Fingerprint: p.fingerprint, Until: until.UnixMilli()})
+		if err != nil {
+			return // cannot happen: ints and strings
+		}
+		ctx, cancel := context.WithTimeout(base, sharedWriteTimeout)
+		defer cancel()
+		if err := v.shared.Set(ctx, sharedTokenKey(p, raw), b, ttl); err != nil && base.Err() == nil {
+			v.sharedFailed(p, "write", err)
+		}
+	})
+	if !ran { // closed
+		done()
+	}
+}
+
+// sharedFailed logs a shared token cache error: a warning at most once per
+// sharedWarnEvery, else at debug level. Errors name the hashed key at most.
+func (v *Verifier) sharedFailed(p *provider, op string, err error) {
+	now := v.now().UnixNano()
+	last := v.lastWarn.Load()
+	if (last == 0 || now-last >= int64(sharedWarnEvery) || now < last) && v.lastWarn.CompareAndSwap(last, now) {
+		v.log.Warn("oidc: shared token cache unavailable; verifying with this replica's keys", "provider", p.name, "op", op, "err", err)
+		return
+	}
+	v.log.Debug("oidc: shared token cache unavailable", "provider", p.name, "op", op, "err", err)
+}
