@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 	orasremote "oras.land/oras-go/v2/registry/remote"
 	orasauth "oras.land/oras-go/v2/registry/remote/auth"
@@ -247,6 +248,33 @@ func TestTwoReplicas(t *testing.T) {
 		t.Fatalf("refresh token revoked on B, used on A: status %d, want 400", res.StatusCode)
 	}
 
+	// An OIDC ID token used on A works on B after the issuer stopped
+	// answering, although B never had the issuer's keys (and the shared key
+	// set is gone): B takes A's verification from Redis. A token A never saw
+	// gets 503 from B.
+	rdb := redisClient(t, rs.URL())
+	// Distinct tokens (ciToken is deterministic within one second).
+	idToken := func(jti string) string {
+		return iss.Mint(map[string]any{"sub": "repo:myorg/api:ref:refs/heads/main", "aud": "berth", "jti": jti})
+	}
+	idTok := idToken("seen-by-a")
+	entries := countKeys(t, rdb, prefix+":cache:oidc:token:*")
+	resp, body = catalogWith(t, a, "ci", idTok)
+	wantStatus(t, "ID token on A", resp, body, http.StatusOK)
+	for deadline := time.Now().Add(30 * time.Second); countKeys(t, rdb, prefix+":cache:oidc:token:*") == entries; {
+		if time.Now().After(deadline) {
+			t.Fatal("A never shared its verification of the ID token")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	iss.SetDown(true)
+	delKeys(t, rdb, prefix+":cache:oidc:jwks:*")
+	resp, body = catalogWith(t, b, "ci", idTok)
+	wantStatus(t, "A's ID token on B, issuer down", resp, body, http.StatusOK)
+	resp, body = catalogWith(t, b, "ci", idToken("never-seen"))
+	wantStatus(t, "a new ID token on B, issuer down", resp, body, http.StatusServiceUnavailable)
+	iss.SetDown(false)
+
 	// Nothing was kept on the replicas' local disks.
 	for i, p := range replicas {
 		if n := countFiles(t, p.dataDir+"/berth-data"); n != 0 {
@@ -350,4 +378,57 @@ func exchangeSession(t *testing.T, p *berthProc, idToken string) string {
 		t.Fatalf("exchange: %d %v", res.StatusCode, err)
 	}
 	return tr.AccessToken
+}
+
+// catalogWith GETs /v2/_catalog on p with Basic credentials.
+func catalogWith(t *testing.T, p *berthProc, user, pass string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", p.url("/v2/_catalog"), nil)
+	req.SetBasicAuth(user, pass)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, body
+}
+
+func redisClient(t *testing.T, rawURL string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// countKeys counts the keys matching pattern.
+func countKeys(t *testing.T, c *redis.Client, pattern string) int {
+	t.Helper()
+	keys, err := c.Keys(t.Context(), pattern).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(keys)
+}
+
+// delKeys deletes the keys matching pattern.
+func delKeys(t *testing.T, c *redis.Client, pattern string) {
+	t.Helper()
+	keys, err := c.Keys(t.Context(), pattern).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Fatalf("no key matches %s", pattern)
+	}
+	if err := c.Del(t.Context(), keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
 }
