@@ -150,7 +150,8 @@ func (s *runState) close() {
 
 // buildState compiles a configuration's verifiers, users, policies and
 // immutable tags. It reports every problem it finds.
-// sc, when not nil, is the OIDC key-set cache shared by replicas.
+// sc, when not nil, is the OIDC key-set and verified-token cache shared by
+// replicas.
 func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) (*runState, error) {
 	var errs []error
 	st := &runState{gate: &authn.State{}, limits: map[string]token.Limits{}}

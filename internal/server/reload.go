@@ -41,7 +41,8 @@ const S3WithoutRedisWarning = "blob_store.s3 without [cache.redis]: run a single
 	"(refresh/session token records are per replica, so a token issued by one is unknown to the others), " +
 	"one token signing key (or the same auth.token.key_file on every replica), " +
 	"serialised appends to one upload session (without Redis a concurrent append is refused, not waited for), " +
-	"[auth.rate_limit] counts over all replicas, and the shared OIDC key-set cache (docs/deploy/ha.md)"
+	"[auth.rate_limit] counts over all replicas, and the shared OIDC key-set and verified-ID-token caches, " +
+	"so that a replica that cannot reach an issuer still accepts ID tokens another replica verified (docs/deploy/ha.md)"
 
 // watchConfig reloads the configuration on SIGHUP and when the file changes:
 // providers, users, policies and immutable tags are swapped atomically. A file

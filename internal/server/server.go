@@ -128,8 +128,8 @@ func (o options) locker() s3.Locker {
 	return o.shared
 }
 
-// sharedCache returns the OIDC key-set cache shared by replicas, nil without
-// Redis.
+// sharedCache returns the OIDC key-set and verified-token cache shared by
+// replicas, nil without Redis.
 func (o options) sharedCache() oidc.SharedCache {
 	if o.shared == nil {
 		return nil

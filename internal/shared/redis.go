@@ -1,8 +1,8 @@
 // Package shared keeps the state several berth replicas must share in Redis
 // ([cache.redis]): refresh/session token records (so use counts and
 // revocations hold across replicas), the token signing keyring, the OIDC
-// discovery and key-set cache, and the locks that serialise appends to one
-// upload session.
+// discovery, key-set and verified-ID-token cache, and the locks that
+// serialise appends to one upload session.
 //
 // Each consumer defines the small interface it needs (token.Store,
 // oidc.SharedCache, s3.Locker) and *Redis implements them; without Redis the
