@@ -6,7 +6,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,3 +116,63 @@ func BenchmarkVerifyCached(b *testing.B) {
 	}
 	reportCPU(b, start)
 }
+
+// benchShared is a SharedCache in memory, cheaper than Redis: what it adds
+// to a verification is the verifier's own cost of sharing.
+type benchShared struct{ m sync.Map }
+
+func (c *benchShared) Get(_ context.Context, key string) ([]byte, bool, error) {
+	v, ok := c.m.Load(key)
+	if !ok {
+		return nil, false, nil
+	}
+	return v.([]byte), true, nil
+}
+
+func (c *benchShared) Set(_ context.Context, key string, val []byte, _ time.Duration) error {
+	c.m.Store(key, val)
+	return nil
+}
+
+// benchMiss verifies distinct tokens in turn with a one-entry token cache
+// whose keys are already fetched: every operation is a local miss verified
+// with the keys in memory, the path a replica takes for a token it has not
+// seen, with (shared) or without a shared cache.
+func benchMiss(b *testing.B, shared bool) {
+	iss := newIssuer(b, oidctest.Options{KeyType: oidctest.RSA})
+	o := Options{CacheSize: 1}
+	if shared {
+		o.Shared = &benchShared{}
+	}
+	v := newVerifier(b, o, ProviderConfig{Name: "gh", Preset: "github", Issuer: iss.URL(), Audiences: []string{"berth"}})
+	toks := make([]string, 256)
+	for i := range toks {
+		c := iss.GitHubClaims("berth")
+		c["jti"] = fmt.Sprintf("bench-%d", i)
+		toks[i] = iss.Mint(c)
+	}
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, toks[0]); err != nil { // fetch keys
+		b.Fatal(err)
+	}
+	v.writing.Wait()
+	b.ReportAllocs()
+	start := processCPU()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := v.Verify(ctx, toks[i%len(toks)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	v.writing.Wait() // the background writes are part of the cost
+	reportCPU(b, start)
+}
+
+// BenchmarkVerifyMiss is a local cache miss without a shared cache.
+func BenchmarkVerifyMiss(b *testing.B) { benchMiss(b, false) }
+
+// BenchmarkVerifyMissShared is a local cache miss with a shared cache: the
+// token is verified with the keys in memory (the shared cache is not read)
+// and the verification is shared in the background.
+func BenchmarkVerifyMissShared(b *testing.B) { benchMiss(b, true) }

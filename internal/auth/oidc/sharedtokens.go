@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"sync"
 	"time"
 )
 
@@ -33,10 +34,16 @@ import (
 const (
 	sharedTokenPrefix  = "oidc:token:"
 	sharedTokenVersion = 1
-	// sharedWriteConcurrency bounds the writes in flight; a verification
-	// finding them all busy is not shared (the next replica verifies it).
-	sharedWriteConcurrency = 8
-	sharedWriteTimeout     = 2 * time.Second
+	// sharedQueueMax bounds the writes waiting for the writer; a
+	// verification finding the queue full is not shared (another replica
+	// then verifies the token itself).
+	sharedQueueMax = 128
+	// sharedFlushDelay is how long the writer, once started, gathers
+	// writes before it sends them: one goroutine start per batch instead of
+	// one per verification (on a replica with idle cores, waking one costs
+	// more CPU than the write itself).
+	sharedFlushDelay   = 5 * time.Millisecond
+	sharedWriteTimeout = 2 * time.Second
 	// sharedReadTimeout bounds a read, which happens only where verification
 	// would otherwise wait for the issuer.
 	// Redis answers in well under a millisecond; a slower answer is a miss.
@@ -118,39 +125,101 @@ func (v *Verifier) sharedVerified(ctx context.Context, p *provider, raw string) 
 	return v.now().Before(time.UnixMilli(e.Until))
 }
 
+// shareQueue holds the writes for the one background writer.
+type shareQueue struct {
+	mu      sync.Mutex
+	items   []shareItem
+	running bool // a writer is started and will take items
+}
+
+type shareItem struct {
+	p     *provider
+	raw   string
+	until time.Time
+}
+
 // share records, in the background, that this replica verified the signature
-// of raw, valid until until. It never delays the caller: when
-// sharedWriteConcurrency writes are in flight, the verification is not shared.
+// of raw, valid until until. It never delays the caller: it queues the write
+// for the one writer (started if none runs), and when sharedQueueMax writes
+// are waiting the verification is not shared.
 func (v *Verifier) share(p *provider, raw string, until time.Time) {
-	ttl := min(until.Sub(v.now()), sharedMaxTTL)
-	if ttl <= 0 {
+	if !v.now().Before(until) {
 		return
 	}
-	select {
-	case v.writes <- struct{}{}:
-	default:
-		v.log.Debug("oidc: shared token cache writes all busy; this verification is not shared", "provider", p.name)
+	q := &v.queue
+	q.mu.Lock()
+	if len(q.items) >= sharedQueueMax {
+		q.mu.Unlock()
+		v.log.Debug("oidc: shared token cache write queue full; this verification is not shared", "provider", p.name)
 		return
 	}
+	q.items = append(q.items, shareItem{p: p, raw: raw, until: until})
 	v.writing.Add(1)
-	done := func() {
-		<-v.writes
+	start := !q.running
+	q.running = true
+	q.mu.Unlock()
+	if start && !v.background(v.writeShared) {
+		v.dropShared() // closed
+	}
+}
+
+// writeShared is the writer: after sharedFlushDelay it writes the queued
+// entries one at a time until the queue is empty, then ends.
+func (v *Verifier) writeShared(base context.Context) {
+	t := time.NewTimer(sharedFlushDelay)
+	select {
+	case <-t.C:
+	case <-base.Done():
+		t.Stop()
+		v.dropShared()
+		return
+	}
+	q := &v.queue
+	for {
+		q.mu.Lock()
+		batch := q.items
+		q.items = nil
+		if len(batch) == 0 || base.Err() != nil {
+			q.running = false
+			q.mu.Unlock()
+			for range batch {
+				v.writing.Done()
+			}
+			return
+		}
+		q.mu.Unlock()
+		for _, it := range batch {
+			v.writeOne(base, it)
+			v.writing.Done()
+		}
+	}
+}
+
+// dropShared forgets the queued writes (the Verifier is closed).
+func (v *Verifier) dropShared() {
+	q := &v.queue
+	q.mu.Lock()
+	n := len(q.items)
+	q.items, q.running = nil, false
+	q.mu.Unlock()
+	for range n {
 		v.writing.Done()
 	}
-	ran := v.background(func(base context.Context) {
-		defer done()
-		b, err := json.Marshal(sharedToken{V: sharedTokenVersion, Fingerprint: p.fingerprint, Until: until.UnixMilli()})
-		if err != nil {
-			return // cannot happen: ints and strings
-		}
-		ctx, cancel := context.WithTimeout(base, sharedWriteTimeout)
-		defer cancel()
-		if err := v.shared.Set(ctx, sharedTokenKey(p, raw), b, ttl); err != nil && base.Err() == nil {
-			v.sharedFailed(p, "write", err)
-		}
-	})
-	if !ran { // closed
-		done()
+}
+
+func (v *Verifier) writeOne(base context.Context, it shareItem) {
+	ttl := min(it.until.Sub(v.now()), sharedMaxTTL)
+	if ttl <= 0 || base.Err() != nil {
+		return
+	}
+	b, err := json.Marshal(sharedToken{V: sharedTokenVersion, Fingerprint: it.p.fingerprint, Until: it.until.UnixMilli()})
+	if err != nil {
+		return // cannot happen: ints and strings
+	}
+	ctx, cancel := context.WithTimeout(base, sharedWriteTimeout)
+	defer cancel()
+	if err := v.shared.Set(ctx, sharedTokenKey(it.p, it.raw), b, ttl); err != nil && base.Err() == nil {
+		v.sharedFailed(it.p, "write", err)
 	}
 }
 

@@ -434,14 +434,14 @@ func TestSharedTokenNothingForRefused(t *testing.T) {
 }
 
 // The write never delays a verification: Verify returns while the shared
-// cache's Set is blocked, and once every write slot is busy further
-// verifications are not shared (dropped, not queued).
+// cache's Set is blocked, verifications meanwhile queue up to
+// sharedQueueMax, and further ones are not shared (dropped, not waited for).
 func TestSharedTokenWriteAsync(t *testing.T) {
 	r := newReplicas(t)
 	a := r.replica(nil)
 	r.verified(a, r.iss.Mint(map[string]any{"sub": "warm", "aud": "berth"})) // keys loaded
 	release := make(chan struct{})
-	entered := make(chan string, 2*sharedWriteConcurrency)
+	entered := make(chan string, 2*sharedQueueMax)
 	r.sc.mu.Lock()
 	r.sc.block, r.sc.entered = release, entered
 	r.sc.mu.Unlock()
@@ -458,7 +458,7 @@ func TestSharedTokenWriteAsync(t *testing.T) {
 		_, err := a.Verify(context.Background(), r.iss.Mint(map[string]any{"sub": "s0", "aud": "berth"}))
 		done <- err
 	}()
-	<-entered // Set is now blocked
+	<-entered // the writer is now blocked in Set
 	watchdog := time.NewTimer(time.Minute)
 	defer watchdog.Stop()
 	select {
@@ -470,27 +470,61 @@ func TestSharedTokenWriteAsync(t *testing.T) {
 		t.Fatal("Verify waits for the shared cache write")
 	}
 
-	// Fill the remaining slots, then some.
-	for i := 1; i < sharedWriteConcurrency+3; i++ {
+	// Fill the queue, then some: those are not queued.
+	for i := 1; i <= sharedQueueMax+3; i++ {
 		if _, err := a.Verify(context.Background(), r.iss.Mint(map[string]any{"sub": fmt.Sprintf("s%d", i), "aud": "berth"})); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := 1; i < sharedWriteConcurrency; i++ {
-		<-entered
+	a.queue.mu.Lock()
+	queued := len(a.queue.items)
+	a.queue.mu.Unlock()
+	if queued != sharedQueueMax {
+		t.Fatalf("%d writes queued, want %d", queued, sharedQueueMax)
 	}
 	close(release)
 	a.writing.Wait()
-	if n := len(entered); n != 0 {
-		t.Fatalf("%d writes beyond the %d slots", n, sharedWriteConcurrency)
+	if n := len(r.sc.tokenSets()); n != 2+sharedQueueMax {
+		t.Fatalf("%d writes, want %d (warm-up, s0 and a full queue)", n, 2+sharedQueueMax)
 	}
-	if n := len(r.sc.tokenSets()); n != 1+sharedWriteConcurrency {
-		t.Fatalf("%d writes, want %d", n, 1+sharedWriteConcurrency)
-	}
-	// The slots are free again.
+	// The writer ended with an empty queue; the next verification starts one.
 	r.verified(a, r.iss.Mint(map[string]any{"sub": "after", "aud": "berth"}))
-	if n := len(r.sc.tokenSets()); n != 2+sharedWriteConcurrency {
-		t.Fatalf("%d writes after the slots were freed, want %d", n, 2+sharedWriteConcurrency)
+	if n := len(r.sc.tokenSets()); n != 3+sharedQueueMax {
+		t.Fatalf("%d writes after the queue was drained, want %d", n, 3+sharedQueueMax)
+	}
+}
+
+// Close drops the queued writes and ends the writer, even while a write is
+// blocked.
+func TestSharedTokenClose(t *testing.T) {
+	r := newReplicas(t)
+	a, err := func() (*Verifier, error) {
+		v, _, err := New([]ProviderConfig{{Name: "gen", Issuer: r.iss.URL(), Audiences: []string{"berth"}}}, Options{Now: r.clk.Now, Shared: r.sc})
+		return v, err
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.verified(a, r.iss.Mint(map[string]any{"sub": "warm", "aud": "berth"}))
+	entered := make(chan string, 8)
+	r.sc.mu.Lock()
+	r.sc.block, r.sc.entered = make(chan struct{}), entered // never released
+	r.sc.mu.Unlock()
+	for i := range 3 {
+		if _, err := a.Verify(context.Background(), r.iss.Mint(map[string]any{"sub": fmt.Sprint(i), "aud": "berth"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-entered
+	a.Close() // returns: the blocked Set sees its context end
+	a.writing.Wait()
+	// After Close nothing is queued.
+	if _, err := a.Verify(context.Background(), r.iss.Mint(map[string]any{"sub": "late", "aud": "berth"})); err != nil {
+		t.Fatal(err)
+	}
+	a.writing.Wait()
+	if n := len(r.sc.tokenSets()); n != 1 {
+		t.Fatalf("%d writes, want only the warm-up", n)
 	}
 }
 

@@ -37,10 +37,11 @@ type Verifier struct {
 	cooldown     time.Duration
 	shared       SharedCache // nil: none
 
-	// Shared verified tokens (sharedtokens.go): writes holds a slot per
-	// write in flight, writing counts them (tests wait on it), lastWarn is
-	// when an unavailable shared cache was last logged as a warning.
-	writes   chan struct{}
+	// Shared verified tokens (sharedtokens.go): queue holds the writes
+	// waiting for the one background writer, writing counts the writes not
+	// done yet (tests wait on it), lastWarn is when an unavailable shared
+	// cache was last logged as a warning.
+	queue    shareQueue
 	writing  sync.WaitGroup
 	lastWarn atomic.Int64
 
@@ -108,7 +109,6 @@ func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string,
 		fetchTimeout: o.FetchTimeout,
 		cooldown:     o.UnknownKidCooldown,
 		shared:       o.Shared,
-		writes:       make(chan struct{}, sharedWriteConcurrency),
 		base:         base,
 		cancel:       cancel,
 	}
