@@ -45,8 +45,8 @@ const (
 	sharedFlushDelay   = 5 * time.Millisecond
 	sharedWriteTimeout = 2 * time.Second
 	// sharedReadTimeout bounds a read, which happens only where verification
-	// would otherwise wait for the issuer.
-	// Redis answers in well under a millisecond; a slower answer is a miss.
+	// would otherwise wait for the issuer. Redis answers in well under a
+	// millisecond; a slower answer is a miss.
 	sharedReadTimeout = 500 * time.Millisecond
 	// sharedMaxTTL caps an entry's life for tokens valid for a very long
 	// time: they are verified once a day, not stored for years.
@@ -107,11 +107,13 @@ func (v *Verifier) sharesTokens() bool { return v.shared != nil && v.cache != ni
 // A shared-cache error or an unreadable entry is a miss: it never lets a
 // token through.
 func (v *Verifier) sharedVerified(ctx context.Context, p *provider, raw string) bool {
-	ctx, cancel := context.WithTimeout(ctx, sharedReadTimeout)
+	rctx, cancel := context.WithTimeout(ctx, sharedReadTimeout)
 	defer cancel()
-	b, found, err := v.shared.Get(ctx, sharedTokenKey(p, raw))
+	b, found, err := v.shared.Get(rctx, sharedTokenKey(p, raw))
 	if err != nil {
-		v.sharedFailed(p, "read", err)
+		if ctx.Err() == nil { // else the caller gave up: not Redis's fault
+			v.sharedFailed(p, "read", err)
+		}
 		return false
 	}
 	if !found {
