@@ -1,9 +1,11 @@
 package oidc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -109,6 +111,7 @@ type replicas struct {
 	clk *clock
 	iss *oidctest.Issuer
 	sc  *memShared
+	log *slog.Logger // nil: discard
 }
 
 func newReplicas(t *testing.T) *replicas {
@@ -123,7 +126,7 @@ func (r *replicas) replica(edit func(*ProviderConfig)) *Verifier {
 	if edit != nil {
 		edit(&pc)
 	}
-	return newVerifier(r.t, Options{Now: r.clk.Now, Shared: r.sc}, pc)
+	return newVerifier(r.t, Options{Now: r.clk.Now, Shared: r.sc, Logger: r.log}, pc)
 }
 
 // verified verifies tok on v, waits for its shared write and returns the identity.
@@ -377,8 +380,20 @@ func TestSharedTokenMappingReapplied(t *testing.T) {
 // never lets a token through that the replica cannot verify.
 func TestSharedTokenCacheErrors(t *testing.T) {
 	r := newReplicas(t)
+	var logs bytes.Buffer
+	r.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, b := r.replica(nil), r.replica(nil)
-	tok := r.iss.Mint(map[string]any{"sub": "x", "aud": "berth"})
+	tok := r.iss.Mint(map[string]any{"sub": "x-3b9f", "aud": "berth"})
+	defer func() {
+		out := logs.String()
+		if !strings.Contains(out, "shared token cache unavailable") {
+			t.Errorf("the shared cache errors were not logged:\n%s", out)
+		}
+		if strings.Contains(out, tok[strings.LastIndexByte(tok, '.')+1:]) || strings.Contains(out, "x-3b9f") ||
+			strings.Contains(out, sharedTokenKey(a.providers["gen"], tok)) {
+			t.Errorf("the log shows the token, a claim or the entry's key:\n%s", out)
+		}
+	}()
 	r.verified(a, tok)
 	r.sc.mu.Lock()
 	r.sc.getErr = errors.New("connection refused")
