@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -92,10 +93,32 @@ func providerFingerprint(p *provider, pc ProviderConfig) string {
 
 // sharedTokenKey names a token's entry; the raw token is only hashed.
 func sharedTokenKey(p *provider, raw string) string {
-	h := sha256.New()
-	h.Write([]byte(p.fingerprint)) // fixed length: no separator needed
-	h.Write([]byte(raw))
-	return sharedTokenPrefix + hex.EncodeToString(h.Sum(nil))
+	var buf []byte
+	return sharedTokenKeyBuf(&buf, p, raw)
+}
+
+// sharedTokenKeyBuf is sharedTokenKey hashing in *buf, reused by the writer.
+func sharedTokenKeyBuf(buf *[]byte, p *provider, raw string) string {
+	b := append(append((*buf)[:0], p.fingerprint...), raw...) // fixed-length fingerprint: no separator needed
+	*buf = b
+	sum := sha256.Sum256(b)
+	var key [len(sharedTokenPrefix) + 2*sha256.Size]byte
+	copy(key[:], sharedTokenPrefix)
+	hex.Encode(key[len(sharedTokenPrefix):], sum[:])
+	return string(key[:])
+}
+
+// encode returns the entry as JSON, as encoding/json would write it (the
+// fingerprint is hex: nothing to escape).
+func (e sharedToken) encode() []byte {
+	b := make([]byte, 0, 32+len(e.Fingerprint)+20)
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(e.V), 10)
+	b = append(b, `,"fp":"`...)
+	b = append(b, e.Fingerprint...)
+	b = append(b, `","until":`...)
+	b = strconv.AppendInt(b, e.Until, 10)
+	return append(b, '}')
 }
 
 // sharesTokens reports whether verified tokens are shared: with a shared
@@ -177,6 +200,7 @@ func (v *Verifier) writeShared(base context.Context) {
 		return
 	}
 	q := &v.queue
+	var buf []byte // hashing buffer, reused
 	for {
 		q.mu.Lock()
 		batch := q.items
@@ -191,7 +215,7 @@ func (v *Verifier) writeShared(base context.Context) {
 		}
 		q.mu.Unlock()
 		for _, it := range batch {
-			v.writeOne(base, it)
+			v.writeOne(base, it, &buf)
 			v.writing.Done()
 		}
 	}
@@ -209,18 +233,15 @@ func (v *Verifier) dropShared() {
 	}
 }
 
-func (v *Verifier) writeOne(base context.Context, it shareItem) {
+func (v *Verifier) writeOne(base context.Context, it shareItem, buf *[]byte) {
 	ttl := min(it.until.Sub(v.now()), sharedMaxTTL)
 	if ttl <= 0 || base.Err() != nil {
 		return
 	}
-	b, err := json.Marshal(sharedToken{V: sharedTokenVersion, Fingerprint: it.p.fingerprint, Until: it.until.UnixMilli()})
-	if err != nil {
-		return // cannot happen: ints and strings
-	}
+	b := sharedToken{V: sharedTokenVersion, Fingerprint: it.p.fingerprint, Until: it.until.UnixMilli()}.encode()
 	ctx, cancel := context.WithTimeout(base, sharedWriteTimeout)
 	defer cancel()
-	if err := v.shared.Set(ctx, sharedTokenKey(it.p, it.raw), b, ttl); err != nil && base.Err() == nil {
+	if err := v.shared.Set(ctx, sharedTokenKeyBuf(buf, it.p, it.raw), b, ttl); err != nil && base.Err() == nil {
 		v.sharedFailed(it.p, "write", err)
 	}
 }

@@ -3,6 +3,9 @@ package oidc
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -551,5 +554,32 @@ func TestSharedTokenOffWithoutCache(t *testing.T) {
 	r.verified(v, r.iss.Mint(map[string]any{"sub": "x", "aud": "berth"}))
 	if len(r.sc.tokenSets())+len(r.sc.tokenGets()) != 0 {
 		t.Fatal("shared token cache used with CacheSize < 0")
+	}
+}
+
+// The entry's hand-written JSON is what encoding/json writes and reads back.
+func TestSharedTokenEncode(t *testing.T) {
+	e := sharedToken{V: sharedTokenVersion, Fingerprint: strings.Repeat("ab", 32), Until: 1_750_000_123_456}
+	want, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.encode(); string(got) != string(want) {
+		t.Fatalf("encode %s, encoding/json %s", got, want)
+	}
+	var back sharedToken
+	if err := json.Unmarshal(e.encode(), &back); err != nil || back != e {
+		t.Fatalf("decoded %+v, %v", back, err)
+	}
+	// The key: prefix + hex SHA-256(fingerprint || raw), the same through the
+	// reused buffer.
+	p := &provider{fingerprint: strings.Repeat("0f", 32)}
+	sum := sha256.Sum256([]byte(p.fingerprint + "a.b.c"))
+	if got := sharedTokenKey(p, "a.b.c"); got != sharedTokenPrefix+hex.EncodeToString(sum[:]) {
+		t.Fatalf("key %s", got)
+	}
+	buf := []byte("left over from a longer token, left over from a longer token")
+	if sharedTokenKeyBuf(&buf, p, "a.b.c") != sharedTokenKey(p, "a.b.c") {
+		t.Fatal("the reused buffer changes the key")
 	}
 }
