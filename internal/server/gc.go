@@ -18,6 +18,11 @@ import (
 // cfg's [gc] settings (berth gc).
 func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger *slog.Logger) (gc.Report, error) {
 	var locker s3.Locker
+	if cfg.BlobStore.S3 != nil && cfg.Cache.Redis == nil && !dryRun {
+		logger.Warn("gc: S3 without [cache.redis]: this process's blob locks do not reach a running server's, " +
+			"so a push reusing a blob unused for the whole grace period could race its deletion; " +
+			"run collection in the server ([gc] interval) or configure [cache.redis] (docs/gc.md)")
+	}
 	if rc := cfg.Cache.Redis; rc != nil {
 		// The same blob locks as the replicas: no push can slip between a
 		// deletion's check and the deletion (internal/storage/s3/gc.go).

@@ -28,6 +28,7 @@ type gcResult struct {
 	dryRun       bool
 	blobs, links int
 	bytes        int64
+	stderr       string
 }
 
 // runGC runs berth gc with cfgPath next to the running server and parses its
@@ -49,7 +50,7 @@ func runGC(t *testing.T, dir, cfgPath string, args ...string) gcResult {
 	blobs, _ := strconv.Atoi(m[2])
 	bytes, _ := strconv.ParseInt(m[3], 10, 64)
 	links, _ := strconv.Atoi(m[5])
-	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links}
+	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links, stderr: stderr.tail(1000)}
 }
 
 // imageBytes is the stored size of an image: manifest, config and layers.
@@ -140,6 +141,10 @@ func TestGC(t *testing.T) {
 	real := runGC(t, data, p.cfgPath)
 	if real.dryRun || real.blobs != dry.blobs || real.bytes != dry.bytes || real.links != dry.links {
 		t.Fatalf("gc: %+v, want what the dry run said: %+v", real, dry)
+	}
+	// On S3 without Redis, berth gc says its locks do not reach the server's.
+	if warned := strings.Contains(real.stderr, "S3 without [cache.redis]"); warned != s3test.OnS3() || strings.Contains(dry.stderr, "S3 without") {
+		t.Fatalf("gc on S3 (%v) without Redis warned: %v (dry run: %q)", s3test.OnS3(), warned, dry.stderr)
 	}
 	if n := blobFiles(t, p); n != files-wantBlobs {
 		t.Fatalf("after gc: %d blob files, want %d", n, files-wantBlobs)
