@@ -326,29 +326,12 @@ func (s *Store) DeleteBlobLink(ctx context.Context, repo string, d digest.Digest
 // DeleteUntaggedManifest unlinks manifest d from repo unless it was pushed at
 // or after cutoff or a tag points at it.
 func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d digest.Digest, cutoff time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	m, err := s.lockRevision(ctx, repo, d)
 	if err != nil {
-		return err
-	}
-	g, err := lookupDigest(d, storage.ErrManifestUnknown)
-	if err != nil {
-		return err
-	}
-	mu := s.repoLock(repo)
-	mu.Lock()
-	defer mu.Unlock()
-
-	revPath := revisionPath(rdir, g)
-	rev, err := os.ReadFile(revPath)
-	if err != nil {
-		if isNotExist(err) {
-			return manifestUnknown(repo, d)
-		}
 		return fmt.Errorf("fs: %w", err)
 	}
+	defer m.unlock()
+	rdir, g, rev, revPath := m.rdir, m.g, m.rev, m.path
 	tdir := tagsDir(rdir)
 	entries, err := os.ReadDir(tdir)
 	if err != nil && !isNotExist(err) {

@@ -126,29 +126,12 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 // its referrer entry and its revision link. The bytes stay for garbage
 // collection (other repositories may link them).
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	m, err := s.lockRevision(ctx, repo, d)
 	if err != nil {
-		return err
-	}
-	g, err := lookupDigest(d, storage.ErrManifestUnknown)
-	if err != nil {
-		return err
-	}
-	mu := s.repoLock(repo)
-	mu.Lock()
-	defer mu.Unlock()
-
-	revPath := revisionPath(rdir, g)
-	rev, err := os.ReadFile(revPath)
-	if err != nil {
-		if isNotExist(err) {
-			return manifestUnknown(repo, d)
-		}
 		return fmt.Errorf("fs: delete manifest: %w", err)
 	}
+	defer m.unlock()
+	rdir, g, rev, revPath := m.rdir, m.g, m.rev, m.path
 
 	tdir := tagsDir(rdir)
 	entries, err := os.ReadDir(tdir)
@@ -336,4 +319,42 @@ func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]stri
 		tags = tags[:n]
 	}
 	return tags, nil
+}
+
+// lockedRevision is a manifest's revision link read under its repository's
+// write lock; unlock releases the lock.
+type lockedRevision struct {
+	rdir, path string
+	g          layout.Digest
+	rev        []byte
+	unlock     func()
+}
+
+// lockRevision resolves repo and d, takes the repository's write lock and
+// reads the revision link (ErrManifestUnknown when there is none). On error
+// the lock is not held.
+func (s *Store) lockRevision(ctx context.Context, repo string, d digest.Digest) (lockedRevision, error) {
+	if err := ctx.Err(); err != nil {
+		return lockedRevision{}, err
+	}
+	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return lockedRevision{}, err
+	}
+	g, err := lookupDigest(d, storage.ErrManifestUnknown)
+	if err != nil {
+		return lockedRevision{}, err
+	}
+	mu := s.repoLock(repo)
+	mu.Lock()
+	path := revisionPath(rdir, g)
+	rev, err := os.ReadFile(path)
+	if err != nil {
+		mu.Unlock()
+		if isNotExist(err) {
+			return lockedRevision{}, manifestUnknown(repo, d)
+		}
+		return lockedRevision{}, err
+	}
+	return lockedRevision{rdir: rdir, path: path, g: g, rev: rev, unlock: mu.Unlock}, nil
 }
