@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"runtime/debug"
 
 	"github.com/berth-registry/berth/internal/config"
@@ -20,7 +22,8 @@ var version string
 const usage = `berth is an OCI container registry.
 
 Usage:
-  berth serve [-c FILE]        serve the registry (built-in defaults without -c:
+  berth serve [-c FILE | --addr HOST:PORT | --port N]
+                               serve the registry (built-in defaults without -c:
                                plain HTTP on 0.0.0.0:5000, storage in ./berth-data)
   berth -c FILE server         the same (Angos spelling)
   berth config check -c FILE   check a configuration file and print every problem
@@ -32,12 +35,102 @@ Usage:
                                to (see docs/gc.md); --dry-run prints what it would free
   berth hash-password [-a bcrypt|argon2id] < password
                                print a password hash for [auth.identity.<id>]
-  berth dev-issuer [-addr A]   run a local OIDC issuer to try workload identity
+  berth dev-issuer [flags]     run a local OIDC issuer to try workload identity
   berth version                print the version
-  berth help                   print this help
+  berth help [COMMAND]         print this help, or COMMAND's
 
+berth COMMAND -h prints COMMAND's usage.
 Configuration reference: docs/configuration.md
 `
+
+const serveUsage = `usage: berth serve [-c FILE]
+       berth serve [--addr HOST:PORT | --port N]
+       berth -c FILE server
+
+Serve the registry until SIGINT or SIGTERM. With -c FILE, the configuration
+file (reloaded on SIGHUP and when it changes); without it, the built-in
+defaults: plain HTTP on 0.0.0.0:5000, storage in ./berth-data, open (anyone
+who can reach it may push, pull and delete).
+
+  -c FILE          configuration file (docs/configuration.md)
+  --addr HOST:PORT listen address instead of the default 0.0.0.0:5000
+                   (":5001" for every address); without -c only
+  --port N         listen port instead of 5000 (0: any free port, logged);
+                   without -c only: with a file, set [server] port
+`
+
+const configUsage = `usage: berth config check -c FILE
+
+Check a configuration file as serve would load it (syntax, keys, types, CEL
+claim mappings and policies, password hashes, tag patterns) without serving.
+Prints every problem as FILE:LINE: KEY: MESSAGE and exits 1, or "config OK"
+and exits 0; the warnings serve would log at startup are printed to stderr
+as FILE: warning: MESSAGE.
+`
+
+const gcUsage = `usage: berth gc [-c FILE] [--dry-run]
+
+Collect garbage once, online, on the configured storage: blobs no manifest
+refers to, untagged manifests, stale temporary files (docs/gc.md).
+
+  -c FILE     configuration file (built-in defaults without it)
+  --dry-run   print what would be freed, delete nothing
+`
+
+const hashPasswordUsage = `usage: berth hash-password [-a bcrypt|argon2id] < password
+
+Read a password from the first line of standard input and print its hash for
+[auth.identity.<id>] password.
+
+  -a ALG   bcrypt (default) or argon2id
+`
+
+const versionUsage = `usage: berth version
+
+Print berth's version.
+`
+
+const helpUsage = `usage: berth help [COMMAND]
+
+Print berth's usage, or COMMAND's (the same as berth COMMAND -h).
+`
+
+// commandUsage is the usage of each command, for -h and berth help COMMAND.
+func commandUsage(cmd string) (string, bool) {
+	switch cmd {
+	case "serve", "server":
+		return serveUsage, true
+	case "config":
+		return configUsage, true
+	case "policy":
+		return policyUsage + "\n", true
+	case "gc":
+		return gcUsage, true
+	case "hash-password":
+		return hashPasswordUsage, true
+	case "dev-issuer":
+		return devIssuerUsage(), true
+	case "version":
+		return versionUsage, true
+	case "help":
+		return helpUsage, true
+	}
+	return "", false
+}
+
+// helpAsked reports whether a command's arguments ask for its usage: -h,
+// -help or --help before any "--".
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
 
 // Exit codes.
 const (
@@ -60,13 +153,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 
-	switch cmd, rest := args[0], args[1:]; cmd {
+	cmd, rest := args[0], args[1:]
+	if text, ok := commandUsage(cmd); ok && helpAsked(rest) {
+		fmt.Fprint(stdout, text)
+		return exitOK
+	}
+	switch cmd {
 	case "serve", "server":
-		file, err := subcommandFlags(cmd, rest, *configFile)
-		if err != nil {
-			return usageError(stdout, stderr, err)
-		}
-		return serve(ctx, file, stderr)
+		return serveCmd(ctx, cmd, rest, *configFile, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usageError(stdout, stderr, errors.New(`"config" needs a subcommand: berth config check -c FILE`))
@@ -94,11 +188,75 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "berth", versionString())
 		return exitOK
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
+		text, ok := commandUsage(rest[0])
+		if !ok {
+			return usageError(stdout, stderr, fmt.Errorf("help: unknown command %q", rest[0]))
+		}
+		fmt.Fprint(stdout, text)
 		return exitOK
 	default:
 		return usageError(stdout, stderr, fmt.Errorf("unknown command %q", cmd))
 	}
+}
+
+// serveCmd parses serve's flags and serves.
+func serveCmd(ctx context.Context, name string, args []string, configFile string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := fs.String("c", configFile, "configuration file")
+	addr := fs.String("addr", "", "listen address HOST:PORT")
+	port := fs.Int("port", -1, "listen port")
+	if err := fs.Parse(args); err != nil {
+		return usageError(stdout, stderr, fmt.Errorf("%s: %w", name, err))
+	}
+	if fs.NArg() > 0 {
+		return usageError(stdout, stderr, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0)))
+	}
+	listen, err := listenOverride(*addr, *port)
+	if err != nil {
+		return usageError(stdout, stderr, fmt.Errorf("%s: %w", name, err))
+	}
+	if listen != nil && *c != "" {
+		// A reload compares the file with the running configuration: an
+		// override would read as a [server] change needing a restart.
+		return usageError(stdout, stderr, fmt.Errorf("%s: --addr and --port replace the built-in defaults; with -c FILE set [server] bind_address and port in the file", name))
+	}
+	return serve(ctx, *c, listen, stderr)
+}
+
+// listen is the listener --addr or --port asks for.
+type listen struct {
+	host string // "" keeps the default
+	port int
+}
+
+func listenOverride(addr string, port int) (*listen, error) {
+	switch {
+	case addr != "" && port >= 0:
+		return nil, errors.New("give --addr or --port, not both")
+	case addr != "":
+		host, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("--addr %q: want HOST:PORT or :PORT", addr)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 65535 {
+			return nil, fmt.Errorf("--addr %q: bad port", addr)
+		}
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		return &listen{host: host, port: n}, nil
+	case port > 65535:
+		return nil, fmt.Errorf("--port %d: not a TCP port", port)
+	case port >= 0:
+		return &listen{port: port}, nil
+	}
+	return nil, nil
 }
 
 // subcommandFlags parses a subcommand's own -c (which wins over a -c given
@@ -141,10 +299,14 @@ func check(file string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	// Compile what the server would (CEL claim mappings and policies,
-	// password hashes, tag patterns).
-	if err := server.Check(cfg); err != nil {
+	// password hashes, tag patterns), and warn where it would.
+	warnings, err := server.CheckWarnings(cfg)
+	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", file, err)
 		return exitError
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", file, w)
 	}
 	fmt.Fprintln(stdout, "config OK")
 	return exitOK
@@ -160,11 +322,17 @@ func printConfigError(w io.Writer, err error) {
 	fmt.Fprintf(w, "berth: %v\n", err)
 }
 
-func serve(ctx context.Context, file string, stderr io.Writer) int {
+func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 	cfg, err := load(file)
 	if err != nil {
 		printConfigError(stderr, err)
 		return exitError
+	}
+	if l != nil {
+		if l.host != "" {
+			cfg.Server.BindAddress = l.host
+		}
+		cfg.Server.Port = l.port
 	}
 	logger := newLogger(cfg.Log, stderr)
 	logger.Info("starting berth", "version", versionString(), "config", configName(file))

@@ -58,7 +58,7 @@ func TestUsage(t *testing.T) {
 		{nil, 0, "Usage:", ""},
 		{[]string{"help"}, 0, "berth config check -c FILE", ""},
 		{[]string{"-h"}, 0, "Usage:", ""},
-		{[]string{"serve", "-h"}, 0, "Usage:", ""},
+		{[]string{"serve", "-h"}, 0, "usage: berth serve", ""},
 		{[]string{"frobnicate"}, 2, "", `berth: unknown command "frobnicate"`},
 		{[]string{"-x"}, 2, "", "flag provided but not defined: -x"},
 		{[]string{"serve", "extra"}, 2, "", `serve: unexpected argument "extra"`},
@@ -95,7 +95,8 @@ func TestVersion(t *testing.T) {
 func TestConfigCheck(t *testing.T) {
 	good := writeFile(t, "[server]\nport = 5001\n[log]\nformat = \"json\"\n")
 	code, stdout, stderr := runCmd(t, "config", "check", "-c", good)
-	if code != 0 || stdout != "config OK\n" || stderr != "" {
+	// Valid, and open: it says so, as serve would.
+	if code != 0 || stdout != "config OK\n" || stderr != good+": warning: registry is open: anyone who can reach it may push, pull and delete; configure [auth] before exposing it\n" {
 		t.Errorf("good file: %d %q %q", code, stdout, stderr)
 	}
 	// -c before the command works too.

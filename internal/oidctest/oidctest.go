@@ -83,6 +83,11 @@ type Options struct {
 	// GitHubRequestToken is the bearer token the GitHub endpoint accepts
 	// (ACTIONS_ID_TOKEN_REQUEST_TOKEN); default a random string.
 	GitHubRequestToken string
+	// SigningKey, when set, is the first signing key (*rsa.PrivateKey or
+	// *ecdsa.PrivateKey, overriding KeyType) instead of a generated one. Its
+	// kid is its RFC 7638 thumbprint, so an issuer restarted with the same
+	// key publishes the same kid (berth dev-issuer keeps it on disk).
+	SigningKey crypto.Signer
 }
 
 // Issuer is a running fake issuer. Its methods are safe for concurrent use.
@@ -138,7 +143,13 @@ func New(opts Options) (*Issuer, error) {
 	if i.ghTok == "" {
 		i.ghTok = randomHex(16)
 	}
-	k, err := i.newKey()
+	var k *signingKey
+	var err error
+	if opts.SigningKey != nil {
+		k, err = givenKey(opts.SigningKey)
+	} else {
+		k, err = i.newKey()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +275,27 @@ func (i *Issuer) newKey() (*signingKey, error) {
 		}
 		return &signingKey{kid: fmt.Sprintf("rsa-%d-%s", n, randomHex(4)), alg: "RS256", priv: priv}, nil
 	}
+}
+
+// givenKey is Options.SigningKey with its thumbprint as kid.
+func givenKey(priv crypto.Signer) (*signingKey, error) {
+	var alg string
+	switch p := priv.(type) {
+	case *rsa.PrivateKey:
+		alg = "RS256"
+	case *ecdsa.PrivateKey:
+		if p.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("oidctest: signing key: only P-256 EC keys")
+		}
+		alg = "ES256"
+	default:
+		return nil, fmt.Errorf("oidctest: signing key: unsupported type %T", priv)
+	}
+	tp, err := (&jose.JSONWebKey{Key: priv.Public()}).Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("oidctest: signing key: %w", err)
+	}
+	return &signingKey{kid: b64(tp), alg: alg, priv: priv}, nil
 }
 
 // Signing selects how MintWith signs.

@@ -102,12 +102,20 @@ func ImmutableConfig(cfg *config.Config) policy.ImmutableConfig {
 // serving or contacting any issuer, so `berth config check` and a reload
 // report the same problems startup would.
 func Check(cfg *config.Config) error {
+	_, err := CheckWarnings(cfg)
+	return err
+}
+
+// CheckWarnings is Check that also returns the warnings serve would log at
+// startup for cfg, in the same order: the OIDC providers' then
+// StartupWarnings.
+func CheckWarnings(cfg *config.Config) ([]string, error) {
 	st, err := buildState(cfg, slog.New(slog.DiscardHandler), time.Now, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st.close()
-	return nil
+	return append(st.warnings, StartupWarnings(cfg)...), nil
 }
 
 // CheckAuth is Check (kept for callers that only care about authentication).
@@ -127,6 +135,8 @@ type runState struct {
 	oidc    *oidc.Verifier
 	limits  map[string]token.Limits
 	service string // token service name, "" when off
+	// warnings are the OIDC providers' configuration warnings (also logged).
+	warnings []string
 	// failures counts refused credentials per client address; it outlives
 	// reloads (each new state takes the running one's).
 	failures authn.FailureCounter
@@ -165,6 +175,7 @@ func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, s
 				for _, w := range warnings {
 					logger.Warn(w)
 				}
+				st.warnings = warnings
 				a.OIDC, st.oidc = v, v
 			}
 		}

@@ -20,18 +20,29 @@ const reloadPoll = 2 * time.Second
 
 // logStartupWarnings says what the configuration leaves open.
 func logStartupWarnings(cfg *config.Config, logger *slog.Logger) {
+	for _, w := range StartupWarnings(cfg) {
+		logger.Warn(w)
+	}
+}
+
+// StartupWarnings are what the configuration leaves open or fragile, as serve
+// logs them at startup after the OIDC providers' own warnings (see
+// CheckWarnings, which `berth config check` prints).
+func StartupWarnings(cfg *config.Config) []string {
+	var out []string
 	switch {
 	case PolicyConfig(cfg).Open:
-		logger.Warn(OpenWarning)
+		out = append(out, OpenWarning)
 	case !cfg.HasPolicies():
-		logger.Warn("no access policy is configured: every request is denied; add [global.access_policy] or [repository.\"<name>\".access_policy] (docs/policies.md)")
+		out = append(out, "no access policy is configured: every request is denied; add [global.access_policy] or [repository.\"<name>\".access_policy] (docs/policies.md)")
 	}
 	if cfg.UI.Enabled && cfg.Auth.Enabled() && !cfg.Auth.Token.Enabled {
-		logger.Warn("the web UI signs users in with session tokens from the token service, which is off ([auth.token] enabled = false): it shows only what anonymous users may see")
+		out = append(out, "the web UI signs users in with session tokens from the token service, which is off ([auth.token] enabled = false): it shows only what anonymous users may see")
 	}
 	if cfg.BlobStore.S3 != nil && cfg.Cache.Redis == nil {
-		logger.Warn(S3WithoutRedisWarning)
+		out = append(out, S3WithoutRedisWarning)
 	}
+	return out
 }
 
 // S3WithoutRedisWarning is logged at startup when the storage is S3 and no
