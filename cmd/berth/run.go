@@ -8,8 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"runtime/debug"
+	"strconv"
 
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/server"
