@@ -236,6 +236,15 @@ Simulate a GitHub Actions job (docs/auth/github-actions.md):
     "$ACTIONS_ID_TOKEN_REQUEST_URL&audience=berth" | jq -r '.value')
   echo "$ID_TOKEN" | docker login localhost:5000 --username github-actions --password-stdin
 
+crane, oras and other clients store the ID token, which expires: log them in with a session token:
+
+  SESSION=$(curl -s http://localhost:5000/token \
+    -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange \
+    --data-urlencode "subject_token=$ID_TOKEN" \
+    -d subject_token_type=urn:ietf:params:oauth:token-type:id_token \
+    -d requested_token_type=urn:berth:token-type:session | jq -r '.access_token')
+  echo "$SESSION" | crane auth login localhost:5000 -u session --password-stdin
+
 `, iss.URL(), iss.JWKSURL(), reqURL, reqTok, keyFile, iss.KeyID())
 	<-ctx.Done()
 	return exitOK
