@@ -120,6 +120,17 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		Message: fmt.Sprintf("%s may not %s %s", describe(id), deniedKind, target(deniedRoute))}
 }
 
+// LimitCredentials is the current Authenticator's LimitCredentials (nil
+// without authentication): the token service's token.Limiter, across reloads.
+func (g *Gate) LimitCredentials(ctx context.Context, clientIP string) error {
+	return g.Load().Authn.LimitCredentials(ctx, clientIP)
+}
+
+// CountRefusal is the current Authenticator's CountRefusal.
+func (g *Gate) CountRefusal(ctx context.Context, clientIP string, err error) {
+	g.Load().Authn.CountRefusal(ctx, clientIP, err)
+}
+
 // decideFor is decide, remembered with a cached credential: the same
 // credential asking the same thing of the same policies gets the same answer
 // (policies are pure functions of identity and request), so only the first
