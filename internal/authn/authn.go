@@ -225,6 +225,31 @@ func tokenAllows(grants []auth.Access, rt registry.Route) bool {
 	return true
 }
 
+// tokenRefused reports whether everything the route needs that a registry
+// access token does not grant was asked for and refused when it was issued
+// (Identity.Denied).
+func tokenRefused(id *auth.Identity, rt registry.Route) bool {
+	if len(id.Denied) == 0 {
+		return false
+	}
+	has := func(typ, name, action string) bool {
+		return auth.Allows(id.Access, typ, name, action) || auth.Allows(id.Denied, typ, name, action)
+	}
+	switch rt.Action {
+	case registry.ActionPing:
+		return false
+	case registry.ActionListCatalog:
+		return has("registry", "catalog", "*")
+	}
+	if !has("repository", rt.Repo, string(rt.Action.Kind())) {
+		return false
+	}
+	if rt.Action == registry.ActionMountBlob && rt.From != "" && !has("repository", rt.From, "pull") {
+		return false
+	}
+	return true
+}
+
 // Scope is the token scope a route needs, as advertised in challenges.
 func Scope(rt registry.Route) string {
 	switch rt.Action {

@@ -246,7 +246,15 @@ func (s *Service) tokenExchange(w http.ResponseWriter, r *http.Request, f url.Va
 func (s *Service) issue(w http.ResponseWriter, r *http.Request, req issueRequest) {
 	ctx := r.Context()
 	granted := s.grant(ctx, req.id, req.scopes)
-	raw, issued, exp, err := s.signAccess(req.id, granted)
+	// What was asked for and refused goes into the token, so the registry
+	// answers 403 DENIED for it instead of 401 insufficient_scope. It is a
+	// hint: a token too large with it is issued without it.
+	denied := refused(req.scopes, granted)
+	raw, issued, exp, err := s.signAccessDenied(req.id, granted, denied)
+	if errors.Is(err, errTooLarge) && len(denied) > 0 {
+		denied = nil
+		raw, issued, exp, err = s.signAccess(req.id, granted)
+	}
 	if err != nil {
 		s.fail(w, r, req.grant, internalError(err))
 		return
@@ -270,7 +278,7 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, req issueRequest
 		resp.RefreshToken = rt
 	}
 	s.log.DebugContext(ctx, "token: access token issued", "grant", req.grant, "identity", req.id.ID,
-		"client_ip", req.id.ClientIP, "requested", scopeString(req.scopes), "granted", scopeString(granted),
+		"client_ip", req.id.ClientIP, "requested", scopeString(req.scopes), "granted", scopeString(granted), "denied", scopeString(denied),
 		"refresh_token", resp.RefreshToken != "")
 	writeJSON(w, http.StatusOK, resp)
 }
