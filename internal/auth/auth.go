@@ -62,6 +62,11 @@ type Identity struct {
 	// Access, when not nil, bounds what the request may do: the grants of the
 	// registry access token it presented. nil means no token bound.
 	Access []Access
+	// Denied, with Access, lists what the client asked the token service
+	// for and the policies refused when the token was issued (the token's
+	// denied claim): a request that needs it is answered 403 DENIED, not
+	// sent back for a wider token it would not get.
+	Denied []Access
 	// Expires, when not zero, is when the presented credential stops being
 	// valid. Only stateless credentials set it (an OIDC ID token, a registry
 	// access token): until then the same credential yields the same identity,

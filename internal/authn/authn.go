@@ -80,6 +80,23 @@ func (a *Authenticator) Basic(ctx context.Context, username, password, clientIP 
 	return id, err
 }
 
+// LimitCredentials returns a *auth.RateLimitError while clientIP is over its
+// failed-authentication limit, for credentials checked elsewhere (the token
+// service's refresh tokens and ID tokens).
+func (a *Authenticator) LimitCredentials(ctx context.Context, clientIP string) error {
+	if a == nil {
+		return nil
+	}
+	return a.Limiter.check(ctx, clientIP)
+}
+
+// CountRefusal counts err against clientIP when it refused credentials.
+func (a *Authenticator) CountRefusal(ctx context.Context, clientIP string, err error) {
+	if a != nil {
+		a.Limiter.record(ctx, clientIP, err)
+	}
+}
+
 func (a *Authenticator) basic(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
 	var id *auth.Identity
 	var err error
@@ -120,6 +137,11 @@ func (a *Authenticator) authenticate(r *http.Request) (*auth.Identity, *credEntr
 	}
 	now := a.now()
 	if e := a.creds.get(h, now); e != nil {
+		// Remembered, so not checked again, but still a credentialed
+		// request: refused while the address is over its limit.
+		if err := a.Limiter.checkRemembered(ip); err != nil {
+			return nil, nil, err
+		}
 		return e.identity(ip), e, nil
 	}
 	ctx := r.Context()
@@ -199,6 +221,31 @@ func tokenAllows(grants []auth.Access, rt registry.Route) bool {
 		if from := rt.From; from != "" && !auth.Allows(grants, "repository", from, "pull") {
 			return false
 		}
+	}
+	return true
+}
+
+// tokenRefused reports whether everything the route needs that a registry
+// access token does not grant was asked for and refused when it was issued
+// (Identity.Denied).
+func tokenRefused(id *auth.Identity, rt registry.Route) bool {
+	if len(id.Denied) == 0 {
+		return false
+	}
+	has := func(typ, name, action string) bool {
+		return auth.Allows(id.Access, typ, name, action) || auth.Allows(id.Denied, typ, name, action)
+	}
+	switch rt.Action {
+	case registry.ActionPing:
+		return false
+	case registry.ActionListCatalog:
+		return has("registry", "catalog", "*")
+	}
+	if !has("repository", rt.Repo, string(rt.Action.Kind())) {
+		return false
+	}
+	if rt.Action == registry.ActionMountBlob && rt.From != "" && !has("repository", rt.From, "pull") {
+		return false
 	}
 	return true
 }

@@ -88,8 +88,15 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		// The claims, never the token.
 		g.log().DebugContext(ctx, "oidc identity", "provider", id.OIDC.ProviderName, "id", id.ID, "claims", id.OIDC.Claims)
 	}
+	refused := false // asked of the token service, and refused by the policies
 	if id.Access != nil && !tokenAllows(id.Access, rt) {
-		return ctx, a.challenge(r, rt, "insufficient_scope", nil)
+		if !tokenRefused(id, rt) {
+			// Never asked for: the client comes back for a wider token.
+			return ctx, a.challenge(r, rt, "insufficient_scope", nil)
+		}
+		// Asked for and refused: decided again below, so that the answer
+		// is the policies' 403 DENIED, as without the token service.
+		refused = true
 	}
 
 	// The API version check is allowed for any authenticated identity; an
@@ -111,6 +118,11 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		d = g.decideFor(ctx, st, id, cred, deniedRoute, src)
 	}
 	if d.Allowed {
+		if refused {
+			// The policies changed since the token was issued: a new token
+			// grants it; this one never does.
+			return ctx, a.challenge(r, rt, "insufficient_scope", nil)
+		}
 		return ctx, nil
 	}
 	if id.IsAnonymous() && a != nil {
@@ -118,6 +130,17 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 	}
 	return ctx, &registry.Error{Code: registry.CodeDenied,
 		Message: fmt.Sprintf("%s may not %s %s", describe(id), deniedKind, target(deniedRoute))}
+}
+
+// LimitCredentials is the current Authenticator's LimitCredentials (nil
+// without authentication): the token service's token.Limiter, across reloads.
+func (g *Gate) LimitCredentials(ctx context.Context, clientIP string) error {
+	return g.Load().Authn.LimitCredentials(ctx, clientIP)
+}
+
+// CountRefusal is the current Authenticator's CountRefusal.
+func (g *Gate) CountRefusal(ctx context.Context, clientIP string, err error) {
+	g.Load().Authn.CountRefusal(ctx, clientIP, err)
 }
 
 // decideFor is decide, remembered with a cached credential: the same

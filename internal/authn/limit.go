@@ -25,11 +25,22 @@ type FailureCounter interface {
 // gets nowhere, and nobody can make the registry run bcrypt at will. A counter
 // that cannot be reached lets requests through (and the log says so): an
 // outage of shared state must not lock everyone out.
+//
+// A credential the Authenticator remembers from an earlier success is not
+// checked again, so it cannot consult a shared counter without putting a
+// Redis round trip on every request of a pull; it is refused by the
+// addresses this Limiter has itself seen over the limit (over), which every
+// counter read and every counted refusal updates.
 type Limiter struct {
 	Counter FailureCounter
 	Max     int
 	Window  time.Duration
 	Logger  *slog.Logger
+	// Now is the clock of the addresses remembered over the limit; nil:
+	// time.Now.
+	Now func() time.Time
+
+	over overSet
 }
 
 // check returns a *auth.RateLimitError while ip is over the limit.
@@ -43,9 +54,74 @@ func (l *Limiter) check(ctx context.Context, ip string) error {
 		return nil
 	}
 	if n >= l.Max {
+		l.markOver(ip, left)
+		return &auth.RateLimitError{RetryAfter: max(left, time.Second)}
+	}
+	l.clearOver(ip)
+	return nil
+}
+
+// checkRemembered is check for a remembered credential: process memory only.
+func (l *Limiter) checkRemembered(ip string) error {
+	if l == nil || l.Max <= 0 {
+		return nil
+	}
+	if left := l.over.left(ip, l.now()); left > 0 {
 		return &auth.RateLimitError{RetryAfter: max(left, time.Second)}
 	}
 	return nil
+}
+
+func (l *Limiter) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+func (l *Limiter) markOver(ip string, left time.Duration) { l.over.set(ip, l.now().Add(left)) }
+func (l *Limiter) clearOver(ip string)                    { l.over.set(ip, time.Time{}) }
+
+// overSet is the addresses a Limiter saw over the limit, and until when.
+type overSet struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (o *overSet) left(ip string, now time.Time) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	until, ok := o.m[ip]
+	if !ok {
+		return 0
+	}
+	if !now.Before(until) {
+		delete(o.m, ip)
+		return 0
+	}
+	return until.Sub(now)
+}
+
+// set remembers ip until until; a zero until forgets it.
+func (o *overSet) set(ip string, until time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if until.IsZero() {
+		delete(o.m, ip)
+		return
+	}
+	if o.m == nil {
+		o.m = make(map[string]time.Time)
+	}
+	if _, ok := o.m[ip]; !ok && len(o.m) >= maxLocalFailureKeys {
+		for k := range o.m { // drop an arbitrary eighth: they are hints
+			if len(o.m) < maxLocalFailureKeys-maxLocalFailureKeys/8 {
+				break
+			}
+			delete(o.m, k)
+		}
+	}
+	o.m[ip] = until
 }
 
 // record counts err against ip when it refused credentials.
@@ -53,10 +129,13 @@ func (l *Limiter) record(ctx context.Context, ip string, err error) {
 	if l == nil || l.Max <= 0 || !errors.Is(err, auth.ErrInvalidCredentials) {
 		return
 	}
-	n, _, cerr := l.Counter.AddFailures(ctx, ip, 1, l.Window)
+	n, left, cerr := l.Counter.AddFailures(ctx, ip, 1, l.Window)
 	if cerr != nil {
 		l.warn(ctx, cerr)
 		return
+	}
+	if n >= l.Max {
+		l.markOver(ip, left)
 	}
 	if n == l.Max && l.Logger != nil {
 		l.Logger.WarnContext(ctx, "client address over the failed authentication limit", "client_ip", ip,

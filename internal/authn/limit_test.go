@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,6 +116,70 @@ func TestLimiterBlocksAfterFailures(t *testing.T) {
 	for range 3 {
 		if _, err := a2.Basic(context.Background(), "gh", "idtoken-gh", "192.0.2.1"); !errors.Is(err, auth.ErrUnavailable) {
 			t.Fatalf("err = %v", err)
+		}
+	}
+}
+
+// expiringTokens verifies the access token "berth_at_ok" (pull on a) until expires.
+type expiringTokens struct{ expires time.Time }
+
+func (expiringTokens) IsBerthToken(raw string) bool { return strings.HasPrefix(raw, "berth_") }
+func (e expiringTokens) VerifyAccessToken(_ context.Context, raw string) (*auth.Identity, error) {
+	if raw != "berth_at_ok" {
+		return nil, auth.ErrInvalidCredentials
+	}
+	return &auth.Identity{ID: "user:alice", Expires: e.expires,
+		Access: []auth.Access{{Type: "repository", Name: "a", Actions: []string{"pull"}}}}, nil
+}
+func (expiringTokens) VerifySessionToken(context.Context, string, string) (*auth.Identity, error) {
+	return nil, auth.ErrInvalidCredentials
+}
+
+// TestLimiterRefusesRememberedCredentials: a credential remembered from an
+// earlier success (an ID token, a registry access token) is refused with 429
+// like any other while its address is over the limit.
+func TestLimiterRefusesRememberedCredentials(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	a := &Authenticator{OIDC: &countingOIDC{expires: now.Add(time.Hour)}, Tokens: expiringTokens{expires: now.Add(time.Hour)},
+		TokenService: "berth", Now: clock,
+		Limiter: &Limiter{Counter: &LocalFailures{Now: clock}, Max: 3, Window: time.Minute, Now: clock}}
+	g := NewGate(&State{Authn: a, Policy: authenticatedOnly(t)}, nil)
+	try := func(ip, header string) error {
+		r := httptest.NewRequest("GET", "/v2/a/manifests/v1", nil)
+		r.RemoteAddr = ip + ":1"
+		r.Header.Set("Authorization", header)
+		_, err := g.Authorize(r.Context(), r, registry.Route{Action: registry.ActionGetManifest, Repo: "a", Reference: "v1"})
+		return err
+	}
+	good := map[string]string{
+		"Bearer ID token":       "Bearer idtoken-ok",
+		"Basic provider login":  basic("gh", "idtoken-ok"),
+		"Bearer registry token": "Bearer berth_at_ok",
+	}
+	for what, h := range good { // remembered from here on
+		if err := try("192.0.2.1", h); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	for range 3 {
+		if err := try("192.0.2.1", "Bearer berth_at_forged"); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Fatalf("forged token: %v", err)
+		}
+	}
+	for what, h := range good {
+		var e *registry.Error
+		if err := try("192.0.2.1", h); !errors.As(err, &e) || e.Code != registry.CodeTooManyRequests || e.Header.Get("Retry-After") != "60" {
+			t.Errorf("%s over the limit: %v, want 429 with Retry-After: 60", what, err)
+		}
+		if err := try("192.0.2.2", h); err != nil {
+			t.Errorf("%s from another address: %v", what, err)
+		}
+	}
+	now = now.Add(time.Minute)
+	for what, h := range good {
+		if err := try("192.0.2.1", h); err != nil {
+			t.Errorf("%s after the window: %v", what, err)
 		}
 	}
 }

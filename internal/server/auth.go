@@ -304,7 +304,8 @@ func tokenOptions(cfg *config.Config, store token.Store, ring token.KeyringStore
 			}
 			return a.OIDC.Verify(ctx, raw)
 		},
-		Grant: gate.Grant,
+		Grant:   gate.Grant,
+		Limiter: gate,
 		LimitsFor: func(id *auth.Identity) token.Limits {
 			if id.OIDC != nil {
 				return cur().limits[id.OIDC.ProviderName]

@@ -317,3 +317,165 @@ func TestAuthBehindTrustedProxy(t *testing.T) {
 		t.Fatalf("spoofed X-Forwarded-For escaped the limit: %d", res.StatusCode)
 	}
 }
+
+// TestAuthRateLimitEveryPath: every grant of the token service and every kind
+// of /v2 credential counts the credentials it refuses, and from an address
+// over [auth.rate_limit] answers 429 with Retry-After even to good
+// credentials. Each case comes from its own forwarded client address.
+func TestAuthRateLimitEveryPath(t *testing.T) {
+	iss := newIssuer(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startBerthServer(t, t.TempDir(), `trusted_proxies = ["127.0.0.1"]`, fmt.Sprintf(`
+[auth.oidc.ci]
+provider = "generic"
+issuer = %q
+audiences = ["berth"]
+[auth.identity.alice]
+username = "alice"
+password = %q
+[auth.rate_limit]
+max_failures = 3
+window = "1h"
+[global.access_policy]
+rules = ['identity.id != "anonymous"']
+`, iss.URL(), string(hash)))
+	idTok := ciToken(iss, 30*time.Minute)
+	forged := "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln"
+	type call struct {
+		method, path string
+		form         url.Values
+		hdr          map[string]string
+	}
+	do := func(ip string, c call) (*http.Response, []byte) {
+		t.Helper()
+		hdr := map[string]string{"X-Forwarded-For": ip}
+		for k, v := range c.hdr {
+			hdr[k] = v
+		}
+		var body io.Reader
+		if c.form != nil {
+			body = strings.NewReader(c.form.Encode())
+			hdr["Content-Type"] = "application/x-www-form-urlencoded"
+		}
+		return doReq(t, c.method, p.url(c.path), body, hdr)
+	}
+	token := func(ip string, c call) map[string]any {
+		t.Helper()
+		res, body := do(ip, c)
+		wantStatus(t, "setup", res, body, http.StatusOK)
+		var m map[string]any
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	post := func(kv ...string) call {
+		f := url.Values{"service": {"berth"}, "scope": {"repository:a/b:pull"}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			f.Set(kv[i], kv[i+1])
+		}
+		return call{method: "POST", path: "/token", form: f}
+	}
+	basicHdr := func(u, pw string) map[string]string { return polBasic(u, pw) }
+	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+	const exchange, jwtBearer, idType = "urn:ietf:params:oauth:grant-type:token-exchange",
+		"urn:ietf:params:oauth:grant-type:jwt-bearer", "urn:ietf:params:oauth:token-type:id_token"
+	getToken := "/token?service=berth&scope=repository:a/b:pull"
+
+	cases := []struct {
+		name      string
+		good, bad func(setup map[string]any) call
+		setup     *call // run from a clean address first
+		oauth     bool  // the token service (OAuth2 error body) rather than /v2 (OCI)
+	}{
+		{name: "token GET with Basic", oauth: true,
+			good: func(map[string]any) call {
+				return call{method: "GET", path: getToken, hdr: basicHdr("alice", "secret")}
+			},
+			bad: func(map[string]any) call { return call{method: "GET", path: getToken, hdr: basicHdr("alice", "guess")} }},
+		{name: "token GET with a provider login", oauth: true,
+			good: func(map[string]any) call { return call{method: "GET", path: getToken, hdr: basicHdr("ci", idTok)} },
+			bad:  func(map[string]any) call { return call{method: "GET", path: getToken, hdr: basicHdr("ci", forged)} }},
+		{name: "password grant", oauth: true,
+			good: func(map[string]any) call {
+				return post("grant_type", "password", "username", "alice", "password", "secret")
+			},
+			bad: func(map[string]any) call {
+				return post("grant_type", "password", "username", "alice", "password", "guess")
+			}},
+		{name: "refresh_token grant", oauth: true,
+			setup: &call{method: "GET", path: getToken + "&offline_token=true", hdr: basicHdr("alice", "secret")},
+			good: func(s map[string]any) call {
+				return post("grant_type", "refresh_token", "refresh_token", s["refresh_token"].(string))
+			},
+			bad: func(map[string]any) call {
+				return post("grant_type", "refresh_token", "refresh_token", "berth_rt_aaaaaaaaaaaaaaaaaaaa_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+			}},
+		{name: "token exchange", oauth: true,
+			good: func(map[string]any) call {
+				return post("grant_type", exchange, "subject_token", idTok, "subject_token_type", idType)
+			},
+			bad: func(map[string]any) call {
+				return post("grant_type", exchange, "subject_token", forged, "subject_token_type", idType)
+			}},
+		{name: "jwt-bearer grant", oauth: true,
+			good: func(map[string]any) call { return post("grant_type", jwtBearer, "assertion", idTok) },
+			bad:  func(map[string]any) call { return post("grant_type", jwtBearer, "assertion", forged) }},
+		{name: "/v2 Basic",
+			good: func(map[string]any) call {
+				return call{method: "GET", path: "/v2/a/b/tags/list", hdr: basicHdr("alice", "secret")}
+			},
+			bad: func(map[string]any) call {
+				return call{method: "GET", path: "/v2/a/b/tags/list", hdr: basicHdr("alice", "guess")}
+			}},
+		{name: "/v2 Bearer ID token",
+			good: func(map[string]any) call { return call{method: "GET", path: "/v2/a/b/tags/list", hdr: bearer(idTok)} },
+			bad:  func(map[string]any) call { return call{method: "GET", path: "/v2/a/b/tags/list", hdr: bearer(forged)} }},
+		{name: "/v2 Bearer registry token",
+			setup: &call{method: "GET", path: getToken, hdr: basicHdr("alice", "secret")},
+			good: func(s map[string]any) call {
+				return call{method: "GET", path: "/v2/a/b/tags/list", hdr: bearer(s["token"].(string))}
+			},
+			bad: func(s map[string]any) call {
+				return call{method: "GET", path: "/v2/a/b/tags/list", hdr: bearer(s["token"].(string) + "x")}
+			}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ip := fmt.Sprintf("198.51.100.%d", i+1)
+			var setup map[string]any
+			if tc.setup != nil {
+				setup = token(fmt.Sprintf("203.0.113.%d", i+1), *tc.setup)
+			}
+			okStatus := func(res *http.Response) bool { return res.StatusCode == 200 || res.StatusCode == 404 }
+			// Good credentials work (and are remembered where /v2 remembers them).
+			if res, body := do(ip, tc.good(setup)); !okStatus(res) {
+				t.Fatalf("good credentials: %d %s", res.StatusCode, body)
+			}
+			for n := range 3 {
+				if res, body := do(ip, tc.bad(setup)); res.StatusCode != 400 && res.StatusCode != 401 {
+					t.Fatalf("refusal %d: %d %s", n+1, res.StatusCode, body)
+				}
+			}
+			res, body := do(ip, tc.good(setup))
+			if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+				t.Fatalf("good credentials over the limit: %d Retry-After=%q %s", res.StatusCode, res.Header.Get("Retry-After"), truncate(body, 120))
+			}
+			var e struct {
+				Error  string                           `json:"error"`
+				Errors []struct{ Code, Message string } `json:"errors"`
+			}
+			if err := json.Unmarshal(body, &e); err != nil || len(e.Errors) != 1 || e.Errors[0].Code != "TOOMANYREQUESTS" ||
+				(tc.oauth && e.Error != "slow_down") {
+				t.Errorf("429 body %s", body)
+			}
+			// Other addresses are not affected.
+			if res, body := do(fmt.Sprintf("198.51.100.%d", 100+i), tc.good(setup)); !okStatus(res) {
+				t.Errorf("another address: %d %s", res.StatusCode, body)
+			}
+		})
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +39,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -46,6 +48,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // bigLayerSize is larger than every client's single-request or chunk
@@ -1404,4 +1407,101 @@ func TestPodman(t *testing.T) {
 	}
 	slices.Sort(archs)
 	wantEqual(t, "manifest list platforms", strings.Join(archs, ","), "linux/amd64,linux/arm64")
+}
+
+// TestClientsSeeDeniedPush: a push the policies deny reaches every client
+// through the token flow as 403 DENIED with the policies' wording, never as
+// UNAUTHORIZED (which sends people debugging their credentials).
+func TestClientsSeeDeniedPush(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startBerthWith(t, t.TempDir(), fmt.Sprintf(`
+[auth.identity.alice]
+username = "alice"
+password = %q
+[global.access_policy]
+rules = ['identity.id != "anonymous" && (request.action == "pull" || request.repository.startsWith("dev/"))']
+`, string(hash)))
+	host := p.host()
+	const reason = "alice may not push prod/app"
+	img := gzipLayerImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}, tarBytes(t, tarEntry{name: "hello.txt", data: []byte("hello\n")}))
+	ref, err := name.ParseReference(host+"/dev/src:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "secret"})); err != nil {
+		t.Fatalf("push dev/src: %v", err)
+	}
+	wantDenied := func(t *testing.T, what, out string) {
+		t.Helper()
+		if !strings.Contains(out, "DENIED") && !strings.Contains(out, "denied") && !strings.Contains(out, "403") {
+			t.Errorf("%s: output lacks DENIED/403:\n%s", what, out)
+		}
+		if !strings.Contains(out, reason) {
+			t.Errorf("%s: output lacks the reason %q:\n%s", what, reason, out)
+		}
+		if strings.Contains(out, "UNAUTHORIZED") || strings.Contains(out, "insufficient_scope") {
+			t.Errorf("%s: the refusal reads as a credential problem:\n%s", what, out)
+		}
+	}
+
+	t.Run("crane", func(t *testing.T) {
+		crane := needClient(t, "crane")
+		s := newClientSandbox(t, p)
+		s.run(crane, "auth", "login", host, "-u", "alice", "-p", "secret")
+		r := s.fail(crane, "copy", "--insecure", host+"/dev/src:v1", host+"/prod/app:v1")
+		wantDenied(t, "crane copy", r.stderr)
+	})
+	t.Run("oras", func(t *testing.T) {
+		oras := needClient(t, "oras")
+		s := newClientSandbox(t, p)
+		s.run(oras, "login", host, "-u", "alice", "-p", "secret", "--plain-http")
+		writeFile(t, s.path("a.txt"), []byte("artifact\n"))
+		r := s.fail(oras, "push", host+"/prod/app:v1", "a.txt", "--plain-http")
+		wantDenied(t, "oras push", r.stderr)
+	})
+	t.Run("regctl", func(t *testing.T) {
+		regctl := needClient(t, "regctl")
+		s := newClientSandbox(t, p)
+		// Its ping fails (401, not logged in yet); the setting is kept.
+		s.exec(nil, nil, regctl, "registry", "set", host, "--tls", "disabled")
+		s.run(regctl, "registry", "login", host, "-u", "alice", "-p", "secret")
+		r := s.fail(regctl, "image", "copy", host+"/dev/src:v1", host+"/prod/app:v1")
+		wantDenied(t, "regctl image copy", r.stderr)
+	})
+	// The docker token flow, as the docker daemon runs it: challenge, token
+	// with Basic for the challenge's scope, retry with the token.
+	t.Run("docker token flow", func(t *testing.T) {
+		resp, body := doReq(t, http.MethodPost, p.url("/v2/prod/app/blobs/uploads/"), nil, nil)
+		wantStatus(t, "anonymous push", resp, body, http.StatusUnauthorized)
+		ch := resp.Header.Get("WWW-Authenticate")
+		params := map[string]string{}
+		for _, kv := range regexp.MustCompile(`(\w+)="([^"]*)"`).FindAllStringSubmatch(ch, -1) {
+			params[kv[1]] = kv[2]
+		}
+		q := url.Values{"service": {params["service"]}, "scope": {params["scope"]}}
+		req, _ := http.NewRequest(http.MethodGet, params["realm"]+"?"+q.Encode(), nil)
+		req.SetBasicAuth("alice", "secret")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var tr struct{ Token string }
+		if err := json.NewDecoder(res.Body).Decode(&tr); err != nil || res.StatusCode != 200 || tr.Token == "" {
+			t.Fatalf("token for %q: %d %v", params["scope"], res.StatusCode, err)
+		}
+		bearer := map[string]string{"Authorization": "Bearer " + tr.Token}
+		resp, body = doReq(t, http.MethodPost, p.url("/v2/prod/app/blobs/uploads/"), nil, bearer)
+		wantStatus(t, "push with the token", resp, body, http.StatusForbidden)
+		wantDenied(t, "docker token flow", string(body))
+		// What the token was never asked for still sends the client back for a wider one.
+		resp, body = doReq(t, http.MethodDelete, p.url("/v2/prod/app/manifests/v1"), nil, bearer)
+		wantStatus(t, "delete, never asked for", resp, body, http.StatusUnauthorized)
+		if !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope"`) {
+			t.Errorf("challenge %q, want insufficient_scope", resp.Header.Get("WWW-Authenticate"))
+		}
+	})
 }

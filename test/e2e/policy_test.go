@@ -351,10 +351,17 @@ func TestPolicyTokenGrants(t *testing.T) {
 	if got := grants["dev/x"]; !slices.Contains(got, "push") || !slices.Contains(got, "pull") {
 		t.Errorf("feature branch token grants %v on dev/x, want pull and push", got)
 	}
-	// Pushing with it fails: the token does not grant it.
+	// Pushing with it fails: push was asked for and refused, so 403 DENIED
+	// with the policies' wording, not a request for a wider token.
 	bearer := map[string]string{"Authorization": "Bearer " + tok}
 	resp, body := polStartUpload(t, p, "production/app", bearer)
-	wantStatus(t, "push to production/app with the feature branch's access token", resp, body, http.StatusUnauthorized)
+	wantStatus(t, "push to production/app with the feature branch's access token", resp, body, http.StatusForbidden)
+	if !strings.Contains(string(body), `"DENIED"`) || !strings.Contains(string(body), "may not push production/app") {
+		t.Errorf("refused push: %s, want DENIED ... may not push production/app", body)
+	}
+	// Never asked for: 401 insufficient_scope, the client comes back for it.
+	resp, body = doReq(t, http.MethodDelete, p.url("/v2/dev/x/manifests/v1"), nil, bearer)
+	wantStatus(t, "delete in dev/x, never asked for", resp, body, http.StatusUnauthorized)
 	if ch := resp.Header.Get("WWW-Authenticate"); !strings.Contains(ch, `error="insufficient_scope"`) {
 		t.Errorf("WWW-Authenticate %q, want insufficient_scope", ch)
 	}

@@ -33,7 +33,10 @@ var errTooLarge = errors.New("token: the token would exceed 8 KiB; request fewer
 // accessClaims are the claims of an access token.
 type accessClaims struct {
 	jwt.Claims
-	Access       []auth.Access  `json:"access"`
+	Access []auth.Access `json:"access"`
+	// Denied is what was asked for and refused by the policies (actions
+	// only: the reason is decided again, and worded, by the registry).
+	Denied       []auth.Access  `json:"denied,omitempty"`
 	Username     string         `json:"username,omitempty"`
 	Groups       []string       `json:"groups,omitempty"`
 	OIDCProvider string         `json:"oidc_provider,omitempty"`
@@ -42,6 +45,11 @@ type accessClaims struct {
 
 // signAccess issues an access token for id granting access.
 func (s *Service) signAccess(id *auth.Identity, access []auth.Access) (raw string, issued, exp time.Time, err error) {
+	return s.signAccessDenied(id, access, nil)
+}
+
+// signAccessDenied is signAccess recording the refused requests denied.
+func (s *Service) signAccessDenied(id *auth.Identity, access, denied []auth.Access) (raw string, issued, exp time.Time, err error) {
 	now := s.o.Now().UTC().Truncate(time.Second)
 	exp = now.Add(s.o.AccessTTL)
 	jti := make([]byte, 16)
@@ -58,7 +66,7 @@ func (s *Service) signAccess(id *auth.Identity, access []auth.Access) (raw strin
 			Expiry: jwt.NewNumericDate(exp), NotBefore: jwt.NewNumericDate(now), IssuedAt: jwt.NewNumericDate(now),
 			ID: base64.RawURLEncoding.EncodeToString(jti),
 		},
-		Access: access, Username: sn.Username, Groups: sn.Groups,
+		Access: access, Denied: denied, Username: sn.Username, Groups: sn.Groups,
 		OIDCProvider: sn.OIDCProvider, OIDCClaims: sn.OIDCClaims,
 	}
 	payload, err := json.Marshal(c)
@@ -109,7 +117,7 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw string) (*auth.Iden
 	// A fresh Identity each time (callers set ClientIP); its groups, claims
 	// and access lists are shared with the cache and MUST NOT be modified.
 	id := snapshot{ID: c.Subject, Username: c.Username, Groups: c.Groups, OIDCProvider: c.OIDCProvider, OIDCClaims: c.OIDCClaims}.identity("")
-	id.Access = c.Access
+	id.Access, id.Denied = c.Access, c.Denied
 	id.Expires = c.Expiry.Time().Add(clockSkew)
 	if id.Access == nil {
 		id.Access = []auth.Access{} // bound to its (empty) grants, never unbounded

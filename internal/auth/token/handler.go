@@ -246,7 +246,15 @@ func (s *Service) tokenExchange(w http.ResponseWriter, r *http.Request, f url.Va
 func (s *Service) issue(w http.ResponseWriter, r *http.Request, req issueRequest) {
 	ctx := r.Context()
 	granted := s.grant(ctx, req.id, req.scopes)
-	raw, issued, exp, err := s.signAccess(req.id, granted)
+	// What was asked for and refused goes into the token, so the registry
+	// answers 403 DENIED for it instead of 401 insufficient_scope. It is a
+	// hint: a token too large with it is issued without it.
+	denied := refused(req.scopes, granted)
+	raw, issued, exp, err := s.signAccessDenied(req.id, granted, denied)
+	if errors.Is(err, errTooLarge) && len(denied) > 0 {
+		denied = nil
+		raw, issued, exp, err = s.signAccess(req.id, granted)
+	}
 	if err != nil {
 		s.fail(w, r, req.grant, internalError(err))
 		return
@@ -270,7 +278,7 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, req issueRequest
 		resp.RefreshToken = rt
 	}
 	s.log.DebugContext(ctx, "token: access token issued", "grant", req.grant, "identity", req.id.ID,
-		"client_ip", req.id.ClientIP, "requested", scopeString(req.scopes), "granted", scopeString(granted),
+		"client_ip", req.id.ClientIP, "requested", scopeString(req.scopes), "granted", scopeString(granted), "denied", scopeString(denied),
 		"refresh_token", resp.RefreshToken != "")
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -336,11 +344,15 @@ func (s *Service) verifyIDToken(ctx context.Context, raw, ip string) (*auth.Iden
 	if s.o.VerifyIDToken == nil {
 		return nil, &reqError{status: http.StatusBadRequest, code: "unsupported_grant_type", desc: "no OIDC providers are configured"}
 	}
+	if e := s.limit(ctx, ip); e != nil {
+		return nil, e
+	}
 	id, err := s.o.VerifyIDToken(ctx, raw)
 	if err == nil && (id == nil || id.ID == "" || id.IsAnonymous()) {
 		err = errors.New("token: ID token verifier returned no identity")
 	}
 	if err != nil {
+		s.countRefusal(ctx, ip, err)
 		if errors.Is(err, auth.ErrUnavailable) {
 			return nil, unavailable(err)
 		}
@@ -352,15 +364,39 @@ func (s *Service) verifyIDToken(ctx context.Context, raw, ip string) (*auth.Iden
 }
 
 func (s *Service) useOpaque(ctx context.Context, raw, ip string) (*record, *reqError) {
+	if e := s.limit(ctx, ip); e != nil {
+		return nil, e
+	}
 	rec, err := s.store.use(ctx, raw, ip)
 	if err == nil {
 		return rec, nil
 	}
+	s.countRefusal(ctx, ip, err)
 	var ref refusal
 	if errors.As(err, &ref) {
 		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: string(ref), reason: err}
 	}
 	return nil, internalError(err)
+}
+
+// limit refuses a credential check from ip while it is over Options.Limiter's
+// limit: 429 with Retry-After, even for good credentials.
+func (s *Service) limit(ctx context.Context, ip string) *reqError {
+	if s.o.Limiter == nil {
+		return nil
+	}
+	err := s.o.Limiter.LimitCredentials(ctx, ip)
+	if limited := (*auth.RateLimitError)(nil); errors.As(err, &limited) {
+		return rateLimited(err, limited.RetryAfter)
+	}
+	return nil
+}
+
+// countRefusal counts a credential the service refused against ip.
+func (s *Service) countRefusal(ctx context.Context, ip string, err error) {
+	if s.o.Limiter != nil {
+		s.o.Limiter.CountRefusal(ctx, ip, err)
+	}
 }
 
 // checkService refuses a service parameter naming another service. An

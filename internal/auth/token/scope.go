@@ -167,6 +167,43 @@ func intersect(requested, granted []auth.Access) []auth.Access {
 	return out
 }
 
+// refused lists the actions of requested that granted does not allow, the
+// ones the registry checks only (pull, push and delete on a repository,
+// anything on another resource type), one entry per resource. nil when
+// everything was granted.
+func refused(requested, granted []auth.Access) []auth.Access {
+	var out []auth.Access
+	for _, r := range requested {
+		acts := r.Actions
+		if r.Type == "repository" {
+			acts = nil
+			for _, a := range r.Actions {
+				if a == "*" {
+					acts = append(acts, "pull", "push", "delete")
+				} else if a == "pull" || a == "push" || a == "delete" {
+					acts = append(acts, a)
+				}
+			}
+		}
+		var no []string
+		for _, a := range acts {
+			if !auth.Allows(granted, r.Type, r.Name, a) && !auth.Allows(out, r.Type, r.Name, a) && !slices.Contains(no, a) {
+				no = append(no, a)
+			}
+		}
+		if len(no) == 0 {
+			continue
+		}
+		i := slices.IndexFunc(out, func(d auth.Access) bool { return d.Type == r.Type && d.Name == r.Name })
+		if i < 0 {
+			out = append(out, auth.Access{Type: r.Type, Name: r.Name})
+			i = len(out) - 1
+		}
+		out[i].Actions = append(out[i].Actions, no...)
+	}
+	return out
+}
+
 // clip shortens untrusted input quoted in errors and logs.
 func clip(s string) string {
 	const n = 80

@@ -112,12 +112,28 @@ type Options struct {
 	// Grant returns what of requested the identity may have. The answer is
 	// intersected with requested. nil grants nothing.
 	Grant func(ctx context.Context, id *auth.Identity, requested []auth.Access) []auth.Access
+	// Limiter, when set, limits refused credentials per client address for
+	// the credentials the service checks itself: refresh tokens and the ID
+	// tokens of token exchange and jwt-bearer. Authenticate applies its own
+	// (authn.Authenticator.Basic), so every grant is limited once.
+	Limiter Limiter
 	// LimitsFor returns the bounds of refresh/session tokens issued to id.
 	// Zero fields take the defaults. nil means defaults for everyone.
 	LimitsFor func(id *auth.Identity) Limits
 	// ClientIP extracts the client address (no port) from a request; the
 	// host of RemoteAddr when nil. Set it when berth is behind a proxy.
 	ClientIP func(r *http.Request) string
+}
+
+// Limiter counts refused credentials per client address (*authn.Gate).
+type Limiter interface {
+	// LimitCredentials returns an error wrapping auth.ErrRateLimited (a
+	// *auth.RateLimitError) while clientIP is over its limit: the
+	// credential is then not checked at all.
+	LimitCredentials(ctx context.Context, clientIP string) error
+	// CountRefusal counts err against clientIP when it refused credentials
+	// (wraps auth.ErrInvalidCredentials).
+	CountRefusal(ctx context.Context, clientIP string, err error)
 }
 
 // Service issues and verifies berth's tokens. It is safe for concurrent use.
