@@ -164,10 +164,6 @@ type rawOIDC struct {
 	CertificateAuthorityFile any `toml:"certificate_authority_file"`
 	JWKSRefreshInterval      any `toml:"jwks_refresh_interval"`
 	RequiredClaims           any `toml:"required_claims"`
-	// Angos's names (see angosAliases).
-	RequiredAudience   any `toml:"required_audience"`
-	ClockSkewTolerance any `toml:"clock_skew_tolerance"`
-	AllowedAlgorithms  any `toml:"allowed_algorithms"`
 	TokenTTL                 any `toml:"token_ttl"`
 	TokenMaxTTL              any `toml:"token_max_ttl"`
 	TokenMaxUses             any `toml:"token_max_uses"`
@@ -184,6 +180,11 @@ type rawOIDC struct {
 		Username any `toml:"username"`
 		Groups   any `toml:"groups"`
 	} `toml:"claim_mapping"`
+
+	// Angos's names for audiences, clock_skew and algorithms (angos.go).
+	RequiredAudience   any `toml:"required_audience"`
+	ClockSkewTolerance any `toml:"clock_skew_tolerance"`
+	AllowedAlgorithms  any `toml:"allowed_algorithms"`
 }
 
 var authKnown = []string{
