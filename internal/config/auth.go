@@ -180,6 +180,11 @@ type rawOIDC struct {
 		Username any `toml:"username"`
 		Groups   any `toml:"groups"`
 	} `toml:"claim_mapping"`
+
+	// Angos's names for audiences, clock_skew and algorithms (angos.go).
+	RequiredAudience   any `toml:"required_audience"`
+	ClockSkewTolerance any `toml:"clock_skew_tolerance"`
+	AllowedAlgorithms  any `toml:"allowed_algorithms"`
 }
 
 var authKnown = []string{
@@ -229,10 +234,23 @@ func (d *decoder) decodeAuth(ra *rawAuth, c *Config) {
 		d.strList(k("audiences"), r.Audiences, &p.Audiences)
 		d.strList(k("algorithms"), r.Algorithms, &p.Algorithms)
 		d.duration(k("clock_skew"), r.ClockSkew, &p.ClockSkew)
+		if d.alias(k("audiences"), r.Audiences, k("required_audience"), r.RequiredAudience) {
+			var aud string
+			d.str(k("required_audience"), r.RequiredAudience, &aud)
+			if _, ok := r.RequiredAudience.(string); ok {
+				p.Audiences = []string{aud}
+			}
+		}
+		if d.alias(k("algorithms"), r.Algorithms, k("allowed_algorithms"), r.AllowedAlgorithms) {
+			d.strList(k("allowed_algorithms"), r.AllowedAlgorithms, &p.Algorithms)
+		}
+		if d.alias(k("clock_skew"), r.ClockSkew, k("clock_skew_tolerance"), r.ClockSkewTolerance) {
+			d.seconds(k("clock_skew_tolerance"), r.ClockSkewTolerance, &p.ClockSkew)
+		}
 		d.duration(k("max_token_age"), r.MaxTokenAge, &p.MaxTokenAge)
 		d.str(k("certificate_authority"), r.CertificateAuthority, &p.CertificateAuthority)
 		d.str(k("certificate_authority_file"), r.CertificateAuthorityFile, &p.CertificateAuthorityFile)
-		d.duration(k("jwks_refresh_interval"), r.JWKSRefreshInterval, &p.JWKSRefreshInterval)
+		d.seconds(k("jwks_refresh_interval"), r.JWKSRefreshInterval, &p.JWKSRefreshInterval)
 		d.strList(k("required_claims"), r.RequiredClaims, &p.RequiredClaims)
 		d.duration(k("token_ttl"), r.TokenTTL, &p.TokenTTL)
 		d.duration(k("token_max_ttl"), r.TokenMaxTTL, &p.TokenMaxTTL)
@@ -364,6 +382,8 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	for i := range a.OIDC {
 		p := &a.OIDC[i]
 		k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", p.Name}, leaf...)...) }
+		// A value set with Angos's name is reported under that name.
+		ak := func(leaf, angos string) string { return c.keyAsWritten(k(leaf), k(angos)) }
 		names[p.Name] = true
 		preset, ok := providerPresets[p.Provider]
 		if !ok {
@@ -384,12 +404,12 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 				bad(k("jwks_uri"), "%v", err)
 			}
 		}
-		if len(p.Audiences) == 0 && p.Provider != "github" && ok {
-			bad(k("audiences"), "is required for provider %q: list the audience your tokens are minted for", p.Provider)
+		if len(p.Audiences) == 0 && p.Provider != "github" && ok && !c.typeErr[ak("audiences", "required_audience")] {
+			bad(ak("audiences", "required_audience"), "is required for provider %q: list the audience your tokens are minted for", p.Provider)
 		}
 		for _, aud := range p.Audiences {
 			if aud == "" {
-				bad(k("audiences"), "must not contain an empty audience")
+				bad(ak("audiences", "required_audience"), "must not contain an empty audience")
 			}
 		}
 		if len(p.Algorithms) == 0 {
@@ -397,11 +417,11 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 		}
 		for _, alg := range p.Algorithms {
 			if !asymmetric[alg] {
-				bad(k("algorithms"), "%q is not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+				bad(ak("algorithms", "allowed_algorithms"), "%q is not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
 			}
 		}
 		if p.ClockSkew < 0 || p.ClockSkew > 10*time.Minute {
-			bad(k("clock_skew"), "must be between 0 and 10m, got %s", p.ClockSkew)
+			bad(ak("clock_skew", "clock_skew_tolerance"), "must be between 0 and 10m, got %s", p.ClockSkew)
 		}
 		if p.MaxTokenAge < 0 {
 			bad(k("max_token_age"), "must not be negative")

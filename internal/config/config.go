@@ -283,7 +283,7 @@ func (c *Config) validate(errs *Errors) {
 	}
 
 	if c.Limits.MaxManifestSize <= 0 {
-		bad("limits.max_manifest_size", "must be greater than zero")
+		bad(c.keyAsWritten("limits.max_manifest_size", "global.max_manifest_size"), "must be greater than zero")
 	}
 	if c.Limits.MaxBlobSize < 0 {
 		bad("limits.max_blob_size", "must not be negative (0 means unlimited)")

@@ -63,7 +63,7 @@ type file struct {
 	} `toml:"ui"`
 
 	Auth       *rawAuth              `toml:"auth"`
-	Global     *rawGlobal            `toml:"global"`
+	Global     *rawGlobalTable       `toml:"global"`
 	Repository map[string]*rawGlobal `toml:"repository"`
 	Cache      *rawCache             `toml:"cache"`
 	GC         *rawGC                `toml:"gc"`
@@ -186,7 +186,13 @@ func Parse(data []byte, name string) (*Config, error) {
 	d.decodeCache(f.Cache, c)
 	d.decodeGC(f.GC, c)
 	d.decodeAuth(f.Auth, c)
-	d.decodePolicies(f.Global, f.Repository, c)
+	var g *rawGlobal
+	if f.Global != nil {
+		g = &rawGlobal{AccessPolicy: f.Global.AccessPolicy, ImmutableTags: f.Global.ImmutableTags,
+			ImmutableTagsExclusions: f.Global.ImmutableTagsExclusions}
+		d.decodeAngosGlobal(&f, c)
+	}
+	d.decodePolicies(g, f.Repository, c)
 
 	// Validate only the keys that decoded: a key with the wrong type already
 	// has its problem and keeps its (valid) default.
@@ -265,7 +271,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown, gcKnown) {
+	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown, gcKnown, angosKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}
@@ -298,6 +304,7 @@ var namedTableKeys = map[string][]string{
 	"auth.oidc.": {"provider", "issuer", "jwks_uri", "audiences", "algorithms", "clock_skew", "max_token_age",
 		"certificate_authority", "certificate_authority_file", "jwks_refresh_interval", "required_claims",
 		"token_ttl", "token_max_ttl", "token_max_uses", "token_trusted_ips", "claim_mapping",
+		"required_audience", "clock_skew_tolerance", "allowed_algorithms",
 		"claim_mapping.variables", "claim_mapping.validations", "claim_mapping.username", "claim_mapping.groups"},
 	"auth.identity.": {"username", "password"},
 	"repository.":    {"access_policy", "access_policy.default_allow", "access_policy.default", "access_policy.rules", "immutable_tags", "immutable_tags_exclusions"},
@@ -440,6 +447,45 @@ func (d *decoder) duration(key string, v any, dst *time.Duration) {
 	default:
 		d.bad(key, "must be a duration string such as \"30s\", got %s", describe(v))
 	}
+}
+
+// alias reports whether the value of a key under Angos's name (aliasKey,
+// aliasVal) is to be decoded in place of berth's (key, val): when it is set
+// and berth's is not. Both set is a problem naming both.
+func (d *decoder) alias(key string, val any, aliasKey string, aliasVal any) bool {
+	switch {
+	case aliasVal == nil:
+		return false
+	case val != nil:
+		d.bad(aliasKey, "is Angos's name for %s: set one of them, not both", key)
+		return false
+	}
+	return true
+}
+
+// seconds decodes a duration given as a Go duration string or, as Angos
+// writes it, an integer number of seconds.
+func (d *decoder) seconds(key string, v any, dst *time.Duration) {
+	n, ok := v.(int64)
+	if !ok {
+		d.duration(key, v, dst)
+		return
+	}
+	if n < 0 || n > math.MaxInt64/int64(time.Second) {
+		d.bad(key, "%d seconds is out of range", n)
+		return
+	}
+	*dst = time.Duration(n) * time.Second
+}
+
+// keyAsWritten is aliasKey when the document sets a value under Angos's name
+// aliasKey rather than berth's key, key otherwise: problems with the value
+// name the key the user wrote.
+func (c *Config) keyAsWritten(key, aliasKey string) string {
+	if c.lines.has(aliasKey) && !c.lines.has(key) {
+		return aliasKey
+	}
+	return key
 }
 
 func (d *decoder) size(key string, v any, dst *int64) {

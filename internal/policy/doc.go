@@ -80,6 +80,15 @@
 //	request.artifact_type   string
 //	request.method          string  the HTTP method
 //
+// Angos's request.action is the typed action: a comparison of request.action
+// with string literals that are action names (request.action ==
+// 'get-manifest', request.action.startsWith('put-'), Angos's update-upload
+// and complete-upload for patch-upload and finish-upload) is rewritten at
+// Compile into one of request.operation with the operations it is true for.
+// A comparison of request.action or request.operation (==, !=, in [...],
+// startsWith, endsWith, contains, matches) with a literal that can never
+// match is a Compile error listing the valid values (Kinds, Operations).
+//
 // An anonymous request (Input.Identity nil, or with ID "anonymous") has an
 // identity with empty fields and a null identity.oidc. Beyond standard CEL
 // (matches, in, exists, has, ...) the environment has the strings, lists and

@@ -319,6 +319,9 @@ func objectTypes() cel.EnvOption {
 // newEnv builds the one CEL environment every rule is compiled in.
 func newEnv() (*cel.Env, error) {
 	return cel.NewEnv(
+		// Macro calls are recorded so that a rule rewritten by
+		// checkActions can be printed back (cel.AstToString).
+		cel.EnableMacroCallTracking(),
 		cel.OptionalTypes(),
 		ext.Strings(),
 		ext.Lists(),

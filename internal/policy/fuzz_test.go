@@ -25,6 +25,10 @@ func FuzzCompileRule(f *testing.F) {
 		`[1,2,3].map(x, x * 2)[5] == 1`,
 		`dyn(identity).nope`,
 		`type(identity.oidc) == null_type`,
+		`request.action.startsWith('put-') && identity.oidc != null`,
+		`request.action in ['pull', 'get-manifest', 'update-upload']`,
+		`['a'].exists(x, request.action != 'delete-manifest')`,
+		`request.action.matches('^(get|put)-')`,
 	} {
 		f.Add(s, false)
 		f.Add(s, true)

@@ -257,8 +257,10 @@ func compilePolicy(env *cel.Env, s *Source, defaultKey string) (*compiled, []Pro
 	// The rules of a policy share one budget, in the combined program and
 	// alone (Explain, naming a failed rule).
 	limit := CostLimit * uint64(max(len(s.Rules), 1))
+	effective := make([]string, len(s.Rules))
 	for i, expr := range s.Rules {
-		checked, issues := compileRule(env, expr)
+		checked, text, issues := compileRule(env, expr)
+		effective[i] = text
 		var prg cel.Program
 		if checked != nil {
 			// Planning fails on constant arguments that cannot work,
@@ -278,7 +280,7 @@ func compilePolicy(env *cel.Env, s *Source, defaultKey string) (*compiled, []Pro
 	}
 	// The combined program may exceed the parser's limits (size, nesting)
 	// with very many rules: the rules are then evaluated one by one.
-	if all, err := compileAll(env, s.Rules, limit); err == nil {
+	if all, err := compileAll(env, effective, limit); err == nil {
 		p.all = all
 	}
 	return p, problems
@@ -313,11 +315,14 @@ func compileAll(env *cel.Env, rules []string, limit uint64) (cel.Program, error)
 }
 
 // compileRule compiles one rule: it must parse, type-check against the
-// environment, evaluate to bool (or dyn, checked when evaluated) and have a
-// worst-case cost within EstimatedCostLimit.
-func compileRule(env *cel.Env, expr string) (*cel.Ast, []celIssue) {
+// environment, evaluate to bool (or dyn, checked when evaluated), compare
+// request.action and request.operation only with values they can take (see
+// checkActions) and have a worst-case cost within EstimatedCostLimit. It
+// returns the checked rule and its text: expr, or expr with Angos's action
+// names rewritten into request.operation.
+func compileRule(env *cel.Env, expr string) (*cel.Ast, string, []celIssue) {
 	if strings.TrimSpace(expr) == "" {
-		return nil, []celIssue{{msg: "rule must not be empty"}}
+		return nil, expr, []celIssue{{msg: "rule must not be empty"}}
 	}
 	checked, iss := env.Compile(expr)
 	if iss.Err() != nil {
@@ -325,22 +330,34 @@ func compileRule(env *cel.Env, expr string) (*cel.Ast, []celIssue) {
 		for _, e := range iss.Errors() {
 			out = append(out, celIssue{line: e.Location.Line(), column: e.Location.Column() + 1, msg: e.Message})
 		}
-		return nil, out
+		return nil, expr, out
 	}
 	if got := checked.OutputType(); !got.IsExactType(cel.DynType) && !cel.BoolType.IsAssignableType(got) {
-		return nil, []celIssue{{msg: fmt.Sprintf("rule must evaluate to bool, not %s", got)}}
+		return nil, expr, []celIssue{{msg: fmt.Sprintf("rule must evaluate to bool, not %s", got)}}
 	}
 	if out := checkConstants(checked); len(out) > 0 {
-		return nil, out
+		return nil, expr, out
+	}
+	text, out := checkActions(checked)
+	if len(out) > 0 {
+		return nil, expr, out
+	}
+	if text != "" {
+		// The rewritten rule is checked again from its text, which also
+		// builds the combined program (compileAll).
+		if checked, iss = env.Compile(text); iss.Err() != nil {
+			return nil, expr, []celIssue{{msg: fmt.Sprintf("rewriting action names into request.operation: %v", iss.Err())}}
+		}
+		expr = text
 	}
 	est, err := env.EstimateCost(checked, boundedSizes{})
 	if err != nil {
-		return nil, []celIssue{{msg: fmt.Sprintf("estimating cost: %v", err)}}
+		return nil, expr, []celIssue{{msg: fmt.Sprintf("estimating cost: %v", err)}}
 	}
 	if est.Max > EstimatedCostLimit {
-		return nil, []celIssue{{msg: fmt.Sprintf("worst-case cost %d exceeds the limit %d: simplify the rule", est.Max, EstimatedCostLimit)}}
+		return nil, expr, []celIssue{{msg: fmt.Sprintf("worst-case cost %d exceeds the limit %d: simplify the rule", est.Max, EstimatedCostLimit)}}
 	}
-	return checked, nil
+	return checked, expr, nil
 }
 
 // Covering returns the repository key whose policy covers the repository
