@@ -199,7 +199,9 @@ func TestManifestPagePaginated(t *testing.T) {
 	b := e.browser()
 	// A layer's row, a child's link (the raw JSON holds digests too).
 	layer := func(i int) string { return `title="` + fakeDigest(fmt.Sprint("layer", i)) + `"` }
-	child := func(i int) string { return `href="/r/huge/children/-/manifest/` + fakeDigest(fmt.Sprint("child", i)) + `"` }
+	child := func(i int) string {
+		return `href="/r/huge/children/-/manifest/` + fakeDigest(fmt.Sprint("child", i)) + `"`
+	}
 
 	p := b.get("/r/huge/layers/-/manifest/v1")
 	p.has(t, "Showing layers 1–100 of 25000 (page 1 of 250)", `href="/r/huge/layers/-/manifest/v1?layers=2"`,
