@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,9 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,14 +31,13 @@ const (
 // maxConfigSize bounds an image configuration the UI reads.
 const maxConfigSize = 1 << 20
 
-// descriptor and rawManifest are the union of the OCI / Docker image
-// manifest and index shapes, as far as the UI shows them.
+// descriptor is an OCI / Docker descriptor, as far as the UI shows it.
 type descriptor struct {
 	MediaType    string            `json:"mediaType"`
 	Digest       digest.Digest     `json:"digest"`
 	Size         int64             `json:"size"`
 	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
+	Annotations  pickedAnnotations `json:"annotations,omitempty"`
 	Platform     *platform         `json:"platform,omitempty"`
 }
 
@@ -58,16 +58,6 @@ func (p *platform) String() string {
 	return s
 }
 
-type rawManifest struct {
-	MediaType    string            `json:"mediaType"`
-	ArtifactType string            `json:"artifactType"`
-	Config       *descriptor       `json:"config"`
-	Layers       []descriptor      `json:"layers"`
-	Manifests    []descriptor      `json:"manifests"`
-	Subject      *descriptor       `json:"subject"`
-	Annotations  map[string]string `json:"annotations"`
-}
-
 // imageConfig is the part of an image configuration the UI shows.
 // Environment variables are deliberately left out: they often hold secrets.
 type imageConfig struct {
@@ -76,13 +66,13 @@ type imageConfig struct {
 	Architecture string     `json:"architecture"`
 	Variant      string     `json:"variant"`
 	Config       struct {
-		Entrypoint []string          `json:"Entrypoint"`
-		Cmd        []string          `json:"Cmd"`
-		WorkingDir string            `json:"WorkingDir"`
-		User       string            `json:"User"`
-		Labels     map[string]string `json:"Labels"`
+		Entrypoint []string  `json:"Entrypoint"`
+		Cmd        []string  `json:"Cmd"`
+		WorkingDir string    `json:"WorkingDir"`
+		User       string    `json:"User"`
+		Labels     labelList `json:"Labels"`
 	} `json:"config"`
-	History []json.RawMessage `json:"history"`
+	History counted `json:"history"`
 }
 
 var imageConfigTypes = []string{
@@ -100,22 +90,11 @@ type summary struct {
 	Subject      digest.Digest
 }
 
-func parseRaw(m storage.Manifest) (*rawManifest, error) {
-	var raw rawManifest
-	if err := json.Unmarshal(m.Data, &raw); err != nil {
-		return nil, err
-	}
-	if raw.MediaType == "" {
-		raw.MediaType = m.MediaType
-	}
-	return &raw, nil
-}
-
-func kindOf(raw *rawManifest) string {
+func kindOf(mediaType string, sc *manifestScan) string {
 	switch {
-	case raw.Manifests != nil || strings.Contains(raw.MediaType, "index") || strings.Contains(raw.MediaType, "manifest.list"):
+	case sc.IsIndex || strings.Contains(mediaType, "index") || strings.Contains(mediaType, "manifest.list"):
 		return kindIndex
-	case raw.ArtifactType != "" || raw.Config != nil && !slices.Contains(imageConfigTypes, raw.Config.MediaType):
+	case sc.ArtifactType != "" || sc.Config != nil && !slices.Contains(imageConfigTypes, sc.Config.MediaType):
 		return kindArtifact
 	default:
 		return kindImage
@@ -125,41 +104,52 @@ func kindOf(raw *rawManifest) string {
 // summarize describes a manifest; for an image it reads the configuration
 // (bounded) for the platform.
 func (u *UI) summarize(ctx context.Context, repo string, m storage.Manifest) summary {
+	sc, err := scanManifest(m.Data, window{}, window{}, window{})
+	s := summaryOf(m, sc, err)
+	if s.Kind == kindImage && sc.Config != nil {
+		if cfg, err := u.readConfig(ctx, repo, sc.Config); err == nil {
+			s.setPlatform(cfg)
+		}
+	}
+	return s
+}
+
+// summaryOf describes a scanned manifest (err: the scan's).
+func summaryOf(m storage.Manifest, sc *manifestScan, err error) summary {
 	s := summary{MediaType: m.MediaType, Size: int64(len(m.Data))}
-	raw, err := parseRaw(m)
 	if err != nil {
 		s.Kind = "unreadable"
 		return s
 	}
-	s.Kind = kindOf(raw)
-	s.ArtifactType = raw.ArtifactType
-	if raw.Subject != nil {
-		s.Subject = raw.Subject.Digest
+	mt := sc.MediaType
+	if mt == "" {
+		mt = m.MediaType
 	}
-	if raw.Config != nil {
-		s.Size += raw.Config.Size
+	s.Kind = kindOf(mt, sc)
+	s.ArtifactType = sc.ArtifactType
+	if sc.Subject != nil {
+		s.Subject = sc.Subject.Digest
+	}
+	if sc.Config != nil {
+		s.Size += sc.Config.Size
 		if s.Kind == kindArtifact && s.ArtifactType == "" {
-			s.ArtifactType = raw.Config.MediaType
+			s.ArtifactType = sc.Config.MediaType
 		}
 	}
-	for _, l := range raw.Layers {
-		s.Size += l.Size
-	}
-	for _, c := range raw.Manifests {
-		s.Size += c.Size
-		if p := c.Platform.String(); p != "" && p != "unknown/unknown" && !slices.Contains(s.Platforms, p) {
-			s.Platforms = append(s.Platforms, p)
-		}
-	}
-	if s.Kind == kindImage && raw.Config != nil {
-		if cfg, err := u.readConfig(ctx, repo, raw.Config); err == nil {
-			p := &platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
-			if ps := p.String(); ps != "" {
-				s.Platforms = []string{ps}
-			}
-		}
+	s.Size += sc.Layers.Total + sc.Children.Total
+	s.Platforms = slices.Clone(sc.Platforms)
+	if sc.MorePlatforms {
+		s.Platforms = append(s.Platforms, "…")
 	}
 	return s
+}
+
+// setPlatform names an image's platform from its configuration.
+func (s *summary) setPlatform(cfg *imageConfig) {
+	p := &platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
+	if ps := p.String(); ps != "" {
+		s.Platforms = []string{ps}
+	}
 }
 
 func (u *UI) readConfig(ctx context.Context, repo string, d *descriptor) (*imageConfig, error) {
@@ -192,29 +182,102 @@ type manifestPage struct {
 	Host   string
 	Tag    string // when reached by a tag
 	Digest digest.Digest
-	Raw    *rawManifest
 	summary
-	Config     *imageConfig
-	ConfigErr  string
-	Layers     []layerRow
-	Children   []descriptor
-	Referrers  []referrerGroup
-	JSON       template.HTML
-	Pull       string
-	OrasPull   string
-	CanDelete  bool
-	CanPullRaw bool
+	Config       *imageConfig
+	ConfigErr    string
+	Layers       []layerRow
+	LayerPager   pager
+	Children     []descriptor
+	ChildPager   pager
+	Annotations  []annotation
+	AnnPager     pager
+	Referrers    []referrerGroup
+	JSON         template.HTML
+	JSONCut      bool   // JSON is the beginning of the manifest only
+	RawURL       string // the manifest's bytes as a download
+	ManifestSize int64
+	Pull         string
+	OrasPull     string
+	CanDelete    bool
+	CanPullRaw   bool
 }
 
 type layerRow struct {
 	descriptor
+	Index   int
 	Title   string
 	Percent float64 // of the largest layer, for the bar chart
 }
 
 type referrerGroup struct {
 	Label string
-	Items []descriptor
+	Count int          // referrers in the group
+	Items []descriptor // the first manifestListPage of them
+}
+
+// pager describes one page of a list on the manifest page.
+type pager struct {
+	Noun                    string
+	Count, From, To         int // rows From..To (1-based) of Count are shown
+	Page, Pages             int
+	First, Prev, Next, Last string // links, "" where there is none
+	Past                    bool   // the page asked for is past the end
+}
+
+// Paged lists of the manifest page: their query parameters (1-based page
+// numbers).
+var manifestListParams = []string{"layers", "children", "annotations"}
+
+// listPages reads the page number of each list from the query.
+func listPages(r *http.Request) map[string]int {
+	q := r.URL.Query()
+	out := map[string]int{}
+	for _, k := range manifestListParams {
+		n, err := strconv.Atoi(q.Get(k))
+		if err != nil || n < 1 || n > 1<<20 {
+			n = 1
+		}
+		out[k] = n
+	}
+	return out
+}
+
+func pageWindow(page int) window {
+	return window{Off: (page - 1) * manifestListPage, N: manifestListPage}
+}
+
+// newPager describes page (1-based) of a list of count items whose links
+// are base with the list's parameter k set.
+func newPager(noun string, count, page int, base string, q url.Values, k string) pager {
+	pg := pager{Noun: noun, Count: count, Page: page, Pages: max((count+manifestListPage-1)/manifestListPage, 1)}
+	link := func(n int) string {
+		v := url.Values{}
+		for _, o := range manifestListParams {
+			if o != k && q.Get(o) != "" {
+				v.Set(o, q.Get(o))
+			}
+		}
+		if n > 1 {
+			v.Set(k, strconv.Itoa(n))
+		}
+		if len(v) == 0 {
+			return base
+		}
+		return base + "?" + v.Encode()
+	}
+	off := (page - 1) * manifestListPage
+	if off >= count && count > 0 {
+		pg.Past, pg.First = true, link(1)
+		return pg
+	}
+	pg.From, pg.To = off+1, min(off+manifestListPage, count)
+	if page > 1 {
+		pg.First, pg.Prev = link(1), link(page-1)
+	}
+	if page < pg.Pages {
+		pg.Next, pg.Last = link(page+1), link(pg.Pages)
+	}
+	return pg
 }
 
 // manifest renders one manifest, by digest or by tag.
@@ -253,31 +316,47 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 		u.storeErr(w, r, rq, "manifest "+shortDigest(d)+" in "+repo, err)
 		return
 	}
-	p := manifestPage{Repo: repo, Host: r.Host, Tag: tag, Digest: d, summary: u.summarize(ctx, repo, m),
+	if r.URL.Query().Get("download") == "1" {
+		u.rawManifest(w, r, m)
+		return
+	}
+	pages := listPages(r)
+	sc, err := scanManifest(m.Data, pageWindow(pages["layers"]), pageWindow(pages["children"]), pageWindow(pages["annotations"]))
+	p := manifestPage{Repo: repo, Host: r.Host, Tag: tag, Digest: d, summary: summaryOf(m, sc, err),
 		CanDelete:  u.can(ctx, rq, registry.ActionDeleteManifest, repo, string(d)),
 		CanPullRaw: u.can(ctx, rq, registry.ActionGetBlob, repo, string(d))}
 	p.Pull = "docker pull " + r.Host + "/" + repo + "@" + string(d)
 	p.OrasPull = "oras pull " + r.Host + "/" + repo + "@" + string(d)
-	if raw, err := parseRaw(m); err == nil {
-		p.Raw = raw
-		p.Children = raw.Manifests
-		var largest int64
-		for _, l := range raw.Layers {
-			largest = max(largest, l.Size)
-		}
-		for _, l := range raw.Layers {
-			row := layerRow{descriptor: l, Title: l.Annotations["org.opencontainers.image.title"]}
-			if largest > 0 {
-				row.Percent = max(float64(l.Size)*100/float64(largest), 0.5)
+	here := manifestURL(repo, ref)
+	p.RawURL, p.ManifestSize = here+"?download=1", int64(len(m.Data))
+	if err == nil {
+		q := r.URL.Query()
+		for i, l := range sc.Layers.Items {
+			row := layerRow{descriptor: l, Index: sc.Layers.Off + i, Title: l.Annotations["org.opencontainers.image.title"]}
+			if sc.Layers.Largest > 0 {
+				row.Percent = max(float64(l.Size)*100/float64(sc.Layers.Largest), 0.5)
 			}
 			p.Layers = append(p.Layers, row)
 		}
-		if p.Kind == kindImage && raw.Config != nil {
-			cfg, err := u.readConfig(ctx, repo, raw.Config)
+		noun := "layers"
+		if p.Kind == kindArtifact {
+			noun = "files"
+		}
+		p.LayerPager = newPager(noun, sc.Layers.Count, pages["layers"], here, q, "layers")
+		p.Children = sc.Children.Items
+		p.ChildPager = newPager("manifests", sc.Children.Count, pages["children"], here, q, "children")
+		p.Annotations = sc.Annotations.Items
+		if sc.Annotations.Count <= manifestListPage {
+			slices.SortFunc(p.Annotations, func(a, b annotation) int { return strings.Compare(a.Key, b.Key) })
+		}
+		p.AnnPager = newPager("annotations", sc.Annotations.Count, pages["annotations"], here, q, "annotations")
+		if p.Kind == kindImage && sc.Config != nil {
+			cfg, err := u.readConfig(ctx, repo, sc.Config)
 			if err != nil {
 				p.ConfigErr = "The image configuration could not be read."
 			} else {
 				p.Config = cfg
+				p.setPlatform(cfg)
 			}
 		}
 	}
@@ -287,7 +366,7 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 		return
 	}
 	p.Referrers = groupReferrers(refs)
-	p.JSON = highlightJSON(m.Data)
+	p.JSON, p.JSONCut = highlightJSON(m.Data, maxRawHTML)
 	title := repo + "@" + shortDigest(d)
 	if tag != "" {
 		title = repo + ":" + tag
@@ -345,10 +424,30 @@ func groupReferrers(refs []storage.Descriptor) []referrerGroup {
 	for _, l := range other {
 		out = append(out, referrerGroup{Label: l, Items: groups[l]})
 	}
-	for _, g := range out {
+	for i, g := range out {
 		slices.SortFunc(g.Items, func(a, b descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+		out[i].Count = len(g.Items)
+		if len(g.Items) > manifestListPage {
+			out[i].Items = g.Items[:manifestListPage:manifestListPage]
+		}
 	}
 	return out
+}
+
+// rawManifest sends a manifest's bytes as a download (like a blob: an
+// attachment of type application/octet-stream, so nothing renders in the
+// page's origin).
+func (u *UI) rawManifest(w http.ResponseWriter, r *http.Request, m storage.Manifest) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", m.Digest.Encoded()+".json"))
+	h.Set("Content-Length", strconv.Itoa(len(m.Data)))
+	h.Set("Docker-Content-Digest", string(m.Digest))
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(m.Data)
+	}
 }
 
 // blob streams a blob as a download, under the same pull decision as
@@ -412,62 +511,4 @@ func fileName(name, fallback string) string {
 		return fallback
 	}
 	return out
-}
-
-// highlightJSON pretty-prints JSON and wraps its tokens in spans (classes
-// k: key, s: string, n: number, b: true/false/null). Everything is escaped.
-func highlightJSON(data []byte) template.HTML {
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, data, "", "  "); err != nil {
-		return template.HTML(template.HTMLEscapeString(string(data)))
-	}
-	src := pretty.Bytes()
-	var out strings.Builder
-	span := func(class string, tok []byte) {
-		out.WriteString(`<span class="j` + class + `">`)
-		out.WriteString(template.HTMLEscapeString(string(tok)))
-		out.WriteString(`</span>`)
-	}
-	for i := 0; i < len(src); {
-		c := src[i]
-		switch {
-		case c == '"':
-			j := i + 1
-			for j < len(src) && src[j] != '"' {
-				if src[j] == '\\' {
-					j++
-				}
-				j++
-			}
-			j = min(j+1, len(src))
-			k := j
-			for k < len(src) && src[k] == ' ' {
-				k++
-			}
-			class := "s"
-			if k < len(src) && src[k] == ':' {
-				class = "k"
-			}
-			span(class, src[i:j])
-			i = j
-		case c == '-' || c >= '0' && c <= '9':
-			j := i
-			for j < len(src) && strings.IndexByte("+-0123456789.eE", src[j]) >= 0 {
-				j++
-			}
-			span("n", src[i:j])
-			i = j
-		case c == 't' || c == 'f' || c == 'n':
-			j := i
-			for j < len(src) && src[j] >= 'a' && src[j] <= 'z' {
-				j++
-			}
-			span("b", src[i:j])
-			i = j
-		default:
-			out.WriteString(template.HTMLEscapeString(string(c)))
-			i++
-		}
-	}
-	return template.HTML(out.String())
 }

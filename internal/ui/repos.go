@@ -1,6 +1,8 @@
 package ui
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,7 +19,8 @@ const scanBudget = 5000
 type reposPage struct {
 	Query   string
 	Repos   []storage.RepositoryInfo
-	Next    string // cursor of the next page, "" on the last
+	Next    string // the last name shown: ?after= of the next page
+	Cursor  string // or ?cursor= of the next page (opaque), "" on the last
 	First   bool   // this is the first page
 	Partial bool   // the scan budget ended the page early
 	Size    int
@@ -43,9 +46,22 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 	if len(query) > 255 {
 		query = query[:255]
 	}
+	// A page starts after a name the caller may list (the last one of the
+	// previous page) or at an opaque cursor (where the scan budget stopped
+	// the previous page: perhaps a name the caller may not list). Any other
+	// start is refused, the same way whether such a repository exists or
+	// not.
 	after := q.Get("after")
-	if after != "" && !layout.ValidRepo(after) {
-		after = ""
+	if c := q.Get("cursor"); c != "" {
+		name, ok := u.openCursor(c)
+		if !ok || after != "" {
+			u.badCursor(w, r, rq)
+			return
+		}
+		after = name
+	} else if after != "" && (!layout.ValidRepo(after) || !u.canPull(ctx, rq, after)) {
+		u.badCursor(w, r, rq)
+		return
 	}
 	size := u.pageSize(r)
 	p := reposPage{Query: query, First: after == "", Size: size}
@@ -56,9 +72,9 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 	var names []string
 	cursor, scanned, batch := after, 0, size+1
 	if query != "" {
-		batch = scanBudget
+		batch = u.scanBudget
 	}
-	for len(names) <= size && scanned < scanBudget {
+	for len(names) <= size && scanned < u.scanBudget {
 		got, err := u.o.Store.ListRepositories(ctx, cursor, batch)
 		if err != nil {
 			u.storeErr(w, r, rq, "the repository list", err)
@@ -77,14 +93,14 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 		if len(got) < batch {
 			break // the listing ended
 		}
-		batch = min(batch*8, scanBudget)
+		batch = min(batch*8, u.scanBudget)
 	}
 	switch {
 	case len(names) > size:
 		names = names[:size]
 		p.Next = names[size-1]
-	case scanned >= scanBudget:
-		p.Next, p.Partial = cursor, true
+	case scanned >= u.scanBudget:
+		p.Cursor, p.Partial = u.sealCursor(cursor), true
 	}
 	infos, err := u.stats.page(ctx, names)
 	if err != nil {
@@ -93,4 +109,38 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 	}
 	p.Repos = infos
 	u.render(w, r, rq, http.StatusOK, "repositories", "Repositories", nil, p)
+}
+
+// cursorAAD binds a sealed cursor to its use.
+var cursorAAD = []byte("berth ui repository cursor v1")
+
+// sealCursor makes an opaque cursor of a repository name: AES-GCM under the
+// UI's key, so a caller can neither read the name nor make a cursor of
+// its own.
+func (u *UI) sealCursor(name string) string {
+	nonce := make([]byte, u.cursors.NonceSize(), u.cursors.NonceSize()+len(name)+u.cursors.Overhead())
+	_, _ = rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(u.cursors.Seal(nonce, nonce, []byte(name), cursorAAD))
+}
+
+// openCursor reads what sealCursor made.
+func (u *UI) openCursor(c string) (string, bool) {
+	if len(c) > 1024 {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) < u.cursors.NonceSize() {
+		return "", false
+	}
+	ns := u.cursors.NonceSize()
+	name, err := u.cursors.Open(nil, b[:ns], b[ns:], cursorAAD)
+	if err != nil || !layout.ValidRepo(string(name)) {
+		return "", false
+	}
+	return string(name), true
+}
+
+func (u *UI) badCursor(w http.ResponseWriter, r *http.Request, rq *request) {
+	u.fail(w, r, rq, http.StatusBadRequest, "Page link not valid",
+		"This page link cannot be used (it was changed, or the registry restarted since it was made). Start again from the first page.")
 }

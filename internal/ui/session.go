@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -235,11 +236,41 @@ func (u *UI) signOut(w http.ResponseWriter, r *http.Request, rq *request) {
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// safeNext keeps a post-sign-in redirect on this site.
+// maxNextLen bounds where sign-in returns to.
+const maxNextLen = 2048
+
+// safeNext keeps a post-sign-in redirect on this site: an absolute path
+// (with an optional query) of printable ASCII other than "\", which stays a
+// path once a browser has stripped, decoded and normalised it, and is not
+// the sign-in page. Anything else is "/".
+//
+// Browsers drop tabs and newlines anywhere in a URL, trim spaces and control
+// characters, read "\" as "/", and take "//host" or "/\host" as another
+// site; a value of this shape has none of those, and neither has its path
+// once its percent-encoding is undone.
 func safeNext(next string) string {
-	if next == "" || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
-		strings.ContainsAny(next, "\r\n") || strings.HasPrefix(next, "/-/sign") {
+	if next == "" || len(next) > maxNextLen || !plainPath(next) {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || u.Fragment != "" ||
+		!strings.HasPrefix(u.Path, "/") {
+		return "/"
+	}
+	dec, err := url.PathUnescape(u.EscapedPath())
+	if err != nil || !plainPath(dec) {
+		return "/"
+	}
+	if strings.HasPrefix(u.Path, "/-/sign") {
 		return "/"
 	}
 	return next
 }
+
+// plainPath: s starts with exactly one "/" and holds only printable ASCII
+// other than "\".
+func plainPath(s string) bool {
+	return strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") && !strings.ContainsFunc(s, unsafeRune)
+}
+
+func unsafeRune(r rune) bool { return r <= ' ' || r >= 0x7f || r == '\\' }

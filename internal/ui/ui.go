@@ -28,6 +28,9 @@ package ui
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
@@ -79,6 +82,10 @@ type Options struct {
 	PageSize int
 	// StatsTTL is how long a repository summary is cached (default 30s).
 	StatsTTL time.Duration
+	// CursorKey (32 bytes) encrypts the repository list's opaque cursors;
+	// random per process when empty (a cursor then works only on the
+	// process that made it, until it restarts).
+	CursorKey []byte
 }
 
 // UI serves the web UI. Create it with New.
@@ -90,6 +97,9 @@ type UI struct {
 	stats   *statsCache
 	tagMaps *tagMapCache
 	cop     *http.CrossOriginProtection
+	// scanBudget is scanBudget (tests lower it).
+	scanBudget int
+	cursors    cipher.AEAD
 }
 
 const (
@@ -114,9 +124,21 @@ func New(o Options) (*UI, error) {
 	if o.StatsTTL <= 0 {
 		o.StatsTTL = 30 * time.Second
 	}
-	u := &UI{o: o, log: o.Logger, cop: http.NewCrossOriginProtection()}
+	u := &UI{o: o, log: o.Logger, cop: http.NewCrossOriginProtection(), scanBudget: scanBudget}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
+	}
+	key := o.CursorKey
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		_, _ = rand.Read(key)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("ui: cursor key: %w", err)
+	}
+	if u.cursors, err = cipher.NewGCM(block); err != nil {
+		return nil, fmt.Errorf("ui: cursor key: %w", err)
 	}
 	pages, err := parsePages()
 	if err != nil {
@@ -135,7 +157,7 @@ func New(o Options) (*UI, error) {
 
 // ServeHTTP routes the UI's paths:
 //
-//	GET  /                                 repositories (?q= filter, ?after= cursor)
+//	GET  /                                 repositories (?q= filter, ?after= visible name or ?cursor= opaque cursor)
 //	GET  /r/<name>                         repository: tags (?sort=name|date) or manifests (?view=manifests)
 //	GET  /r/<name>/-/manifest/<reference>  manifest (digest or tag)
 //	GET  /r/<name>/-/blob/<digest>         blob download (?name= file name)
