@@ -34,7 +34,16 @@
 // something that refers to missing data: blob bytes, then the manifest
 // revision link, then the referrer entry, then tags. DeleteManifest works in
 // the reverse order. A committed upload's data file, synced at every append, is
-// renamed straight into the blob store (same filesystem, atomic).
+// renamed straight into the blob store (same filesystem, atomic): first the
+// verified digest is recorded in the session ("committed"), then the data
+// moves, then the blob is linked, then the session is removed, so a retried
+// commit after a crash at any step finishes it (CommitUpload).
+//
+// A directory a write needs that does not exist yet (a new repository's) is
+// built under a temporary name with the file in it and renamed into place
+// whole: a failed write never leaves an empty repository behind. A full
+// filesystem (ENOSPC) or exhausted quota (EDQUOT) is reported as
+// storage.ErrInsufficientStorage.
 //
 // Upload sessions live on disk. After every append the data file is synced
 // and the sha256 state (crypto/sha256 implements encoding.BinaryMarshaler) is
