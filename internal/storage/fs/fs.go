@@ -343,9 +343,9 @@ func (s *Store) writeFileAtomic(path string, data []byte) error {
 			return err
 		}
 		// Created meanwhile by another write: write into it.
-	}
-	if err := mkdirAll(dir); err != nil {
-		return err
+		if err := mkdirAll(dir); err != nil {
+			return err
+		}
 	}
 	tmp, err := s.writeTemp(dir, path, data)
 	if err != nil {
