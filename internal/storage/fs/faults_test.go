@@ -208,3 +208,36 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("ListRepositories = %v, want %v", repos, want)
 	}
 }
+
+// TestWriteIntoNewDirConcurrently: writes racing to create the same new
+// directories (one builds them under a temporary name and renames them
+// into place, the others find them there) all land, and no temporary
+// directory stays.
+func TestWriteIntoNewDirConcurrently(t *testing.T) {
+	st := newStore(t)
+	rdir, err := st.repoDir("new/repo", nil)
+	must(t, err)
+	const n = 16
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- st.writeFileAtomic(filepath.Join(rdir, dirBlobs, "sha256", strings.Repeat(string(rune('a'+i)), 64)), []byte{byte(i)})
+		}()
+	}
+	for range n {
+		must(t, <-errs)
+	}
+	for i := range n {
+		b, err := os.ReadFile(filepath.Join(rdir, dirBlobs, "sha256", strings.Repeat(string(rune('a'+i)), 64)))
+		if err != nil || len(b) != 1 || b[0] != byte(i) {
+			t.Errorf("file %d: %v %v", i, b, err)
+		}
+	}
+	err = filepath.WalkDir(st.reposDir, func(path string, e os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(e.Name(), tmpPrefix) {
+			t.Errorf("left behind: %s", path)
+		}
+		return err
+	})
+	must(t, err)
+}
