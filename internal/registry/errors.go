@@ -123,11 +123,18 @@ func toError(err error) *Error {
 		return &Error{Code: CodeSizeInvalid, Status: http.StatusRequestEntityTooLarge, Message: "content exceeds the configured size limit", Err: err}
 	case errors.Is(err, storage.ErrUnavailable):
 		return &Error{Code: CodeUnavailable, Err: err}
+	case errors.Is(err, storage.ErrInsufficientStorage):
+		// 507 with the OCI code UNKNOWN (the spec has none for this, and every
+		// client knows UNKNOWN); the message is fixed, so no path leaks.
+		return &Error{Code: CodeUnknown, Status: http.StatusInsufficientStorage, Message: insufficientStorageMessage, Err: err}
 	case errors.Is(err, storage.ErrUnsupportedDigest):
 		return &Error{Code: CodeDigestInvalid, Message: "unsupported digest algorithm (sha256 and sha512 are supported)", Err: err}
 	}
 	return &Error{Code: CodeUnknown, Err: err}
 }
+
+// insufficientStorageMessage is the message of a 507: the storage is full.
+const insufficientStorageMessage = "no space left on device: the registry's storage is full (or over its quota)"
 
 type errorBody struct {
 	Errors []errorEntry `json:"errors"`
@@ -159,6 +166,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.ErrorContext(r.Context(), "internal error", "request_id", id, "err", err)
 		msg = "internal server error"
 		detail = map[string]string{"request_id": id}
+	} else if status == http.StatusInsufficientStorage {
+		// The operator must act: log it like an internal error.
+		log.ErrorContext(r.Context(), "insufficient storage", "request_id", requestID(r.Context()), "err", err)
 	} else if e.Err != nil {
 		log.DebugContext(r.Context(), "request failed", "code", e.Code, "err", err)
 	}

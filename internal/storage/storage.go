@@ -47,6 +47,10 @@ var (
 	// ErrUnavailable: something the store depends on besides its backend (the
 	// shared lock service of several replicas) does not answer; retry later.
 	ErrUnavailable = errors.New("storage: temporarily unavailable")
+	// ErrInsufficientStorage: the backend has no room left for a write (a full
+	// filesystem, ENOSPC, or an exhausted quota, EDQUOT). Nothing partial is
+	// visible; the write can be retried once space is freed.
+	ErrInsufficientStorage = errors.New("storage: insufficient storage")
 )
 
 // BlobInfo describes a stored blob.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,8 +10,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +29,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/berth-registry/berth/internal/s3test"
 )
 
 // streamImage is an OCI image whose layers are detStreams of the given sizes
@@ -403,4 +411,103 @@ func TestCrashRecovery(t *testing.T) {
 	// A last crash-free check of the whole store after a clean restart.
 	p.restart()
 	checkConsistency(t, p, k)
+}
+
+// startBerthTraced starts berth on p's data directory under strace, which
+// SIGKILLs it when it is about to rename onto the path killAt (the rename
+// is not executed: it fails with EIO as the kill arrives). It skips the
+// test when strace is missing or may not trace (no ptrace in the sandbox).
+func startBerthTraced(t *testing.T, p *berthProc, killAt string) {
+	t.Helper()
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("strace not installed")
+	}
+	if out, err := exec.Command(strace, "-f", "-qq", "-o", os.DevNull, "true").CombinedOutput(); err != nil {
+		t.Skipf("strace cannot trace here: %v: %s", err, out)
+	}
+	port := freePort(t)
+	p.writeConfig(port)
+	renames := "rename,renameat,renameat2"
+	cmd := exec.Command(strace, "-f", "-qq", "-o", os.DevNull, "-P", killAt,
+		"-e", "trace="+renames, "-e", "inject="+renames+":error=EIO:signal=KILL",
+		berthBin, "serve", "-c", p.cfgPath)
+	cmd.Dir = p.dataDir
+	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
+	fmt.Fprintf(p.stderr, "----- berth under strace, killed at a rename onto %s -----\n", killAt)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start strace: %v", err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.waitErrFn = func() error { <-done; return waitErr }
+	p.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	p.mu.Unlock()
+	p.waitReady()
+}
+
+// TestCommitKilledAtEachStep SIGKILLs a real berth inside the commit of an
+// upload (PUT ?digest=), just before each of its renames: the data into the
+// blob store ("move"), the link into the repository ("link"), the session
+// out of the way ("remove"). After a restart, the client's retried PUT with
+// an empty body commits the blob without sending it again (201), and the
+// blob reads back whole. Before the fix the retry answered 404
+// BLOB_UPLOAD_UNKNOWN after a kill at "link" or "remove": the data had left
+// the session, and the client had to upload the whole blob again.
+func TestCommitKilledAtEachStep(t *testing.T) {
+	if s3test.OnS3() {
+		t.Skip("kills at the filesystem backend's renames")
+	}
+	stream := detStream{seed: 0xc0ffee, size: 8 << 20}
+	data := stream.bytes()
+	d := sha256Digest(data)
+	hexd := strings.TrimPrefix(d, "sha256:")
+	for _, step := range []string{"move", "link", "remove"} {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			repo := "e2e/killed/" + step
+			p := startBerth(t, dir)
+			// The repository already holds a blob, as during a push: the
+			// link is then renamed into its final place itself.
+			pushBlob(t, p, repo, []byte("config of "+step))
+			resp, body := doReq(t, http.MethodPost, p.url("/v2/"+repo+"/blobs/uploads/"), nil, nil)
+			wantStatus(t, "POST upload", resp, body, http.StatusAccepted)
+			loc := p.resolve(t, resp.Header.Get("Location")).Path
+			id := resp.Header.Get("Docker-Upload-UUID")
+			resp, body = doReq(t, http.MethodPatch, p.url(loc), bytes.NewReader(data),
+				map[string]string{"Content-Type": "application/octet-stream"})
+			wantStatus(t, "PATCH", resp, body, http.StatusAccepted)
+			p.stop()
+
+			rdir := filepath.Join(dir, "repositories", filepath.FromSlash(repo))
+			killAt := map[string]string{
+				"move":   filepath.Join(dir, "blobs", "sha256", hexd[:2], hexd),
+				"link":   filepath.Join(rdir, "_blobs", "sha256", hexd),
+				"remove": filepath.Join(rdir, "_uploads", id),
+			}[step]
+			startBerthTraced(t, p, killAt)
+			req, err := http.NewRequest(http.MethodPut, p.url(loc+"?digest="+d), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp, err := httpClient.Do(req); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				t.Fatalf("PUT ?digest= answered %d (%s): berth was not killed before the rename onto %s", resp.StatusCode, b, killAt)
+			}
+			<-p.done
+			fmt.Fprintln(p.stderr, "----- killed -----")
+
+			p.start(0)
+			resp, body = doReq(t, http.MethodPut, p.url(loc+"?digest="+d), nil, nil)
+			wantStatus(t, "retried PUT ?digest= after the kill", resp, body, http.StatusCreated)
+			if got := resp.Header.Get("Docker-Content-Digest"); got != d {
+				t.Errorf("retried PUT: Docker-Content-Digest %q, want %s", got, d)
+			}
+			checkBlob(t, p, repo, ociDescriptor{Digest: d, Size: stream.size}, "blob committed by the retry")
+		})
+	}
 }

@@ -12,6 +12,7 @@
 //	repositories/<name>/_uploads/<id>/data                   bytes received so far
 //	repositories/<name>/_uploads/<id>/startedat              session start (RFC 3339, nanoseconds)
 //	repositories/<name>/_uploads/<id>/hashstate              running sha256 state and the size it covers
+//	repositories/<name>/_uploads/<id>/committed              digest verified by a commit, written before data moves
 //
 // A revision link holds the manifest media type on its first line and, for a
 // manifest pushed with a subject, the subject digest on its second line (so
@@ -33,7 +34,16 @@
 // something that refers to missing data: blob bytes, then the manifest
 // revision link, then the referrer entry, then tags. DeleteManifest works in
 // the reverse order. A committed upload's data file, synced at every append, is
-// renamed straight into the blob store (same filesystem, atomic).
+// renamed straight into the blob store (same filesystem, atomic): first the
+// verified digest is recorded in the session ("committed"), then the data
+// moves, then the blob is linked, then the session is removed, so a retried
+// commit after a crash at any step finishes it (CommitUpload).
+//
+// A directory a write needs that does not exist yet (a new repository's) is
+// built under a temporary name with the file in it and renamed into place
+// whole: a failed write never leaves an empty repository behind. A full
+// filesystem (ENOSPC) or exhausted quota (EDQUOT) is reported as
+// storage.ErrInsufficientStorage.
 //
 // Upload sessions live on disk. After every append the data file is synced
 // and the sha256 state (crypto/sha256 implements encoding.BinaryMarshaler) is
@@ -101,6 +111,7 @@ const (
 	fileData      = "data"
 	fileStartedAt = "startedat"
 	fileHashState = "hashstate"
+	fileCommitted = "committed"
 )
 
 var (
@@ -114,12 +125,31 @@ type Option func(*Store)
 // (storage.ErrTooLarge). n <= 0 means no limit, the default.
 func WithMaxBlobSize(n int64) Option { return func(s *Store) { s.maxBlobSize = n } }
 
+// Faults injects failures into a Store, for tests. Nil fields inject nothing.
+type Faults struct {
+	// Write is called with the final path before a file is created or
+	// written (a link, tag, manifest, session file, or a chunk of upload
+	// data); an error it returns, such as &os.PathError{Op: "write", Path:
+	// path, Err: syscall.ENOSPC}, becomes the error of that write.
+	Write func(path string) error
+	// Commit is called by CommitUpload before each of its steps ("move": the
+	// data into the blob store, "link": the blob into the repository,
+	// "remove": the session), once the content is verified. An error it
+	// returns makes CommitUpload return it at once and touch nothing more,
+	// leaving the files as a process killed at that point would.
+	Commit func(step string) error
+}
+
+// WithFaults installs fault injection points (tests only).
+func WithFaults(f Faults) Option { return func(s *Store) { s.faults = f } }
+
 // Store is the filesystem backend. It is safe for concurrent use.
 type Store struct {
 	root        string
 	blobsDir    string
 	reposDir    string
 	maxBlobSize int64
+	faults      Faults
 
 	uploadLocks [lockStripes]sync.Mutex
 	repoLocks   [lockStripes]sync.RWMutex
@@ -203,6 +233,36 @@ func (s *Store) repoLock(repo string) *sync.RWMutex {
 // ---------------------------------------------------------------------------
 // file helpers
 
+// writeFault returns the error injected for a write of path, if any.
+func (s *Store) writeFault(path string) error {
+	if s.faults.Write == nil {
+		return nil
+	}
+	return s.faults.Write(path)
+}
+
+// commitFault returns the error injected before a step of CommitUpload, if any.
+func (s *Store) commitFault(step string) error {
+	if s.faults.Commit == nil {
+		return nil
+	}
+	return s.faults.Commit(step)
+}
+
+// noSpace makes *errp wrap storage.ErrInsufficientStorage when the
+// filesystem is full (ENOSPC) or a quota is exhausted (EDQUOT). Every
+// exported method that writes defers it, so the HTTP layer can say what
+// happened instead of answering an internal error.
+func noSpace(errp *error) {
+	err := *errp
+	if err == nil || errors.Is(err, storage.ErrInsufficientStorage) {
+		return
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		*errp = fmt.Errorf("%w: %w", storage.ErrInsufficientStorage, err)
+	}
+}
+
 func isNotExist(err error) bool {
 	return errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
@@ -265,14 +325,125 @@ func mkdirAll(dir string) error {
 
 // writeFileAtomic makes path hold data: temp file in the same directory,
 // sync, rename, sync directory.
-func writeFileAtomic(path string, data []byte) (err error) {
+//
+// Directories missing on the way are not left behind if the write fails
+// (a full disk): the missing subtree is assembled with the file under a
+// temporary name (".tmp-*", which no reader accepts) beside its highest
+// missing directory and renamed into place whole. So a repository directory
+// appears only holding what was written into it, never empty.
+func (s *Store) writeFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
-	if err := mkdirAll(dir); err != nil {
+	top, err := missingDir(dir)
+	if err != nil {
 		return err
+	}
+	if top != "" {
+		err := s.writeInNewDir(top, path, data)
+		if !errors.Is(err, errDirExists) {
+			return err
+		}
+		// Created meanwhile by another write: write into it.
+		if err := mkdirAll(dir); err != nil {
+			return err
+		}
+	}
+	tmp, err := s.writeTemp(dir, path, data)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("fs: rename: %w", err)
+	}
+	return syncDir(dir)
+}
+
+// errDirExists: the directory writeInNewDir was to create exists now.
+var errDirExists = errors.New("fs: directory created concurrently")
+
+// missingDir returns the highest missing directory on the way to dir, or
+// "" if dir exists.
+func missingDir(dir string) (string, error) {
+	top := ""
+	for {
+		fi, err := os.Stat(dir)
+		if err == nil {
+			if !fi.IsDir() {
+				return "", fmt.Errorf("fs: %s is not a directory", dir)
+			}
+			return top, nil
+		}
+		if !isNotExist(err) {
+			return "", fmt.Errorf("fs: %w", err)
+		}
+		top = dir
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return top, nil
+		}
+		dir = parent
+	}
+}
+
+// writeInNewDir writes path, below the missing directory top, into a
+// temporary copy of the subtree and renames that to top. errDirExists:
+// top was created meanwhile (nothing was written).
+func (s *Store) writeInNewDir(top, path string, data []byte) (err error) {
+	parent := filepath.Dir(top)
+	tmp, err := os.MkdirTemp(parent, tmpPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	rel, err := filepath.Rel(top, path)
+	if err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	inner := filepath.Join(tmp, rel)
+	idir := filepath.Dir(inner)
+	if err := os.MkdirAll(idir, 0o755); err != nil {
+		return fmt.Errorf("fs: %w", err)
+	}
+	f, err := s.writeTemp(idir, path, data)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f, inner); err != nil {
+		return fmt.Errorf("fs: rename: %w", err)
+	}
+	for d := idir; ; d = filepath.Dir(d) {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+		if d == tmp {
+			break
+		}
+	}
+	if err := os.Rename(tmp, top); err != nil {
+		if errors.Is(err, iofs.ErrExist) || errors.Is(err, syscall.ENOTEMPTY) {
+			return errDirExists
+		}
+		return fmt.Errorf("fs: rename: %w", err)
+	}
+	return syncDir(parent)
+}
+
+// writeTemp writes data to a new synced temporary file in dir, which is to
+// become path, and returns its name.
+func (s *Store) writeTemp(dir, path string, data []byte) (name string, err error) {
+	if err := s.writeFault(path); err != nil {
+		return "", fmt.Errorf("fs: %w", err)
 	}
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
-		return fmt.Errorf("fs: %w", err)
+		return "", fmt.Errorf("fs: %w", err)
 	}
 	tmp := f.Name()
 	defer func() {
@@ -284,32 +455,29 @@ func writeFileAtomic(path string, data []byte) (err error) {
 		}
 	}()
 	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("fs: write: %w", err)
+		return "", fmt.Errorf("fs: write: %w", err)
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("fs: %w", err)
+		return "", fmt.Errorf("fs: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fs: sync: %w", err)
+		return "", fmt.Errorf("fs: sync: %w", err)
 	}
 	cerr := f.Close()
 	f = nil
 	if cerr != nil {
-		return fmt.Errorf("fs: close: %w", cerr)
+		return "", fmt.Errorf("fs: close: %w", cerr)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("fs: rename: %w", err)
-	}
-	return syncDir(dir)
+	return tmp, nil
 }
 
 // writeFileIfChanged is writeFileAtomic that skips the write when path
 // already holds data.
-func writeFileIfChanged(path string, data []byte) error {
+func (s *Store) writeFileIfChanged(path string, data []byte) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
 		return nil
 	}
-	return writeFileAtomic(path, data)
+	return s.writeFileAtomic(path, data)
 }
 
 // removeDurable removes path and syncs its directory. It reports whether
@@ -485,7 +653,8 @@ func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offs
 
 // MountBlob links a blob or manifest linked into from into repo. A manifest
 // is mounted as a manifest (same media type), so GetManifest finds it too.
-func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (storage.BlobInfo, error) {
+func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Digest) (_ storage.BlobInfo, err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -531,7 +700,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		return storage.BlobInfo{}, fmt.Errorf("fs: %w", err)
 	}
 	if asBlob {
-		if err := writeOrTouch(blobLinkPath(rdir, g), []byte(d)); err != nil {
+		if err := s.writeOrTouch(blobLinkPath(rdir, g), []byte(d)); err != nil {
 			return storage.BlobInfo{}, err
 		}
 	}
@@ -556,11 +725,12 @@ func (s *Store) linkMountedManifest(rdir string, g layout.Digest, mediaType stri
 	if err != nil || ok {
 		return err
 	}
-	return writeFileAtomic(path, layout.FormatRevision(mediaType, ""))
+	return s.writeFileAtomic(path, layout.FormatRevision(mediaType, ""))
 }
 
 // DeleteBlob removes the blob link from repo. Manifests are deleted with DeleteManifest.
-func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) error {
+func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) (err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

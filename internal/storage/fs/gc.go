@@ -46,13 +46,13 @@ func touch(path string) (found bool, err error) {
 
 // writeOrTouch makes path hold data and refreshes its modification time even
 // when it already does.
-func writeOrTouch(path string, data []byte) error {
+func (s *Store) writeOrTouch(path string, data []byte) error {
 	if cur, err := os.ReadFile(path); err == nil && string(cur) == string(data) {
 		if ok, err := touch(path); err != nil || ok {
 			return err
 		}
 	}
-	return writeFileAtomic(path, data)
+	return s.writeFileAtomic(path, data)
 }
 
 // touchRefs marks every ref as used; a ref whose content is gone wraps

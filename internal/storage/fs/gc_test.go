@@ -29,14 +29,14 @@ func BenchmarkGC(b *testing.B) {
 		}
 		for d, data := range img.Blobs {
 			g, _ := layout.ParseDigest(d)
-			must(b, writeFileAtomic(st.blobPath(g), data))
-			must(b, writeFileAtomic(blobLinkPath(rdir, g), []byte(d)))
+			must(b, st.writeFileAtomic(st.blobPath(g), data))
+			must(b, st.writeFileAtomic(blobLinkPath(rdir, g), []byte(d)))
 		}
 		g, _ := layout.ParseDigest(img.Manifest.Digest)
-		must(b, writeFileAtomic(st.blobPath(g), img.Manifest.Data))
+		must(b, st.writeFileAtomic(st.blobPath(g), img.Manifest.Data))
 		if img.Live {
-			must(b, writeFileAtomic(revisionPath(rdir, g), layout.FormatRevision(img.Manifest.MediaType, "")))
-			must(b, writeFileAtomic(filepath.Join(tagsDir(rdir), img.Tag), []byte(img.Manifest.Digest)))
+			must(b, st.writeFileAtomic(revisionPath(rdir, g), layout.FormatRevision(img.Manifest.MediaType, "")))
+			must(b, st.writeFileAtomic(filepath.Join(tagsDir(rdir), img.Tag), []byte(img.Manifest.Digest)))
 		}
 	}
 	storagetest.BenchmarkGC(b, st, images)

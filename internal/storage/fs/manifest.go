@@ -69,7 +69,8 @@ func (s *Store) StatManifest(ctx context.Context, repo string, d digest.Digest) 
 // PutManifest stores the manifest bytes as a blob, then links the revision,
 // then the referrer entry, then the tags, each step durable before the next.
 // The bytes must hash to Manifest.Digest (ErrDigestMismatch).
-func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutManifestRequest) error {
+func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutManifestRequest) (err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -99,23 +100,23 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		return err
 	}
 	if !have {
-		if err := writeFileAtomic(blob, m.Data); err != nil {
+		if err := s.writeFileAtomic(blob, m.Data); err != nil {
 			return err
 		}
 	}
 	// 2. revision (its time is when the manifest was last pushed)
-	if err := writeOrTouch(revisionPath(rdir, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
+	if err := s.writeOrTouch(revisionPath(rdir, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer
 	if req.Subject != "" {
-		if err := writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), layout.ReferrerName(g)), referrer); err != nil {
+		if err := s.writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), layout.ReferrerName(g)), referrer); err != nil {
 			return err
 		}
 	}
 	// 4. tags
 	for _, tag := range req.Tags {
-		if err := writeFileIfChanged(filepath.Join(tagsDir(rdir), tag), []byte(m.Digest)); err != nil {
+		if err := s.writeFileIfChanged(filepath.Join(tagsDir(rdir), tag), []byte(m.Digest)); err != nil {
 			return err
 		}
 	}
@@ -125,7 +126,8 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 // DeleteManifest removes, in this order, the tags pointing at the manifest,
 // its referrer entry and its revision link. The bytes stay for garbage
 // collection (other repositories may link them).
-func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) (err error) {
+	defer noSpace(&err)
 	m, err := s.lockRevision(ctx, repo, d)
 	if err != nil {
 		return fmt.Errorf("fs: delete manifest: %w", err)
@@ -214,7 +216,8 @@ func (s *Store) ResolveTag(ctx context.Context, repo, tag string) (digest.Digest
 }
 
 // DeleteTag removes a tag; the manifest stays.
-func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) (err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -40,7 +40,8 @@ func uploadUnknown(repo, id string) error {
 
 // BeginUpload creates the session directory atomically: it is assembled
 // under a temporary name and renamed into place.
-func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInfo, error) {
+func (s *Store) BeginUpload(ctx context.Context, repo string) (_ storage.UploadInfo, err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return storage.UploadInfo{}, err
 	}
@@ -63,10 +64,10 @@ func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInf
 		os.RemoveAll(tmp)
 		return storage.UploadInfo{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, fileStartedAt), []byte(started.Format(time.RFC3339Nano))); err != nil {
+	if err := s.writeFileAtomic(filepath.Join(tmp, fileStartedAt), []byte(started.Format(time.RFC3339Nano))); err != nil {
 		return fail(err)
 	}
-	if err := writeFileAtomic(filepath.Join(tmp, fileData), nil); err != nil {
+	if err := s.writeFileAtomic(filepath.Join(tmp, fileData), nil); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, filepath.Join(udir, id)); err != nil {
@@ -96,7 +97,9 @@ func readStartedAt(dir string) (time.Time, error) {
 	return fi.ModTime().UTC(), nil
 }
 
-// StatUpload returns the session; Size is the real size of its data file.
+// StatUpload returns the session; Size is the real size of its data file,
+// or of the blob it was moved to by a commit that was interrupted (see
+// CommitUpload).
 func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.UploadInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.UploadInfo{}, err
@@ -107,10 +110,16 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 	}
 	fi, err := os.Stat(filepath.Join(dir, fileData))
 	if err != nil {
-		if isNotExist(err) {
+		if !isNotExist(err) {
+			return storage.UploadInfo{}, fmt.Errorf("fs: stat upload: %w", err)
+		}
+		_, blob, ok := s.committedBlob(dir)
+		if !ok {
 			return storage.UploadInfo{}, uploadUnknown(repo, id)
 		}
-		return storage.UploadInfo{}, fmt.Errorf("fs: stat upload: %w", err)
+		if fi, err = os.Stat(blob); err != nil {
+			return storage.UploadInfo{}, uploadUnknown(repo, id)
+		}
 	}
 	started, err := readStartedAt(dir)
 	if err != nil {
@@ -181,7 +190,8 @@ func loadHashState(dir string, size int64) hash.Hash {
 // goes. The data file is synced before the hash state is saved, so the state
 // never covers more than what is durable. On a read error the bytes written
 // stay and the returned size says where to resume.
-func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error) {
+func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (_ int64, err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -193,7 +203,8 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	mu.Lock()
 	defer mu.Unlock()
 
-	f, err := os.OpenFile(filepath.Join(dir, fileData), os.O_WRONLY, 0)
+	dataPath := filepath.Join(dir, fileData)
+	f, err := os.OpenFile(dataPath, os.O_WRONLY, 0)
 	if err != nil {
 		if isNotExist(err) {
 			return 0, uploadUnknown(repo, id)
@@ -227,7 +238,11 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 				readErr = fmt.Errorf("fs: upload %s over %d bytes: %w", id, s.maxBlobSize, storage.ErrTooLarge)
 				break
 			}
-			m, werr := f.Write(buf[:n])
+			werr := s.writeFault(dataPath)
+			m := 0
+			if werr == nil {
+				m, werr = f.Write(buf[:n])
+			}
 			written += int64(m)
 			if werr != nil {
 				writeErr = werr
@@ -340,7 +355,15 @@ func removeSession(dir string) error {
 // CommitUpload verifies the session against d, renames its data file into
 // the blob store (or drops it if the blob is already there) and links the
 // blob into repo.
-func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (storage.BlobInfo, error) {
+//
+// A crash between those steps must not cost the client its upload: before
+// the data file moves, the verified digest is recorded in the session
+// (fileCommitted), and the session is removed last. A session whose data
+// file is gone but which records a digest whose blob is stored is a commit
+// interrupted after the move: StatUpload reports it with the blob's size,
+// and CommitUpload with the recorded digest completes it (link, remove).
+func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (_ storage.BlobInfo, err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -357,7 +380,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	fi, err := os.Stat(dataPath)
 	if err != nil {
 		if isNotExist(err) {
-			return storage.BlobInfo{}, uploadUnknown(repo, id)
+			return s.resumeCommit(repo, id, dir, rdir, d)
 		}
 		return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
 	}
@@ -397,6 +420,11 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if err := mkdirAll(bdir); err != nil {
 			return storage.BlobInfo{}, err
 		}
+		// Recorded before the data leaves the session, so that a retry
+		// after a crash past the move can finish the commit.
+		if err := s.writeFileAtomic(filepath.Join(dir, fileCommitted), []byte(d)); err != nil {
+			return storage.BlobInfo{}, err
+		}
 		// The data file was synced by every append; the rename is atomic. A
 		// concurrent commit of the same content may win the race: same bytes.
 		if err := os.Chmod(dataPath, 0o644); err != nil {
@@ -407,6 +435,9 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if _, err := touch(dataPath); err != nil {
 			return storage.BlobInfo{}, err
 		}
+		if err := s.commitFault("move"); err != nil {
+			return storage.BlobInfo{}, err
+		}
 		if err := os.Rename(dataPath, blob); err != nil {
 			return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
 		}
@@ -414,17 +445,79 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 			return storage.BlobInfo{}, err
 		}
 	}
-	if err := writeOrTouch(blobLinkPath(rdir, g), []byte(d)); err != nil {
+	return s.finishCommit(dir, rdir, g, size)
+}
+
+// finishCommit links the stored blob g into the repository at rdir and
+// removes the session.
+func (s *Store) finishCommit(dir, rdir string, g layout.Digest, size int64) (storage.BlobInfo, error) {
+	if err := s.commitFault("link"); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.writeOrTouch(blobLinkPath(rdir, g), []byte(g.D)); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.commitFault("remove"); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	if err := removeSession(dir); err != nil {
 		return storage.BlobInfo{}, err
 	}
-	return storage.BlobInfo{Digest: d, Size: size}, nil
+	return storage.BlobInfo{Digest: g.D, Size: size}, nil
+}
+
+// committedBlob returns the digest recorded in the session dir by a commit
+// (see CommitUpload) and the path of its blob; ok is false when none is
+// recorded.
+func (s *Store) committedBlob(dir string) (g layout.Digest, blob string, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, fileCommitted))
+	if err != nil {
+		return layout.Digest{}, "", false
+	}
+	g, err = parseDigest(digest.Digest(strings.TrimSpace(string(b))))
+	if err != nil {
+		return layout.Digest{}, "", false
+	}
+	return g, s.blobPath(g), true
+}
+
+// resumeCommit completes a commit that was interrupted after the session's
+// data moved into the blob store: the client retries with the digest the
+// content was verified against.
+func (s *Store) resumeCommit(repo, id, dir, rdir string, d digest.Digest) (storage.BlobInfo, error) {
+	g, blob, ok := s.committedBlob(dir)
+	if !ok {
+		return storage.BlobInfo{}, uploadUnknown(repo, id)
+	}
+	if g.D != d {
+		if err := removeSession(dir); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		return storage.BlobInfo{}, fmt.Errorf("fs: upload %s: content is %s, not %s: %w", id, g.D, d, storage.ErrDigestMismatch)
+	}
+	// Mark it used again before linking it (gc.go). If garbage collection
+	// has removed it meanwhile (unlinked longer than its grace period), the
+	// upload is lost.
+	found, err := touch(blob)
+	if err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if !found {
+		if err := removeSession(dir); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		return storage.BlobInfo{}, uploadUnknown(repo, id)
+	}
+	fi, err := os.Stat(blob)
+	if err != nil {
+		return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
+	}
+	return s.finishCommit(dir, rdir, g, fi.Size())
 }
 
 // AbortUpload removes the session.
-func (s *Store) AbortUpload(ctx context.Context, repo, id string) error {
+func (s *Store) AbortUpload(ctx context.Context, repo, id string) (err error) {
+	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
