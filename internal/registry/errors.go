@@ -136,6 +136,11 @@ func toError(err error) *Error {
 // insufficientStorageMessage is the message of a 507: the storage is full.
 const insufficientStorageMessage = "no space left on device: the registry's storage is full (or over its quota)"
 
+// retryAfterUnavailable is the Retry-After (seconds) of a 503 UNAVAILABLE
+// without one of its own: a dependency (object store, Redis, an issuer) does
+// not answer, and a client that waits this long usually finds it back.
+const retryAfterUnavailable = "5"
+
 type errorBody struct {
 	Errors []errorEntry `json:"errors"`
 }
@@ -176,6 +181,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	h := w.Header()
 	for k, v := range e.Header {
 		h[k] = v
+	}
+	if e.Code == CodeUnavailable && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", retryAfterUnavailable)
 	}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Content-Length", fmt.Sprint(len(body)))

@@ -44,7 +44,8 @@ var (
 	ErrTooLarge = errors.New("storage: content too large")
 	// ErrUnsupportedDigest: the digest algorithm is not supported (sha256 and sha512 are).
 	ErrUnsupportedDigest = errors.New("storage: unsupported digest algorithm")
-	// ErrUnavailable: something the store depends on besides its backend (the
+	// ErrUnavailable: the backend (an object store that cannot be reached,
+	// times out or answers 5xx) or something else the store depends on (the
 	// shared lock service of several replicas) does not answer; retry later.
 	ErrUnavailable = errors.New("storage: temporarily unavailable")
 	// ErrInsufficientStorage: the backend has no room left for a write (a full

@@ -297,8 +297,8 @@ func (u *UI) denied(w http.ResponseWriter, r *http.Request, rq *request, verb, r
 	u.fail(w, r, rq, status, "Access denied", msg)
 }
 
-// storeErr renders a storage error: unknown things are 404s, the rest 500s
-// (logged, never shown in detail).
+// storeErr renders a storage error: unknown things are 404s, unreachable
+// storage 503 with Retry-After, the rest 500s (logged, never shown in detail).
 func (u *UI) storeErr(w http.ResponseWriter, r *http.Request, rq *request, what string, err error) {
 	switch {
 	case errors.Is(err, storage.ErrRepositoryUnknown):
@@ -307,6 +307,10 @@ func (u *UI) storeErr(w http.ResponseWriter, r *http.Request, rq *request, what 
 		u.fail(w, r, rq, http.StatusNotFound, "Not found", what+" does not exist (any more).")
 	case errors.Is(err, context.Canceled):
 		// the browser went away
+	case errors.Is(err, storage.ErrUnavailable):
+		u.log.WarnContext(r.Context(), "ui: storage unavailable", "what", what, "err", err)
+		w.Header().Set("Retry-After", "5")
+		u.fail(w, r, rq, http.StatusServiceUnavailable, "Temporarily unavailable", "The registry cannot reach its storage right now. Try again in a few seconds.")
 	default:
 		u.log.ErrorContext(r.Context(), "ui: storage error", "what", what, "err", err)
 		u.fail(w, r, rq, http.StatusInternalServerError, "Something went wrong", "The registry could not read "+what+". The error has been logged.")

@@ -297,6 +297,9 @@ func TestTwoReplicas(t *testing.T) {
 	hdr["Content-Type"] = "application/octet-stream"
 	resp, body = doReq(t, "PATCH", onReplica(t, b, resp.Header.Get("Location")).String(), bytes.NewReader([]byte("chunk")), hdr)
 	wantStatus(t, "PATCH with Redis stopped", resp, body, http.StatusServiceUnavailable)
+	if resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"UNAVAILABLE"`) {
+		t.Errorf("PATCH with Redis stopped: Retry-After %q, body %s; want Retry-After and UNAVAILABLE", resp.Header.Get("Retry-After"), body)
+	}
 	rs.Restart()
 	for _, p := range replicas {
 		p.waitReady()

@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,4 +251,183 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestS3ObjectStoreDown: berth on versitygw behind a TCP proxy the test
+// closes (as if the object store stopped), then reopens. While it is down,
+// /readyz says so and every endpoint that touches storage — the UI too —
+// answers 503 UNAVAILABLE with Retry-After, never 500; afterwards the same
+// replica serves again without a restart.
+func TestS3ObjectStoreDown(t *testing.T) {
+	endpoint, _ := startVersitygw(t)
+	px := startProxy(t, strings.TrimPrefix(endpoint, "http://"))
+	prefix := fmt.Sprintf("down-%d", time.Now().UnixNano())
+	p := startBerthS3(t, t.TempDir(), func(port int) string {
+		return s3Config(port, "http://"+px.addr, prefix) + "\n[ui]\nenabled = true\n"
+	})
+
+	const repo = "down/app"
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	layer := []byte("layer bytes of down/app")
+	cd, ld := pushBlob(t, p, repo, config), pushBlob(t, p, repo, layer)
+	man := mustJSON(t, map[string]any{
+		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(config)},
+		"layers": []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": len(layer)}},
+	})
+	putManifest(t, p, repo, "v1", "application/vnd.oci.image.manifest.v1+json", man)
+	md := sha256Digest(man)
+	resp, body := doReq(t, "POST", p.url("/v2/"+repo+"/blobs/uploads/"), nil, nil)
+	wantStatus(t, "start upload", resp, body, http.StatusAccepted)
+	upload := p.resolve(t, resp.Header.Get("Location")).String()
+	sep := "?"
+	if strings.Contains(upload, "?") {
+		sep = "&"
+	}
+
+	px.down()
+	resp, body = doReq(t, "GET", p.url("/readyz"), nil, nil)
+	wantStatus(t, "/readyz with the object store down", resp, body, http.StatusServiceUnavailable)
+
+	octet := map[string]string{"Content-Type": "application/octet-stream"}
+	v2 := func(path string) string { return p.url("/v2/" + repo + path) }
+	for _, rq := range []struct {
+		method, url string
+		body        []byte
+		hdr         map[string]string
+	}{
+		{"GET", v2("/manifests/v1"), nil, nil},
+		{"HEAD", v2("/manifests/v1"), nil, nil},
+		{"GET", v2("/manifests/" + md), nil, nil},
+		{"PUT", v2("/manifests/v2"), man, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}},
+		{"DELETE", v2("/manifests/" + md), nil, nil},
+		{"GET", v2("/blobs/" + ld), nil, nil},
+		{"HEAD", v2("/blobs/" + ld), nil, nil},
+		{"POST", v2("/blobs/uploads/"), nil, nil},
+		{"POST", v2("/blobs/uploads/?digest=" + sha256Digest([]byte("x"))), []byte("x"), octet},
+		{"PATCH", upload, []byte("chunk"), octet},
+		{"PUT", upload + sep + "digest=" + sha256Digest([]byte("chunk")), []byte("chunk"), octet},
+		{"GET", v2("/tags/list"), nil, nil},
+		{"GET", p.url("/v2/_catalog"), nil, nil},
+		{"GET", v2("/referrers/" + md), nil, nil},
+	} {
+		var r io.Reader
+		if rq.body != nil {
+			r = bytes.NewReader(rq.body)
+		}
+		what := rq.method + " " + rq.url + " with the object store down"
+		resp, body := doReq(t, rq.method, rq.url, r, rq.hdr)
+		wantStatus(t, what, resp, body, http.StatusServiceUnavailable)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: no Retry-After", what)
+		}
+		if rq.method != "HEAD" && !strings.Contains(string(body), `"UNAVAILABLE"`) {
+			t.Errorf("%s: body %s, want code UNAVAILABLE", what, body)
+		}
+	}
+	for _, path := range []string{"/", "/r/" + repo, "/r/" + repo + "/-/manifest/v1"} {
+		resp, body := doReq(t, "GET", p.url(path), nil, nil)
+		wantStatus(t, "UI "+path+" with the object store down", resp, body, http.StatusServiceUnavailable)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("UI %s: no Retry-After", path)
+		}
+	}
+
+	// Back up: the same process serves again.
+	px.up()
+	p.waitReady()
+	resp, body = doReq(t, "GET", v2("/manifests/v1"), nil, nil)
+	wantStatus(t, "GET manifest after the object store is back", resp, body, http.StatusOK)
+	resp, body = doReq(t, "PATCH", upload, bytes.NewReader([]byte("chunk")), octet)
+	wantStatus(t, "PATCH after the object store is back", resp, body, http.StatusAccepted)
+	if logs := p.stderr.tail(1 << 20); strings.Contains(logs, "internal error") {
+		t.Errorf("berth logged an internal error during the outage")
+	}
+}
+
+// tcpProxy forwards 127.0.0.1:<port> to a target; down closes the listener
+// and every open connection (connects are refused), up listens again on the
+// same address.
+type tcpProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	l      net.Listener
+	conns  map[net.Conn]struct{}
+}
+
+func startProxy(t *testing.T, target string) *tcpProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := &tcpProxy{t: t, addr: l.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
+	px.serve(l)
+	t.Cleanup(px.down)
+	return px
+}
+
+func (px *tcpProxy) serve(l net.Listener) {
+	px.mu.Lock()
+	px.l = l
+	px.mu.Unlock()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go px.forward(c)
+		}
+	}()
+}
+
+func (px *tcpProxy) track(cs ...net.Conn) bool {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if px.l == nil {
+		return false
+	}
+	for _, c := range cs {
+		px.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (px *tcpProxy) forward(c net.Conn) {
+	u, err := net.Dial("tcp", px.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if !px.track(c, u) {
+		c.Close()
+		u.Close()
+		return
+	}
+	go func() { _, _ = io.Copy(u, c); u.Close() }()
+	_, _ = io.Copy(c, u)
+	c.Close()
+}
+
+func (px *tcpProxy) down() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	if px.l != nil {
+		px.l.Close()
+		px.l = nil
+	}
+	for c := range px.conns {
+		c.Close()
+	}
+	clear(px.conns)
+}
+
+func (px *tcpProxy) up() {
+	l, err := net.Listen("tcp", px.addr)
+	if err != nil {
+		px.t.Fatalf("proxy: listen again on %s: %v", px.addr, err)
+	}
+	px.serve(l)
 }

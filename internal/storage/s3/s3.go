@@ -75,13 +75,13 @@ import (
 	"github.com/berth-registry/berth/internal/storage/layout"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
@@ -122,8 +122,19 @@ type Options struct {
 	// MultipartPartSize is the size of the parts uploads are split into
 	// (default 8 MiB, at least 5 MiB). It bounds the memory of one append.
 	MultipartPartSize int64
-	HTTPClient        *http.Client
-	Now               func() time.Time
+	// HTTPClient replaces the store's own client, and with it the connect
+	// and response head timeouts below.
+	HTTPClient *http.Client
+	// ConnectTimeout bounds a connect to the endpoint (default
+	// DefaultConnectTimeout); ResponseHeaderTimeout the wait for a response
+	// head once a request is written (default DefaultResponseHeaderTimeout;
+	// copies and multipart completions are exempt). MaxAttempts is the number
+	// of attempts of one operation (default DefaultMaxAttempts). See
+	// unavailable.go.
+	ConnectTimeout        time.Duration
+	ResponseHeaderTimeout time.Duration
+	MaxAttempts           int
+	Now                   func() time.Time
 	// Locker, when set, serialises work on one upload session across
 	// processes (replicas). nil: in-process locks only.
 	Locker Locker
@@ -154,6 +165,11 @@ type Store struct {
 	repoLocks     [lockStripes]sync.RWMutex
 	marked        sync.Map  // repository name -> struct{}: marker known to exist
 	copyPool      sync.Pool // *[]byte of copyBufSize, for blobBody
+
+	// slowClient, when the store built its HTTP client, is that client
+	// without the response head timeout (slowOp).
+	slowClient     *awshttp.BuildableClient
+	connectTimeout time.Duration
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -175,6 +191,21 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = DefaultConnectTimeout
+	}
+	if opts.ResponseHeaderTimeout <= 0 {
+		opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = DefaultMaxAttempts
+	}
+	var httpClient awss3.HTTPClient = opts.HTTPClient
+	var slowClient *awshttp.BuildableClient
+	if opts.HTTPClient == nil {
+		httpClient = newHTTPClient(opts.ConnectTimeout, opts.ResponseHeaderTimeout)
+		slowClient = newHTTPClient(opts.ConnectTimeout, 0)
+	}
 	loadOpts := []func(*config.LoadOptions) error{config.WithRegion(opts.Region)}
 	if opts.AccessKeyID != "" || opts.SecretKey != "" {
 		loadOpts = append(loadOpts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(opts.AccessKeyID, opts.SecretKey, "")))
@@ -190,18 +221,11 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
 		}
 		o.UsePathStyle = opts.PathStyle
-		if opts.HTTPClient != nil {
-			o.HTTPClient = opts.HTTPClient
-		}
-		// Filesystem-backed gateways (versitygw posix) remove a directory
-		// when its last object is deleted; a PUT racing with that removal is
-		// refused with 409 ExistingObjectIsDirectory and nothing written.
-		// It is transient: retry it like a throttling error.
-		base := o.Retryer
-		if base == nil {
-			base = retry.NewStandard()
-		}
-		o.Retryer = retry.AddWithErrorCodes(base, "ExistingObjectIsDirectory")
+		o.HTTPClient = httpClient
+		o.Retryer = newRetryer(opts.MaxAttempts)
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Initialize.Add(classifyMiddleware{}, middleware.Before)
+		})
 	})
 	prefix := strings.Trim(opts.KeyPrefix, "/")
 	if prefix != "" {
@@ -215,6 +239,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		partSize: opts.MultipartPartSize,
 		now:      opts.Now,
 		locker:   opts.Locker,
+
+		slowClient:     slowClient,
+		connectTimeout: opts.ConnectTimeout,
 	}
 	size := int(opts.MultipartPartSize)
 	s.bufPool.New = func() any { b := make([]byte, size); return &b }
@@ -445,7 +472,7 @@ func (s *Store) copySource(key string) string {
 // UploadPartCopy when it is too large for CopyObject.
 func (s *Store) copyObject(ctx context.Context, src, dst string, size int64) error {
 	if size <= maxCopySize {
-		_, err := s.c.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &s.bucket, Key: &dst, CopySource: aws.String(s.copySource(src))})
+		_, err := s.c.CopyObject(ctx, &awss3.CopyObjectInput{Bucket: &s.bucket, Key: &dst, CopySource: aws.String(s.copySource(src))}, s.slowOp)
 		if err != nil {
 			return fmt.Errorf("s3: copy %s to %s: %w", src, dst, err)
 		}
@@ -463,7 +490,7 @@ func (s *Store) copyObject(ctx context.Context, src, dst string, size int64) err
 			Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId, PartNumber: aws.Int32(n),
 			CopySource:      aws.String(s.copySource(src)),
 			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
-		})
+		}, s.slowOp)
 		if err != nil {
 			s.c.AbortMultipartUpload(context.WithoutCancel(ctx), &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId})
 			return fmt.Errorf("s3: copy %s part %d: %w", dst, n, err)
@@ -473,7 +500,7 @@ func (s *Store) copyObject(ctx context.Context, src, dst string, size int64) err
 	_, err = s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
+	}, s.slowOp)
 	if err != nil {
 		s.c.AbortMultipartUpload(context.WithoutCancel(ctx), &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &dst, UploadId: mpu.UploadId})
 		return fmt.Errorf("s3: copy %s: complete: %w", dst, err)

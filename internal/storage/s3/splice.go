@@ -72,7 +72,7 @@ func (s *Store) openSpliced(ctx context.Context, in *awss3.GetObjectInput, lengt
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "80")
 	}
-	d := net.Dialer{Timeout: 10 * time.Second}
+	d := net.Dialer{Timeout: s.connectTimeout}
 	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, false

@@ -421,7 +421,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		_, err := s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
 			Bucket: &s.bucket, Key: &src, UploadId: aws.String(ss.UploadID),
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-		})
+		}, s.slowOp)
 		if err != nil {
 			if isNotFound(err) {
 				// Completed before (a retried commit): the object is there.
@@ -671,7 +671,7 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 		_, err = s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
 			Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId,
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-		})
+		}, s.slowOp)
 		if err != nil {
 			abort()
 			err = fmt.Errorf("s3: upload %s: complete: %w", id, err)
