@@ -58,8 +58,12 @@ func TestRateLimitEveryGrant(t *testing.T) {
 		setup     func(f *fixture) string
 	}{
 		{name: "docker GET with Basic",
-			good: func(f *fixture, _ string) response { return f.get("service=berth&scope=repository:alice/a:pull", "alice", testPassword) },
-			bad:  func(f *fixture, _ string) response { return f.get("service=berth&scope=repository:alice/a:pull", "alice", "guess") }},
+			good: func(f *fixture, _ string) response {
+				return f.get("service=berth&scope=repository:alice/a:pull", "alice", testPassword)
+			},
+			bad: func(f *fixture, _ string) response {
+				return f.get("service=berth&scope=repository:alice/a:pull", "alice", "guess")
+			}},
 		{name: "docker GET with a session token as the password",
 			setup: func(f *fixture) string {
 				return f.post("/token", exchange(testIDToken, TokenTypeSession)).str("access_token")
