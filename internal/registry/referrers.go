@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +69,7 @@ func (h *Handler) getReferrers(w http.ResponseWriter, r *http.Request, rt Route)
 			more = true
 			return false, nil
 		}
-		page = append(page, desc)
+		page = append(page, bytes.Clone(desc)) // the store reuses desc
 		size += len(desc)
 		last = ref
 		return true, nil

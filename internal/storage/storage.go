@@ -158,9 +158,10 @@ type Store interface {
 	// WalkReferrers calls fn with each referrer of d in repo, one at a time, in
 	// the order of the referrer's digest string, starting after the referrer
 	// `after` ("" from the first): ref is the referrer's digest and desc its
-	// Descriptor as stored (JSON, a fresh slice fn may keep). It stops when fn
-	// returns false or an error (returned as is). Memory stays bounded whatever
-	// the number of referrers: a backend never holds them all at once.
+	// Descriptor as stored (JSON; valid only during the call, the backend
+	// reuses the buffer: fn copies what it keeps). It stops when fn returns
+	// false or an error (returned as is). Memory stays bounded whatever the
+	// number of referrers: a backend never holds them all at once.
 	WalkReferrers(ctx context.Context, repo string, d, after digest.Digest, fn func(ref digest.Digest, desc []byte) (bool, error)) error
 
 	// Browsing listings for the web UI (browse.go).

@@ -282,6 +282,7 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 		cursor = layout.ReferrerName(g)
 	}
 	dir := referrersDir(rdir, subject)
+	var buf []byte // reused for every entry
 	for {
 		names, full, err := smallestNamesAfter(dir, cursor, referrerBatch)
 		if err != nil {
@@ -302,19 +303,46 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 			} else if !ok {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(dir, name))
+			buf, err = readFileInto(filepath.Join(dir, name), buf[:0])
 			if err != nil {
 				if isNotExist(err) {
 					continue // deleted meanwhile
 				}
 				return fmt.Errorf("fs: list referrers: %w", err)
 			}
-			if more, err := fn(g.D, b); err != nil || !more {
+			if more, err := fn(g.D, buf); err != nil || !more {
 				return err
 			}
 		}
 		if !full {
 			return nil
+		}
+	}
+}
+
+// readFileInto is os.ReadFile into buf (grown only when the file is larger).
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf = slices.Grow(buf[:0], int(fi.Size())+1)
+	for {
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) { // grew meanwhile
+			buf = slices.Grow(buf, 4096)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/berth-registry/berth/internal/storage/layout"
@@ -282,6 +283,7 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 		start = layout.ReferrerName(g)
 	}
 	prefix := referrersKey(rk, subject)
+	var buf []byte // reused for every entry
 	return s.listKeys(ctx, prefix, start, -1, func(key string, size int64) (bool, error) {
 		name := strings.TrimPrefix(key, prefix)
 		alg, enc, ok := strings.Cut(name, "-")
@@ -297,20 +299,21 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 		} else if !ok {
 			return true, nil
 		}
-		b, err := s.getSized(ctx, key, size)
+		buf, err = s.getInto(ctx, key, size, buf)
 		if err != nil {
 			if isNotFound(err) {
 				return true, nil // deleted meanwhile
 			}
 			return false, fmt.Errorf("s3: list referrers: %w", err)
 		}
-		return fn(g.D, b)
+		return fn(g.D, buf)
 	})
 }
 
-// getSized is get for an object whose listed size is known: the buffer is
-// allocated once at that size rather than grown while reading.
-func (s *Store) getSized(ctx context.Context, key string, size int64) ([]byte, error) {
+// getInto is get into buf, grown only when the object (of listed size
+// size) is larger, so that reading many objects one after the other does not
+// allocate each anew.
+func (s *Store) getInto(ctx context.Context, key string, size int64, buf []byte) ([]byte, error) {
 	out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		return nil, err
@@ -319,16 +322,20 @@ func (s *Store) getSized(ctx context.Context, key string, size int64) ([]byte, e
 	if n := aws.ToInt64(out.ContentLength); n > 0 {
 		size = n
 	}
-	buf := make([]byte, max(size, 0))
-	n, err := io.ReadFull(out.Body, buf)
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return buf[:n], nil
+	buf = slices.Grow(buf[:0], int(max(size, 0))+1)
+	for {
+		n, err := out.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) { // longer than listed: rewritten meanwhile
+			buf = slices.Grow(buf, 4096)
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	rest, err := io.ReadAll(out.Body) // longer than listed: rewritten meanwhile
-	return append(buf, rest...), err
 }
 
 // listKeys calls fn with the keys under prefix that sort after prefix+after,
