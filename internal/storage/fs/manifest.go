@@ -303,14 +303,15 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 			} else if !ok {
 				continue
 			}
-			buf, err = readFileInto(filepath.Join(dir, name), buf[:0])
+			b, err := readFileInto(filepath.Join(dir, name), buf)
 			if err != nil {
 				if isNotExist(err) {
 					continue // deleted meanwhile
 				}
 				return fmt.Errorf("fs: list referrers: %w", err)
 			}
-			if more, err := fn(g.D, buf); err != nil || !more {
+			buf = b
+			if more, err := fn(g.D, b); err != nil || !more {
 				return err
 			}
 		}

@@ -299,14 +299,15 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 		} else if !ok {
 			return true, nil
 		}
-		buf, err = s.getInto(ctx, key, size, buf)
+		b, err := s.getInto(ctx, key, size, buf)
 		if err != nil {
 			if isNotFound(err) {
 				return true, nil // deleted meanwhile
 			}
 			return false, fmt.Errorf("s3: list referrers: %w", err)
 		}
-		return fn(g.D, buf)
+		buf = b
+		return fn(g.D, b)
 	})
 }
 
