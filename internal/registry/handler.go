@@ -69,6 +69,12 @@ type Options struct {
 	// BlobRedirect, when set, makes a blob GET answer 307 Temporary Redirect
 	// to a URL it returns (a presigned S3 URL), after authorization.
 	BlobRedirect BlobRedirector
+	// ReferrersPageEntries and ReferrersPageBytes bound one page of the
+	// referrers API: at most that many descriptors, and at most that many
+	// bytes of them unless a single one is larger (0: the defaults, 1000
+	// and 4 MiB). Further pages are linked with Link: <...>; rel="next".
+	ReferrersPageEntries int
+	ReferrersPageBytes   int
 }
 
 // BlobRedirector hands out a URL a client can GET a blob from without
@@ -98,6 +104,8 @@ type Handler struct {
 	redirect BlobRedirector
 	now      func() time.Time
 	byAction map[Action]handlerFunc
+
+	refEntries, refBytes int // referrers page bounds
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, rt Route) error
@@ -129,6 +137,13 @@ func New(o Options) *Handler {
 	}
 	if h.now == nil {
 		h.now = time.Now
+	}
+	h.refEntries, h.refBytes = o.ReferrersPageEntries, o.ReferrersPageBytes
+	if h.refEntries <= 0 {
+		h.refEntries = DefaultReferrersPageEntries
+	}
+	if h.refBytes <= 0 {
+		h.refBytes = DefaultReferrersPageBytes
 	}
 	h.byAction = map[Action]handlerFunc{
 		ActionPing:           h.ping,

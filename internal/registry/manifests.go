@@ -49,6 +49,11 @@ func (h *Handler) resolveManifest(r *http.Request, repo string, mr manifestRef) 
 func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
 	mr, err := parseManifestRef(rt.Reference)
 	if err != nil {
+		if !strings.Contains(rt.Reference, ":") {
+			// No manifest can have a tag that is not one: 404, as the
+			// conformance suite expects (a PUT to it is still refused with 400).
+			return errf(CodeManifestUnknown, "no manifest has the invalid tag %q", truncate(rt.Reference, 150))
+		}
 		return err
 	}
 	d, err := h.resolveManifest(r, rt.Repo, mr)

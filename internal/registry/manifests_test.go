@@ -142,6 +142,22 @@ func TestManifests(t *testing.T) {
 		e.expect(e.do(req{method: "DELETE", path: "/v2/r/manifests/nope"}), 404, "MANIFEST_UNKNOWN")
 	})
 
+	// A reference that is not a valid tag names no manifest: GET and HEAD
+	// answer 404 MANIFEST_UNKNOWN (distribution-spec v1.1.1 conformance,
+	// ".INVALID_MANIFEST_NAME"); a PUT to it stays 400 MANIFEST_INVALID.
+	t.Run("invalid tag reference", func(t *testing.T) {
+		e.t = t
+		for _, ref := range []string{".INVALID_MANIFEST_NAME", "-bad", strings.Repeat("a", 129)} {
+			e.expect(e.do(req{method: "GET", path: "/v2/r/manifests/" + ref}), 404, "MANIFEST_UNKNOWN")
+			r := e.do(req{method: "HEAD", path: "/v2/r/manifests/" + ref})
+			e.expect(r, 404, "")
+			if len(r.body) != 0 {
+				t.Fatalf("HEAD %s has a body: %s", ref, r.body)
+			}
+			e.expect(putManifest(e, "r", ref, mtManifest, imageManifest(cfg, layer, nil)), 400, "MANIFEST_INVALID")
+		}
+	})
+
 	t.Run("delete tag keeps manifest", func(t *testing.T) {
 		e.t = t
 		e.pushImage("d", "keep", nil)

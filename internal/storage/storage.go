@@ -158,7 +158,16 @@ type Store interface {
 	// ListRepositories returns up to n repository names after `after` in lexical order (n < 0: all).
 	ListRepositories(ctx context.Context, after string, n int) ([]string, error)
 	// ListReferrers returns the descriptors of the manifests in repo whose subject is d.
+	// It holds them all in memory: the referrers API uses WalkReferrers.
 	ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]Descriptor, error)
+	// WalkReferrers calls fn with each referrer of d in repo, one at a time, in
+	// the order of the referrer's digest string, starting after the referrer
+	// `after` ("" from the first): ref is the referrer's digest and desc its
+	// Descriptor as stored (JSON; valid only during the call, the backend
+	// reuses the buffer: fn copies what it keeps). It stops when fn returns
+	// false or an error (returned as is). Memory stays bounded whatever the
+	// number of referrers: a backend never holds them all at once.
+	WalkReferrers(ctx context.Context, repo string, d, after digest.Digest, fn func(ref digest.Digest, desc []byte) (bool, error)) error
 
 	// Browsing listings for the web UI (browse.go).
 	Browser

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -241,51 +242,155 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) (err error) {
 // ListReferrers returns the descriptors of the manifests in repo whose
 // subject is d, ordered by referrer digest.
 func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]storage.Descriptor, error) {
-	if err := ctx.Err(); err != nil {
+	out := []storage.Descriptor{}
+	err := s.WalkReferrers(ctx, repo, d, "", func(ref digest.Digest, b []byte) (bool, error) {
+		var desc storage.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			return false, fmt.Errorf("fs: referrer %s of %s in %s: %w", ref, d, repo, err)
+		}
+		out = append(out, desc)
+		return true, nil
+	})
+	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// referrerBatch is how many entry names of a referrers directory WalkReferrers
+// holds at once (the smallest after its cursor); a directory with more is
+// scanned again from the last name handed out.
+const referrerBatch = 1000
+
+// WalkReferrers calls fn with the referrers of d in repo after `after`, in
+// entry-name order, reading one entry file at a time.
+func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.Digest, fn func(digest.Digest, []byte) (bool, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	rdir, err := s.repoDir(repo, storage.ErrManifestUnknown)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	subject, err := lookupDigest(d, storage.ErrManifestUnknown)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	cursor := ""
+	if after != "" {
+		g, err := parseDigest(after)
+		if err != nil {
+			return err
+		}
+		cursor = layout.ReferrerName(g)
 	}
 	dir := referrersDir(rdir, subject)
-	entries, err := os.ReadDir(dir)
-	if err != nil && !isNotExist(err) {
-		return nil, fmt.Errorf("fs: list referrers: %w", err)
-	}
-	out := []storage.Descriptor{}
-	for _, e := range entries {
-		alg, enc, ok := strings.Cut(e.Name(), "-")
-		if !ok || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		g, err := parseDigest(digest.Digest(alg + ":" + enc))
+	var buf []byte // reused for every entry
+	for {
+		names, full, err := smallestNamesAfter(dir, cursor, referrerBatch)
 		if err != nil {
-			continue
+			return fmt.Errorf("fs: list referrers: %w", err)
 		}
-		if ok, err := exists(revisionPath(rdir, g)); err != nil {
-			return nil, err
-		} else if !ok {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			if isNotExist(err) {
-				continue // deleted meanwhile
+		for _, name := range names {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			return nil, fmt.Errorf("fs: list referrers: %w", err)
+			cursor = name
+			alg, enc, _ := strings.Cut(name, "-")
+			g, err := parseDigest(digest.Digest(alg + ":" + enc))
+			if err != nil {
+				continue
+			}
+			if ok, err := exists(revisionPath(rdir, g)); err != nil {
+				return err
+			} else if !ok {
+				continue
+			}
+			b, err := readFileInto(filepath.Join(dir, name), buf)
+			if err != nil {
+				if isNotExist(err) {
+					continue // deleted meanwhile
+				}
+				return fmt.Errorf("fs: list referrers: %w", err)
+			}
+			buf = b
+			if more, err := fn(g.D, b); err != nil || !more {
+				return err
+			}
 		}
-		var desc storage.Descriptor
-		if err := json.Unmarshal(b, &desc); err != nil {
-			return nil, fmt.Errorf("fs: referrer %s of %s in %s: %w", g.D, d, repo, err)
+		if !full {
+			return nil
 		}
-		out = append(out, desc)
 	}
-	return out, nil
+}
+
+// readFileInto is os.ReadFile into buf (grown only when the file is larger).
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf = slices.Grow(buf[:0], int(fi.Size())+1)
+	for {
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) { // grew meanwhile
+			buf = slices.Grow(buf, 4096)
+		}
+	}
+}
+
+// smallestNamesAfter returns, sorted, the n smallest entry names of dir that
+// are referrer names ("<alg>-<hex>", no dot file) sorting after `after`,
+// reading the directory in small batches so that memory does not grow with
+// its size; full reports that more such names may remain. A missing
+// directory has none.
+func smallestNamesAfter(dir, after string, n int) (names []string, full bool, err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	defer f.Close()
+	dropped := false
+	for {
+		batch, rerr := f.ReadDir(256)
+		for _, e := range batch {
+			name := e.Name()
+			if name > after && !strings.HasPrefix(name, ".") && strings.Contains(name, "-") {
+				names = append(names, name)
+			}
+		}
+		if len(names) > 2*n {
+			slices.Sort(names)
+			names = names[:n]
+			dropped = true
+		}
+		if rerr != nil {
+			if rerr == io.EOF {
+				break
+			}
+			return nil, false, rerr
+		}
+	}
+	slices.Sort(names)
+	if len(names) > n {
+		names, dropped = names[:n], true
+	}
+	return names, dropped || len(names) == n, nil
 }
 
 // ListTags returns up to n tags after `after` in lexical order (n < 0: all).

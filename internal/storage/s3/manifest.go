@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
 
 	"github.com/berth-registry/berth/internal/storage/layout"
@@ -246,17 +248,43 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 // ListReferrers returns the descriptors of the manifests in repo whose
 // subject is d, ordered by referrer digest.
 func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest) ([]storage.Descriptor, error) {
-	rk, err := s.repoKey(repo, storage.ErrManifestUnknown)
+	out := []storage.Descriptor{}
+	err := s.WalkReferrers(ctx, repo, d, "", func(ref digest.Digest, b []byte) (bool, error) {
+		var desc storage.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			return false, fmt.Errorf("s3: referrer %s of %s in %s: %w", ref, d, repo, err)
+		}
+		out = append(out, desc)
+		return true, nil
+	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// WalkReferrers calls fn with the referrers of d in repo after `after`, in key
+// order, listing keys page by page and reading one entry object at a time.
+func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.Digest, fn func(digest.Digest, []byte) (bool, error)) error {
+	rk, err := s.repoKey(repo, storage.ErrManifestUnknown)
+	if err != nil {
+		return err
 	}
 	subject, err := lookupDigest(d, storage.ErrManifestUnknown)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	start := ""
+	if after != "" {
+		g, err := parseDigest(after)
+		if err != nil {
+			return err
+		}
+		start = layout.ReferrerName(g)
 	}
 	prefix := referrersKey(rk, subject)
-	out := []storage.Descriptor{}
-	err = s.listKeys(ctx, prefix, "", -1, func(key string, _ int64) (bool, error) {
+	var buf []byte // reused for every entry
+	return s.listKeys(ctx, prefix, start, -1, func(key string, size int64) (bool, error) {
 		name := strings.TrimPrefix(key, prefix)
 		alg, enc, ok := strings.Cut(name, "-")
 		if !ok {
@@ -271,24 +299,44 @@ func (s *Store) ListReferrers(ctx context.Context, repo string, d digest.Digest)
 		} else if !ok {
 			return true, nil
 		}
-		b, err := s.get(ctx, key)
+		b, err := s.getInto(ctx, key, size, buf)
 		if err != nil {
 			if isNotFound(err) {
 				return true, nil // deleted meanwhile
 			}
 			return false, fmt.Errorf("s3: list referrers: %w", err)
 		}
-		var desc storage.Descriptor
-		if err := json.Unmarshal(b, &desc); err != nil {
-			return false, fmt.Errorf("s3: referrer %s of %s in %s: %w", g.D, d, repo, err)
-		}
-		out = append(out, desc)
-		return true, nil
+		buf = b
+		return fn(g.D, b)
 	})
+}
+
+// getInto is get into buf, grown only when the object (of listed size
+// size) is larger, so that reading many objects one after the other does not
+// allocate each anew.
+func (s *Store) getInto(ctx context.Context, key string, size int64, buf []byte) ([]byte, error) {
+	out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	defer out.Body.Close()
+	if n := aws.ToInt64(out.ContentLength); n > 0 {
+		size = n
+	}
+	buf = slices.Grow(buf[:0], int(max(size, 0))+1)
+	for {
+		n, err := out.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) { // longer than listed: rewritten meanwhile
+			buf = slices.Grow(buf, 4096)
+		}
+	}
 }
 
 // listKeys calls fn with the keys under prefix that sort after prefix+after,

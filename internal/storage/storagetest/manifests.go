@@ -1,8 +1,10 @@
 package storagetest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -244,5 +246,79 @@ func testConcurrentTag(t *testing.T, st storage.Store) {
 	checkManifest(t, st, "repo", m)
 	for _, m := range list {
 		checkManifest(t, st, "repo", m)
+	}
+}
+
+// testWalkReferrers: WalkReferrers hands out every referrer once, in digest
+// order, from any cursor (present or not), and stops when fn says so; the
+// descriptor bytes are the stored Descriptor JSON; a missing subject or
+// repository has none; fn's error comes back as is.
+func testWalkReferrers(t *testing.T, st storage.Store) {
+	ctx := t.Context()
+	subject := newManifest("walk-subject")
+	putManifest(t, st, "repo", subject, "latest")
+	want := map[digest.Digest]storage.Descriptor{}
+	var order []digest.Digest
+	for i := range 12 {
+		r, d := referrer(fmt.Sprint("walk-", i), "application/example", subject)
+		noErr(t, st.PutManifest(ctx, "repo", r), "PutManifest referrer")
+		want[d.Digest] = d
+		order = append(order, d.Digest)
+	}
+	slices.Sort(order)
+	walk := func(after digest.Digest, limit int) []digest.Digest {
+		t.Helper()
+		var got []digest.Digest
+		err := st.WalkReferrers(ctx, "repo", subject.Digest, after, func(ref digest.Digest, b []byte) (bool, error) {
+			var desc storage.Descriptor
+			if err := json.Unmarshal(b, &desc); err != nil {
+				t.Fatalf("WalkReferrers: descriptor of %s: %v: %s", ref, err, b)
+			}
+			if desc.Digest != ref || !sameDescriptor(desc, want[ref]) {
+				t.Fatalf("WalkReferrers: %s has %+v, want %+v", ref, desc, want[ref])
+			}
+			got = append(got, ref)
+			return limit < 0 || len(got) < limit, nil
+		})
+		noErr(t, err, "WalkReferrers")
+		return got
+	}
+	if got := walk("", -1); !slices.Equal(got, order) {
+		t.Fatalf("WalkReferrers = %v, want %v", got, order)
+	}
+	if got := walk("", 3); !slices.Equal(got, order[:3]) {
+		t.Fatalf("WalkReferrers stopping after 3 = %v, want %v", got, order[:3])
+	}
+	if got := walk(order[4], -1); !slices.Equal(got, order[5:]) {
+		t.Fatalf("WalkReferrers after %s = %v, want %v", order[4], got, order[5:])
+	}
+	if got := walk(order[len(order)-1], -1); len(got) != 0 {
+		t.Fatalf("WalkReferrers after the last = %v", got)
+	}
+	// A cursor that is no referrer: the ones sorting after it.
+	cursor := digest.Digest(string(order[6])[:len(order[6])-1] + "0")
+	if cursor == order[6] {
+		cursor = digest.Digest(string(order[6])[:len(order[6])-1] + "1")
+	}
+	var after []digest.Digest
+	for _, d := range order {
+		if d > cursor {
+			after = append(after, d)
+		}
+	}
+	if got := walk(cursor, -1); !slices.Equal(got, after) {
+		t.Fatalf("WalkReferrers after %s = %v, want %v", cursor, got, after)
+	}
+	for _, c := range []struct{ repo, subject string }{{"repo", "ghost"}, {"never-pushed", "walk-subject"}} {
+		err := st.WalkReferrers(ctx, c.repo, newManifest(c.subject).Digest, "", func(digest.Digest, []byte) (bool, error) {
+			t.Fatalf("WalkReferrers of %s in %s calls fn", c.subject, c.repo)
+			return false, nil
+		})
+		noErr(t, err, "WalkReferrers of a missing subject")
+	}
+	boom := errors.New("boom")
+	err := st.WalkReferrers(ctx, "repo", subject.Digest, "", func(digest.Digest, []byte) (bool, error) { return true, boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("WalkReferrers returned %v, want fn's error", err)
 	}
 }

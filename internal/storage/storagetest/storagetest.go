@@ -65,6 +65,7 @@ func RunWithReopen(t *testing.T, newStore func(t *testing.T) storage.Store, reop
 		{name: "ManifestDigestMismatch", fn: testManifestDigestMismatch},
 		{name: "ManifestTags", fn: testManifestTags},
 		{name: "Referrers", fn: testReferrers},
+		{name: "WalkReferrers", fn: testWalkReferrers},
 		{name: "DeleteManifest", fn: testDeleteManifest},
 		{name: "DeleteTag", fn: testDeleteTag},
 		{name: "ListTags", fn: testListTags},
