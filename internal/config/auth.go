@@ -503,11 +503,11 @@ func CheckOIDCProvider(p *OIDCProvider, key func(leaf string) string, bad func(k
 		if ok {
 			bad(key("issuer"), "is required for provider %q", p.Provider)
 		}
-	} else if err := checkIssuerURL(p.Issuer); err != nil {
+	} else if err := CheckOIDCURL(p.Issuer); err != nil {
 		bad(key("issuer"), "%v", err)
 	}
 	if p.JWKSURI != "" {
-		if err := checkIssuerURL(p.JWKSURI); err != nil {
+		if err := CheckOIDCURL(p.JWKSURI); err != nil {
 			bad(key("jwks_uri"), "%v", err)
 		}
 	}
@@ -548,7 +548,9 @@ func OIDCAlgorithms() []string {
 	return out
 }
 
-func checkIssuerURL(s string) error {
+// CheckOIDCURL accepts an issuer's https URLs, and http for loopback
+// development issuers; oidc checks a discovered jwks_uri with it too.
+func CheckOIDCURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute URL", s)
