@@ -380,73 +380,8 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	}
 	names := map[string]bool{}
 	for i := range a.OIDC {
-		p := &a.OIDC[i]
-		k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", p.Name}, leaf...)...) }
-		// A value set with Angos's name is reported under that name.
-		ak := func(leaf, angos string) string { return c.keyAsWritten(k(leaf), k(angos)) }
-		names[p.Name] = true
-		caKey := k("certificate_authority")
-		switch {
-		case p.CertificateAuthority != "" && p.CertificateAuthorityFile != "":
-			bad(k("certificate_authority"), "set certificate_authority or certificate_authority_file, not both")
-		case p.CertificateAuthorityFile != "":
-			caKey = k("certificate_authority_file")
-			pemData, err := os.ReadFile(p.CertificateAuthorityFile)
-			if err != nil {
-				bad(caKey, "%v", err)
-			} else {
-				p.CAPEM = string(pemData) // checked by CheckOIDCProvider
-			}
-		case p.CertificateAuthority != "":
-			p.CAPEM = p.CertificateAuthority
-		}
-		key := func(leaf string) string {
-			switch leaf {
-			case "audiences":
-				return ak("audiences", "required_audience")
-			case "algorithms":
-				return ak("algorithms", "allowed_algorithms")
-			case "certificate_authority":
-				return caKey
-			}
-			return k(leaf)
-		}
-		settingBad := bad
-		if audKey := key("audiences"); c.typeErr[audKey] {
-			// Already reported: the audiences are unset, not missing.
-			settingBad = func(key, format string, args ...any) {
-				if key != audKey {
-					bad(key, format, args...)
-				}
-			}
-		}
-		CheckOIDCProvider(p, key, settingBad)
-		if p.ClockSkew < 0 || p.ClockSkew > 10*time.Minute {
-			bad(ak("clock_skew", "clock_skew_tolerance"), "must be between 0 and 10m, got %s", p.ClockSkew)
-		}
-		if p.JWKSRefreshInterval < time.Minute {
-			bad(k("jwks_refresh_interval"), "must be at least 1m, got %s", p.JWKSRefreshInterval)
-		}
-		if p.TokenTTL < time.Minute {
-			bad(k("token_ttl"), "must be at least 1m, got %s", p.TokenTTL)
-		}
-		if p.TokenMaxTTL < p.TokenTTL {
-			bad(k("token_max_ttl"), "must not be shorter than token_ttl (%s)", p.TokenTTL)
-		}
-		if p.TokenMaxUses < 0 {
-			bad(k("token_max_uses"), "must not be negative (0 means unlimited)")
-		}
-		for j, v := range p.ClaimMapping.Variables {
-			vk := fmt.Sprintf("%s[%d]", k("claim_mapping", "variables"), j)
-			if v.Name == "" || v.Expression == "" {
-				bad(vk, "needs a name and an expression")
-			}
-		}
-		for j, v := range p.ClaimMapping.Validations {
-			if v.Expression == "" {
-				bad(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "validations"), j), "must not be empty")
-			}
-		}
+		names[a.OIDC[i].Name] = true
+		c.validateOIDC(&a.OIDC[i], bad)
 	}
 	seen := map[string]string{}
 	for _, u := range a.Identities {
@@ -469,6 +404,75 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	if a.HtpasswdFile != "" {
 		if _, err := os.Stat(a.HtpasswdFile); err != nil {
 			bad("auth.htpasswd_file", "%v", err)
+		}
+	}
+}
+
+// validateOIDC checks one [auth.oidc.<name>] table and fills its defaults.
+func (c *Config) validateOIDC(p *OIDCProvider, bad func(key, format string, args ...any)) {
+	k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", p.Name}, leaf...)...) }
+	// A value set with Angos's name is reported under that name.
+	ak := func(leaf, angos string) string { return c.keyAsWritten(k(leaf), k(angos)) }
+	caKey := k("certificate_authority")
+	switch {
+	case p.CertificateAuthority != "" && p.CertificateAuthorityFile != "":
+		bad(k("certificate_authority"), "set certificate_authority or certificate_authority_file, not both")
+	case p.CertificateAuthorityFile != "":
+		caKey = k("certificate_authority_file")
+		pemData, err := os.ReadFile(p.CertificateAuthorityFile)
+		if err != nil {
+			bad(caKey, "%v", err)
+		} else {
+			p.CAPEM = string(pemData) // checked by CheckOIDCProvider
+		}
+	case p.CertificateAuthority != "":
+		p.CAPEM = p.CertificateAuthority
+	}
+	key := func(leaf string) string {
+		switch leaf {
+		case "audiences":
+			return ak("audiences", "required_audience")
+		case "algorithms":
+			return ak("algorithms", "allowed_algorithms")
+		case "certificate_authority":
+			return caKey
+		}
+		return k(leaf)
+	}
+	settingBad := bad
+	if audKey := key("audiences"); c.typeErr[audKey] {
+		// Already reported: the audiences are unset, not missing.
+		settingBad = func(key, format string, args ...any) {
+			if key != audKey {
+				bad(key, format, args...)
+			}
+		}
+	}
+	CheckOIDCProvider(p, key, settingBad)
+	if p.ClockSkew < 0 || p.ClockSkew > 10*time.Minute {
+		bad(ak("clock_skew", "clock_skew_tolerance"), "must be between 0 and 10m, got %s", p.ClockSkew)
+	}
+	if p.JWKSRefreshInterval < time.Minute {
+		bad(k("jwks_refresh_interval"), "must be at least 1m, got %s", p.JWKSRefreshInterval)
+	}
+	if p.TokenTTL < time.Minute {
+		bad(k("token_ttl"), "must be at least 1m, got %s", p.TokenTTL)
+	}
+	if p.TokenMaxTTL < p.TokenTTL {
+		bad(k("token_max_ttl"), "must not be shorter than token_ttl (%s)", p.TokenTTL)
+	}
+	if p.TokenMaxUses < 0 {
+		bad(k("token_max_uses"), "must not be negative (0 means unlimited)")
+	}
+	for j, v := range p.ClaimMapping.Variables {
+		vk := fmt.Sprintf("%s[%d]", k("claim_mapping", "variables"), j)
+		if v.Name == "" || v.Expression == "" {
+			bad(vk, "needs a name and an expression")
+		}
+	}
+	for j, v := range p.ClaimMapping.Validations {
+		if v.Expression == "" {
+			bad(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "validations"), j), "must not be empty")
 		}
 	}
 }
