@@ -380,93 +380,8 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	}
 	names := map[string]bool{}
 	for i := range a.OIDC {
-		p := &a.OIDC[i]
-		k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", p.Name}, leaf...)...) }
-		// A value set with Angos's name is reported under that name.
-		ak := func(leaf, angos string) string { return c.keyAsWritten(k(leaf), k(angos)) }
-		names[p.Name] = true
-		preset, ok := providerPresets[p.Provider]
-		if !ok {
-			bad(k("provider"), "%q is not one of github, gitlab, kubernetes, generic", p.Provider)
-		}
-		if p.Issuer == "" {
-			p.Issuer = preset
-		}
-		if p.Issuer == "" {
-			if ok {
-				bad(k("issuer"), "is required for provider %q", p.Provider)
-			}
-		} else if err := checkIssuerURL(p.Issuer); err != nil {
-			bad(k("issuer"), "%v", err)
-		}
-		if p.JWKSURI != "" {
-			if err := checkIssuerURL(p.JWKSURI); err != nil {
-				bad(k("jwks_uri"), "%v", err)
-			}
-		}
-		if len(p.Audiences) == 0 && p.Provider != "github" && ok && !c.typeErr[ak("audiences", "required_audience")] {
-			bad(ak("audiences", "required_audience"), "is required for provider %q: list the audience your tokens are minted for", p.Provider)
-		}
-		for _, aud := range p.Audiences {
-			if aud == "" {
-				bad(ak("audiences", "required_audience"), "must not contain an empty audience")
-			}
-		}
-		if len(p.Algorithms) == 0 {
-			p.Algorithms = []string{"RS256", "ES256"}
-		}
-		for _, alg := range p.Algorithms {
-			if !asymmetric[alg] {
-				bad(ak("algorithms", "allowed_algorithms"), "%q is not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
-			}
-		}
-		if p.ClockSkew < 0 || p.ClockSkew > 10*time.Minute {
-			bad(ak("clock_skew", "clock_skew_tolerance"), "must be between 0 and 10m, got %s", p.ClockSkew)
-		}
-		if p.MaxTokenAge < 0 {
-			bad(k("max_token_age"), "must not be negative")
-		}
-		if p.JWKSRefreshInterval < time.Minute {
-			bad(k("jwks_refresh_interval"), "must be at least 1m, got %s", p.JWKSRefreshInterval)
-		}
-		switch {
-		case p.CertificateAuthority != "" && p.CertificateAuthorityFile != "":
-			bad(k("certificate_authority"), "set certificate_authority or certificate_authority_file, not both")
-		case p.CertificateAuthorityFile != "":
-			pemData, err := os.ReadFile(p.CertificateAuthorityFile)
-			if err != nil {
-				bad(k("certificate_authority_file"), "%v", err)
-			} else if err := checkPEMCerts(pemData); err != nil {
-				bad(k("certificate_authority_file"), "%v", err)
-			} else {
-				p.CAPEM = string(pemData)
-			}
-		case p.CertificateAuthority != "":
-			if err := checkPEMCerts([]byte(p.CertificateAuthority)); err != nil {
-				bad(k("certificate_authority"), "%v", err)
-			}
-			p.CAPEM = p.CertificateAuthority
-		}
-		if p.TokenTTL < time.Minute {
-			bad(k("token_ttl"), "must be at least 1m, got %s", p.TokenTTL)
-		}
-		if p.TokenMaxTTL < p.TokenTTL {
-			bad(k("token_max_ttl"), "must not be shorter than token_ttl (%s)", p.TokenTTL)
-		}
-		if p.TokenMaxUses < 0 {
-			bad(k("token_max_uses"), "must not be negative (0 means unlimited)")
-		}
-		for j, v := range p.ClaimMapping.Variables {
-			vk := fmt.Sprintf("%s[%d]", k("claim_mapping", "variables"), j)
-			if v.Name == "" || v.Expression == "" {
-				bad(vk, "needs a name and an expression")
-			}
-		}
-		for j, v := range p.ClaimMapping.Validations {
-			if v.Expression == "" {
-				bad(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "validations"), j), "must not be empty")
-			}
-		}
+		names[a.OIDC[i].Name] = true
+		c.validateOIDC(&a.OIDC[i], bad)
 	}
 	seen := map[string]string{}
 	for _, u := range a.Identities {
@@ -493,7 +408,153 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 	}
 }
 
-func checkIssuerURL(s string) error {
+// validateOIDC checks one [auth.oidc.<name>] table and fills its defaults.
+func (c *Config) validateOIDC(p *OIDCProvider, bad func(key, format string, args ...any)) {
+	k := func(leaf ...string) string { return authKey(append([]string{"auth", "oidc", p.Name}, leaf...)...) }
+	// A value set with Angos's name is reported under that name.
+	ak := func(leaf, angos string) string { return c.keyAsWritten(k(leaf), k(angos)) }
+	caKey := k("certificate_authority")
+	switch {
+	case p.CertificateAuthority != "" && p.CertificateAuthorityFile != "":
+		bad(k("certificate_authority"), "set certificate_authority or certificate_authority_file, not both")
+	case p.CertificateAuthorityFile != "":
+		caKey = k("certificate_authority_file")
+		pemData, err := os.ReadFile(p.CertificateAuthorityFile)
+		if err != nil {
+			bad(caKey, "%v", err)
+		} else {
+			p.CAPEM = string(pemData) // checked by CheckOIDCProvider
+		}
+	case p.CertificateAuthority != "":
+		p.CAPEM = p.CertificateAuthority
+	}
+	key := func(leaf string) string {
+		switch leaf {
+		case "audiences":
+			return ak("audiences", "required_audience")
+		case "algorithms":
+			return ak("algorithms", "allowed_algorithms")
+		case "certificate_authority":
+			return caKey
+		}
+		return k(leaf)
+	}
+	settingBad := bad
+	if audKey := key("audiences"); c.typeErr[audKey] {
+		// Already reported: the audiences are unset, not missing.
+		settingBad = func(key, format string, args ...any) {
+			if key != audKey {
+				bad(key, format, args...)
+			}
+		}
+	}
+	CheckOIDCProvider(p, key, settingBad)
+	if p.ClockSkew < 0 || p.ClockSkew > 10*time.Minute {
+		bad(ak("clock_skew", "clock_skew_tolerance"), "must be between 0 and 10m, got %s", p.ClockSkew)
+	}
+	if p.JWKSRefreshInterval < time.Minute {
+		bad(k("jwks_refresh_interval"), "must be at least 1m, got %s", p.JWKSRefreshInterval)
+	}
+	if p.TokenTTL < time.Minute {
+		bad(k("token_ttl"), "must be at least 1m, got %s", p.TokenTTL)
+	}
+	if p.TokenMaxTTL < p.TokenTTL {
+		bad(k("token_max_ttl"), "must not be shorter than token_ttl (%s)", p.TokenTTL)
+	}
+	if p.TokenMaxUses < 0 {
+		bad(k("token_max_uses"), "must not be negative (0 means unlimited)")
+	}
+	for j, v := range p.ClaimMapping.Variables {
+		vk := fmt.Sprintf("%s[%d]", k("claim_mapping", "variables"), j)
+		if v.Name == "" || v.Expression == "" {
+			bad(vk, "needs a name and an expression")
+		}
+	}
+	for j, v := range p.ClaimMapping.Validations {
+		if v.Expression == "" {
+			bad(fmt.Sprintf("%s[%d].expression", k("claim_mapping", "validations"), j), "must not be empty")
+		}
+	}
+}
+
+// CheckOIDCProvider is the one validator of the settings of an OIDC provider
+// that mean the same wherever they come from: the preset, issuer, jwks_uri,
+// audiences, algorithms, max_token_age and the CA (p.CAPEM). It owns their
+// messages. The configuration's validation calls it for every
+// [auth.oidc.<name>] table, and oidc.New for every provider it is given, so a
+// provider built without a configuration file (tests, tools) is refused in
+// the same words `berth check-config` prints.
+//
+// It fills what the checks need: the preset's issuer when Issuer is empty,
+// and the default algorithms (RS256, ES256) when Algorithms is empty. p.Provider
+// must already be set ("generic" by default). key maps a setting's leaf
+// ("issuer", "audiences", "certificate_authority") to the key path its
+// problem is reported under.
+//
+// Not checked here: the bounds only the configuration file sets (clock_skew,
+// jwks_refresh_interval, token_*), what only the oidc package can check
+// (provider names, one provider per issuer, the claim mapping's CEL), and
+// certificate_authority_file, which only the configuration reads.
+func CheckOIDCProvider(p *OIDCProvider, key func(leaf string) string, bad func(key, format string, args ...any)) {
+	preset, ok := providerPresets[p.Provider]
+	if !ok {
+		bad(key("provider"), "%q is not one of github, gitlab, kubernetes, generic", p.Provider)
+	}
+	if p.Issuer == "" {
+		p.Issuer = preset
+	}
+	if p.Issuer == "" {
+		if ok {
+			bad(key("issuer"), "is required for provider %q", p.Provider)
+		}
+	} else if err := CheckOIDCURL(p.Issuer); err != nil {
+		bad(key("issuer"), "%v", err)
+	}
+	if p.JWKSURI != "" {
+		if err := CheckOIDCURL(p.JWKSURI); err != nil {
+			bad(key("jwks_uri"), "%v", err)
+		}
+	}
+	if len(p.Audiences) == 0 && p.Provider != "github" && ok {
+		bad(key("audiences"), "is required for provider %q: list the audience your tokens are minted for", p.Provider)
+	}
+	for _, aud := range p.Audiences {
+		if aud == "" {
+			bad(key("audiences"), "must not contain an empty audience")
+		}
+	}
+	if len(p.Algorithms) == 0 {
+		p.Algorithms = []string{"RS256", "ES256"}
+	}
+	for _, alg := range p.Algorithms {
+		if !asymmetric[alg] {
+			bad(key("algorithms"), "%q is not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+		}
+	}
+	if p.MaxTokenAge < 0 {
+		bad(key("max_token_age"), "must not be negative")
+	}
+	if p.CAPEM != "" {
+		if _, err := CertPool([]byte(p.CAPEM)); err != nil {
+			bad(key("certificate_authority"), "%v", err)
+		}
+	}
+}
+
+// OIDCAlgorithms are the JWS algorithms an OIDC provider may allow, sorted:
+// asymmetric ones only.
+func OIDCAlgorithms() []string {
+	out := make([]string, 0, len(asymmetric))
+	for alg := range asymmetric {
+		out = append(out, alg)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CheckOIDCURL accepts an issuer's https URLs, and http for loopback
+// development issuers; oidc checks a discovered jwks_uri with it too.
+func CheckOIDCURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || u.Host == "" {
 		return fmt.Errorf("%q is not an absolute URL", s)
@@ -511,7 +572,10 @@ func checkIssuerURL(s string) error {
 	return fmt.Errorf("%q must be an https URL", s)
 }
 
-func checkPEMCerts(data []byte) error {
+// CertPool parses the PEM certificates of a certificate_authority. Blocks
+// that are not certificates are skipped; none at all is an error.
+func CertPool(data []byte) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
 	n := 0
 	for {
 		var b *pem.Block
@@ -522,13 +586,15 @@ func checkPEMCerts(data []byte) error {
 		if b.Type != "CERTIFICATE" {
 			continue
 		}
-		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			return fmt.Errorf("invalid certificate: %v", err)
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("invalid certificate: %v", err)
 		}
+		pool.AddCert(c)
 		n++
 	}
 	if n == 0 {
-		return fmt.Errorf("no PEM certificate found")
+		return nil, fmt.Errorf("no PEM certificate found")
 	}
-	return nil
+	return pool, nil
 }

@@ -2,12 +2,8 @@ package oidc
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -133,17 +129,6 @@ const (
 	GitLabIssuer = "https://gitlab.com"
 )
 
-var presetIssuers = map[string]string{
-	"github": GitHubIssuer, "gitlab": GitLabIssuer, "kubernetes": "", "generic": "",
-}
-
-var asymmetric = map[string]bool{
-	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
-	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
-}
-
-var defaultAlgorithms = []string{"RS256", "ES256"}
-
 // Problem is one thing wrong with a provider configuration.
 type Problem struct {
 	// Key is the configuration key path, e.g. "auth.oidc.gh.claim_mapping.username".
@@ -171,48 +156,4 @@ func (e *ConfigError) Error() string {
 // providerKey formats auth.oidc.<name>.<leaf...> like the config package.
 func providerKey(name string, leaf ...string) string {
 	return tomlkey.Format(append([]string{"auth", "oidc", name}, leaf...)...)
-}
-
-// checkURL accepts https URLs, and http for loopback development issuers.
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", s)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		h := u.Hostname()
-		if h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1" {
-			return nil
-		}
-		return fmt.Errorf("%q must use https (plain http is accepted for loopback development issuers only)", s)
-	}
-	return fmt.Errorf("%q must be an https URL", s)
-}
-
-func parseCAs(pemData []byte) (*x509.CertPool, error) {
-	pool := x509.NewCertPool()
-	n := 0
-	for {
-		var b *pem.Block
-		b, pemData = pem.Decode(pemData)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("invalid certificate: %v", err)
-		}
-		pool.AddCert(c)
-		n++
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("no PEM certificate found")
-	}
-	return pool, nil
 }

@@ -19,6 +19,8 @@ import (
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/berth-registry/berth/internal/config"
 )
 
 // keySet is one issuer's long-lived key set: go-oidc does its discovery,
@@ -324,7 +326,7 @@ func (k *keySet) discover(ctx context.Context) (string, error) {
 	if meta.JWKSURI == "" {
 		return "", fmt.Errorf("discovery: no jwks_uri")
 	}
-	if err := checkURL(meta.JWKSURI); err != nil {
+	if err := config.CheckOIDCURL(meta.JWKSURI); err != nil {
 		return "", fmt.Errorf("discovery: jwks_uri: %w", err)
 	}
 	k.v.log.Info("oidc: discovered key set", "provider", k.provider, "issuer", k.issuer, "jwks_uri", meta.JWKSURI)

@@ -3,24 +3,22 @@ package oidc
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"math"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/config"
 )
 
 // Verifier turns OIDC ID tokens into identities. It is safe for concurrent
@@ -70,180 +68,6 @@ type provider struct {
 	// fingerprint is SHA-256 (hex) of the settings verification depends
 	// on: part of the key of shared verified-token entries.
 	fingerprint string
-}
-
-// New validates and compiles every provider and returns a Verifier. It never
-// contacts an issuer: discovery and key sets are fetched on first use. When
-// the configuration is wrong, err is a *ConfigError listing every problem with
-// its key path (auth.oidc.<name>.<key>). Warnings are returned either way.
-func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string, err error) {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.CacheSize == 0 {
-		o.CacheSize = DefaultCacheSize
-	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = DefaultFetchTimeout
-	}
-	if o.MaxResponseBytes <= 0 {
-		o.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if o.UnknownKidCooldown <= 0 {
-		o.UnknownKidCooldown = DefaultKidCooldown
-	}
-	var problems []Problem
-	bad := func(key, format string, args ...any) {
-		problems = append(problems, Problem{Key: key, Message: fmt.Sprintf(format, args...)})
-	}
-
-	base, cancel := context.WithCancel(context.Background())
-	v = &Verifier{
-		providers:    map[string]*provider{},
-		byIssuer:     map[string]*provider{},
-		log:          o.Logger,
-		now:          o.Now,
-		fetchTimeout: o.FetchTimeout,
-		cooldown:     o.UnknownKidCooldown,
-		shared:       o.Shared,
-		base:         base,
-		cancel:       cancel,
-	}
-	if o.CacheSize > 0 {
-		v.cache = newTokenCache(o.CacheSize)
-	}
-
-	var baseRT http.RoundTripper
-	var checkRedirect func(*http.Request, []*http.Request) error
-	if o.HTTPClient != nil {
-		baseRT, checkRedirect = o.HTTPClient.Transport, o.HTTPClient.CheckRedirect
-	}
-	if baseRT == nil {
-		baseRT = http.DefaultTransport
-	}
-	shared := &http.Client{Transport: capTransport{rt: baseRT, max: o.MaxResponseBytes}, CheckRedirect: checkRedirect}
-
-	for _, pc := range providers {
-		name := pc.Name
-		key := func(leaf ...string) string { return providerKey(name, leaf...) }
-		switch {
-		case name == "":
-			bad("auth.oidc", "a provider needs a name")
-		case strings.ContainsFunc(name, func(r rune) bool { return r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) }):
-			bad(key(), "the name is the docker login username: it must not contain ':' or spaces")
-		case v.providers[name] != nil:
-			bad(key(), "provider defined twice")
-		}
-		p := &provider{name: name, preset: pc.Preset, audiences: pc.Audiences, skew: pc.ClockSkew,
-			maxAge: pc.MaxTokenAge, required: pc.RequiredClaims}
-		if p.preset == "" {
-			p.preset = "generic"
-		}
-		p.kubernetes = p.preset == "kubernetes"
-		presetIssuer, known := presetIssuers[p.preset]
-		if !known {
-			bad(key("provider"), "%q is not one of github, gitlab, kubernetes, generic", p.preset)
-		}
-		p.issuer = pc.Issuer
-		if p.issuer == "" {
-			p.issuer = presetIssuer
-		}
-		if p.issuer == "" {
-			bad(key("issuer"), "is required for provider %q", p.preset)
-		} else if err := checkURL(p.issuer); err != nil {
-			bad(key("issuer"), "%v", err)
-		} else if other := v.byIssuer[p.issuer]; other != nil {
-			bad(key("issuer"), "%q is also the issuer of provider %q: tokens are routed by issuer, so an issuer belongs to one provider", p.issuer, other.name)
-		}
-		if pc.JWKSURI != "" {
-			if err := checkURL(pc.JWKSURI); err != nil {
-				bad(key("jwks_uri"), "%v", err)
-			}
-		}
-		if len(p.audiences) == 0 {
-			if p.preset == "github" {
-				warnings = append(warnings, key("audiences")+": not set: any GitHub Actions token is accepted whatever its audience, including tokens minted for other services; set the audience your workflows request")
-			} else {
-				bad(key("audiences"), "is required: list the audience your tokens are minted for")
-			}
-		}
-		if slices.Contains(p.audiences, "") {
-			bad(key("audiences"), "must not contain an empty audience")
-		}
-		p.algList = pc.Algorithms
-		if len(p.algList) == 0 {
-			p.algList = defaultAlgorithms
-		}
-		p.algs = map[string]bool{}
-		for _, alg := range p.algList {
-			if !asymmetric[alg] {
-				bad(key("algorithms"), "algorithm %q not allowed: use asymmetric algorithms only (RS*, PS*, ES*, EdDSA)", alg)
-			}
-			p.algs[alg] = true
-		}
-		if p.skew < 0 {
-			bad(key("clock_skew"), "must not be negative")
-		} else if p.skew == 0 {
-			p.skew = DefaultClockSkew
-		}
-		if p.maxAge < 0 {
-			bad(key("max_token_age"), "must not be negative")
-		}
-		interval := pc.JWKSRefreshInterval
-		if interval < 0 {
-			bad(key("jwks_refresh_interval"), "must not be negative")
-		} else if interval == 0 {
-			interval = DefaultRefreshInterval
-		}
-		for _, c := range pc.RequiredClaims {
-			if c == "" {
-				bad(key("required_claims"), "must not contain an empty claim name")
-			}
-		}
-		client := shared
-		if len(pc.CACertPEM) > 0 {
-			pool, err := parseCAs(pc.CACertPEM)
-			tr, ok := baseRT.(*http.Transport)
-			switch {
-			case err != nil:
-				bad(key("certificate_authority"), "%v", err)
-			case !ok:
-				bad(key("certificate_authority"), "cannot be applied: the HTTP client has a custom transport (%T)", baseRT)
-			default:
-				tr = tr.Clone()
-				if tr.TLSClientConfig == nil {
-					tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-				}
-				tr.TLSClientConfig.RootCAs = pool
-				client = &http.Client{Transport: capTransport{rt: tr, max: o.MaxResponseBytes}, CheckRedirect: checkRedirect}
-			}
-		}
-		p.mapping = compileMapping(name, p.preset, pc.ClaimMapping, bad)
-
-		algs := make([]jose.SignatureAlgorithm, len(p.algList))
-		for i, a := range p.algList {
-			algs[i] = jose.SignatureAlgorithm(a)
-		}
-		p.keys = &keySet{v: v, provider: name, issuer: p.issuer, client: client, algs: algs,
-			interval: interval, jwksURL: pc.JWKSURI, configuredJWKS: pc.JWKSURI}
-		p.fingerprint = providerFingerprint(p, pc)
-		if name != "" && v.providers[name] == nil {
-			v.providers[name] = p
-			v.names = append(v.names, name)
-		}
-		if p.issuer != "" && v.byIssuer[p.issuer] == nil {
-			v.byIssuer[p.issuer] = p
-		}
-	}
-	if len(problems) > 0 {
-		cancel()
-		return nil, warnings, &ConfigError{Problems: problems}
-	}
-	slices.Sort(v.names)
-	return v, warnings, nil
 }
 
 // Providers returns the provider names, sorted.
@@ -372,14 +196,7 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // anyAlg is every algorithm a provider may allow, for go-jose's parse before
 // the token is routed; the provider's own list is checked right after.
-var anyAlg = func() []jose.SignatureAlgorithm {
-	out := make([]jose.SignatureAlgorithm, 0, len(asymmetric))
-	for alg := range asymmetric {
-		out = append(out, jose.SignatureAlgorithm(alg))
-	}
-	slices.Sort(out)
-	return out
-}()
+var anyAlg = joseAlgorithms(config.OIDCAlgorithms())
 
 // unverified is a compact JWS parsed once, by go-jose, before its signature
 // is checked. Until verifyWith has checked the signature, it only routes the

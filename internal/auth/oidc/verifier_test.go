@@ -427,6 +427,7 @@ func TestConfigProblemsTogether(t *testing.T) {
 		{Name: "gen", Issuer: iss.URL(), Algorithms: []string{"RS256", "HS256"}, CACertPEM: []byte("junk")},
 		{Name: "dup", Preset: "gitlab", Audiences: []string{"a"}, Issuer: GitHubIssuer},
 		{Name: "x:y", Preset: "okta", Audiences: []string{"a"}, ClockSkew: -time.Second},
+		{Name: "noiss", Audiences: []string{"a"}},
 	}, Options{})
 	var ce *ConfigError
 	if !errors.As(err, &ce) {
@@ -439,12 +440,12 @@ func TestConfigProblemsTogether(t *testing.T) {
 		"auth.oidc.gh.claim_mapping.validations[0].expression": "vars.ownr is not defined: defined before this expression: repo, bad-name",
 		"auth.oidc.gh.claim_mapping.validations[2].expression": "worst-case cost",
 		"auth.oidc.gen.audiences":                              "is required",
-		"auth.oidc.gen.algorithms":                             `algorithm "HS256" not allowed`,
+		"auth.oidc.gen.algorithms":                             `"HS256" is not allowed`,
 		"auth.oidc.gen.certificate_authority":                  "no PEM certificate",
 		"auth.oidc.dup.issuer":                                 `is also the issuer of provider "gh"`,
 		`auth.oidc."x:y"`:                                      "must not contain ':'",
 		`auth.oidc."x:y".provider`:                             `"okta" is not one of`,
-		`auth.oidc."x:y".issuer`:                               "is required",
+		"auth.oidc.noiss.issuer":                               `is required for provider "generic"`,
 		`auth.oidc."x:y".clock_skew`:                           "must not be negative",
 	}
 	got := map[string]string{}
