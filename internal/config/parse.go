@@ -83,8 +83,8 @@ var known = []string{
 // Parse decodes a TOML document (name is used in messages, usually the file
 // path), applies defaults for absent keys and validates the result. Any
 // problem — a syntax error, unknown keys, values of the wrong type, invalid
-// values — makes it return nil and an
-// *Errors listing every problem found, each with its key path and line.
+// values — makes it return nil and an *Errors listing every problem found,
+// each with its key path and line.
 func Parse(data []byte, name string) (*Config, error) {
 	errs := &Errors{File: name}
 
