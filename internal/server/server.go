@@ -1,18 +1,17 @@
-// Package server wires berth together and runs it, in four steps:
-//
-//   - build (build.go) opens the shared state ([cache.redis], once) and the
-//     storage, and builds the verifiers, policies, token service, UI and
-//     handlers into an app;
-//   - listen opens the sockets (the API's, and the metrics' when separate);
-//   - runTasks (tasks.go) starts the background tasks: the periodic ones
-//     (purge of expired uploads, pruning of dead token records, garbage
-//     collection, the configuration file's check) through one helper, every,
-//     plus the signing keys' rotation and the SIGHUP reload;
-//   - shutdown gives in-flight requests a fresh timeout once ctx is done.
+// Package server wires berth together and runs it.
 //
 //	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 //	defer stop()
 //	err := server.Run(ctx, cfg, configPath, logger)
+//
+// Run goes through four steps. build (build.go) opens the shared state
+// ([cache.redis], once) and the storage, and builds the verifiers, policies,
+// token service, UI and handlers into an app. listen opens the sockets (the
+// API's, and the metrics' when separate). runTasks (tasks.go) starts the
+// background tasks: the periodic ones (purge of expired uploads, pruning of
+// dead token records, garbage collection, the configuration file's check)
+// through one helper, every, plus the signing keys' rotation and the SIGHUP
+// reload. shutdown gives in-flight requests a fresh timeout once ctx is done.
 //
 // The package holds no logic of its own beyond wiring: what a request means is
 // decided in internal/registry, how bytes are kept in internal/storage.
