@@ -3,7 +3,14 @@
 //	berth serve [-c FILE]          serve (defaults without -c)
 //	berth -c FILE server           the same, in Angos's spelling
 //	berth config check -c FILE     report every problem in a configuration
-//	berth version
+//	berth policy explain -c FILE   explain offline how the policies decide a request
+//	berth gc [-c FILE] [--dry-run] collect garbage once
+//	berth hash-password            hash a password for [auth.identity.<id>]
+//	berth dev-issuer               run a local OIDC issuer to try workload identity
+//	berth version                  print the version
+//	berth help [COMMAND]           print the usage, or COMMAND's
+//
+// The usage text in run.go is the full reference (berth help).
 package main
 
 import (

@@ -11,11 +11,8 @@
 //	}
 //
 // Decoding is strict: an unknown key is an error, never ignored, because a
-// misspelt security setting must not silently fall back to a default. Sections
-// that belong to features not built yet (none at present; see reserved in
-// parse.go) are rejected with a message naming the feature, for the same
-// reason: a registry must never start open when its file asks for
-// authentication.
+// misspelt security setting must not silently fall back to a default: a
+// registry must never start open when its file asks for authentication.
 package config
 
 import (

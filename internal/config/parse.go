@@ -7,7 +7,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -17,8 +16,6 @@ import (
 // file mirrors the document. Leaves are `any` so that the strict decoder only
 // reports unknown keys and structural mismatches; value types are checked
 // here, key by key, so that every bad value is reported, not just the first.
-// Sections of features not built yet are `any` too: they are reported from
-// the generic pass with a message naming the feature, not as unknown keys.
 type file struct {
 	Server *struct {
 		BindAddress       any `toml:"bind_address"`
@@ -69,13 +66,6 @@ type file struct {
 	GC         *rawGC                `toml:"gc"`
 }
 
-// reserved maps the sections of features that are not built yet to the
-// message their keys are rejected with.
-var reserved = []struct {
-	path    []string
-	message string
-}{}
-
 // known lists every key berth accepts, for "did you mean" hints.
 var known = []string{
 	"server", "server.bind_address", "server.port", "server.read_header_timeout",
@@ -92,25 +82,20 @@ var known = []string{
 
 // Parse decodes a TOML document (name is used in messages, usually the file
 // path), applies defaults for absent keys and validates the result. Any
-// problem — a syntax error, unknown keys, sections of features not built yet,
-// values of the wrong type, invalid values — makes it return nil and an
-// *Errors listing every problem found, each with its key path and line.
+// problem — a syntax error, unknown keys, values of the wrong type, invalid
+// values — makes it return nil and an *Errors listing every problem found,
+// each with its key path and line.
 func Parse(data []byte, name string) (*Config, error) {
 	errs := &Errors{File: name}
 
-	// A generic pass first: it catches syntax errors and finds the sections
-	// of features not built yet, whatever shape they have.
+	// A generic pass first: it catches syntax errors and finds tables given
+	// as values, whatever shape they have.
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		addDecodeError(errs, nil, err)
 		return nil, errs.err()
 	}
 	lines := indexLines(data)
-	for _, r := range reserved {
-		if v, ok := lookup(doc, r.path); ok {
-			reportReserved(errs, lines, r.path, v, r.message)
-		}
-	}
 
 	// A table given as a value (server = 5) would stop the strict decoder at
 	// the first one; report each here and decode the rest without them.
@@ -341,50 +326,6 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
-}
-
-func lookup(doc map[string]any, path []string) (any, bool) {
-	var v any = doc
-	for _, p := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if v, ok = m[p]; !ok {
-			return nil, false
-		}
-	}
-	return v, true
-}
-
-// reportReserved reports a section of a feature not built yet once per table
-// that holds values (or is empty), so [auth.oidc.github-actions] and each
-// [repository."x".access_policy] get their own line, as written in the file.
-func reportReserved(errs *Errors, lines lineIndex, path []string, v any, message string) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		key := formatKey(path)
-		errs.add(key, lines.line(key), "%s", message)
-		return
-	}
-	names := make([]string, 0, len(m))
-	holdsValues := len(m) == 0
-	for k, child := range m {
-		names = append(names, k)
-		if _, isTable := child.(map[string]any); !isTable {
-			holdsValues = true
-		}
-	}
-	if holdsValues {
-		key := formatKey(path)
-		errs.add(key, lines.line(key), "%s", message)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if child, isTable := m[k].(map[string]any); isTable {
-			reportReserved(errs, lines, append(append([]string(nil), path...), k), child, message)
-		}
-	}
 }
 
 // decoder converts the loosely typed leaves of file into Config fields,

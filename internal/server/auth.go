@@ -17,7 +17,6 @@ import (
 	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/policy"
-	"github.com/berth-registry/berth/internal/shared"
 )
 
 // OIDCProviders converts the configuration's providers for the oidc package.
@@ -117,9 +116,6 @@ func CheckWarnings(cfg *config.Config) ([]string, error) {
 	st.close()
 	return append(st.warnings, StartupWarnings(cfg)...), nil
 }
-
-// CheckAuth is Check (kept for callers that only care about authentication).
-func CheckAuth(cfg *config.Config) error { return Check(cfg) }
 
 func staticUsers(cfg *config.Config) []users.User {
 	var out []users.User
@@ -224,12 +220,12 @@ func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, s
 // newTokenService starts the token service for the gate's current state: it
 // authenticates and grants through the gate, so a reload changes both.
 //
-// With Redis (red not nil) refresh/session token records live there, so use
-// counts and revocations hold across replicas, and unless auth.token.key_file
-// is set the generated signing keys (the keyring) are shared through Redis
-// too; without Redis they are files under <root_dir>/_auth.
-func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, cur func() *runState, logger *slog.Logger,
-	now func() time.Time, red *shared.Redis) (*token.Service, error) {
+// With Redis refresh/session token records live there, so use counts and
+// revocations hold across replicas, and unless auth.token.key_file is set
+// the generated signing keys (the keyring) are shared through Redis too;
+// without Redis they are files under <root_dir>/_auth.
+func (a *app) newTokenService() (*token.Service, error) {
+	cfg, red := a.cfg, a.shared
 	var store token.Store
 	var ring token.KeyringStore
 	stateDir := filepath.Join(cfg.BlobStore.FS.RootDir, "_auth", "tokens")
@@ -252,7 +248,7 @@ func newTokenService(ctx context.Context, cfg *config.Config, gate *authn.Gate, 
 			legacy = func(ctx context.Context) ([]byte, error) { return red.LoadKey(ctx, "token-signing-key") }
 		}
 	}
-	o := tokenOptions(cfg, store, ring, stateDir, gate, cur, logger, now)
+	o := a.tokenOptions(store, ring, stateDir)
 	if ring != nil {
 		o.LegacyKey = legacy
 	}
@@ -276,8 +272,8 @@ func keyRotation(cfg *config.Config) time.Duration {
 	return cfg.Auth.Token.KeyRotationInterval
 }
 
-func tokenOptions(cfg *config.Config, store token.Store, ring token.KeyringStore, stateDir string, gate *authn.Gate,
-	cur func() *runState, logger *slog.Logger, now func() time.Time) token.Options {
+func (a *app) tokenOptions(store token.Store, ring token.KeyringStore, stateDir string) token.Options {
+	cfg, gate := a.cfg, a.gate
 	return token.Options{
 		Service:             cfg.Auth.Token.Service,
 		KeyFile:             cfg.Auth.Token.KeyFile,
@@ -287,28 +283,28 @@ func tokenOptions(cfg *config.Config, store token.Store, ring token.KeyringStore
 		StateDir:            stateDir,
 		Store:               store,
 		AccessTTL:           cfg.Auth.Token.AccessTokenTTL,
-		Now:                 now,
-		Logger:              logger,
+		Now:                 a.now,
+		Logger:              a.log,
 		ClientIP:            authn.ClientIP, // the forwarded client behind a trusted proxy
 		Authenticate: func(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
-			a := gate.Load().Authn
-			if a == nil {
+			au := gate.Load().Authn
+			if au == nil {
 				return nil, auth.ErrInvalidCredentials
 			}
-			return a.Basic(ctx, username, password, clientIP)
+			return au.Basic(ctx, username, password, clientIP)
 		},
 		VerifyIDToken: func(ctx context.Context, raw string) (*auth.Identity, error) {
-			a := gate.Load().Authn
-			if a == nil || a.OIDC == nil {
+			au := gate.Load().Authn
+			if au == nil || au.OIDC == nil {
 				return nil, auth.ErrInvalidCredentials
 			}
-			return a.OIDC.Verify(ctx, raw)
+			return au.OIDC.Verify(ctx, raw)
 		},
 		Grant:   gate.Grant,
 		Limiter: gate,
 		LimitsFor: func(id *auth.Identity) token.Limits {
 			if id.OIDC != nil {
-				return cur().limits[id.OIDC.ProviderName]
+				return a.cur.Load().limits[id.OIDC.ProviderName]
 			}
 			return token.Limits{}
 		},

@@ -8,9 +8,6 @@ import (
 
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
-	"github.com/berth-registry/berth/internal/metrics"
-	"github.com/berth-registry/berth/internal/shared"
-	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
@@ -23,13 +20,13 @@ func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger
 			"so a push reusing a blob unused for the whole grace period could race its deletion; " +
 			"run collection in the server ([gc] interval) or configure [cache.redis] (docs/gc.md)")
 	}
-	if rc := cfg.Cache.Redis; rc != nil {
-		// The same blob locks as the replicas: no push can slip between a
-		// deletion's check and the deletion (internal/storage/s3/gc.go).
-		red, err := shared.Open(ctx, rc.URL, rc.KeyPrefix, logger)
-		if err != nil {
-			return gc.Report{}, fmt.Errorf("server: %w", err)
-		}
+	// The same blob locks as the replicas: no push can slip between a
+	// deletion's check and the deletion (internal/storage/s3/gc.go).
+	red, err := openShared(ctx, cfg, logger)
+	if err != nil {
+		return gc.Report{}, err
+	}
+	if red != nil {
 		defer red.Close()
 		locker = red
 	}
@@ -46,30 +43,4 @@ func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger
 
 func gcOptions(c config.GC, dryRun bool, now func() time.Time, logger *slog.Logger) gc.Options {
 	return gc.Options{GracePeriod: c.GracePeriod, DeleteUntagged: c.DeleteUntagged, DryRun: dryRun, Now: now, Logger: logger}
-}
-
-// collectGarbage runs garbage collection every c.Interval (the first run one
-// interval after startup) until ctx is done.
-func collectGarbage(ctx context.Context, store storage.Store, c config.GC, m *metrics.Metrics, now func() time.Time, logger *slog.Logger) {
-	st, ok := store.(gc.Store)
-	if !ok {
-		logger.Warn("gc.interval is set but the storage backend does not support garbage collection")
-		return
-	}
-	t := time.NewTicker(c.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		rep, err := gc.Run(ctx, st, gcOptions(c, false, now, logger))
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("garbage collection failed", "err", err)
-		}
-		if ctx.Err() == nil {
-			m.ObserveGC(rep.Blobs, rep.Bytes+rep.TempBytes, rep.Manifests, rep.Duration, err)
-		}
-	}
 }

@@ -30,7 +30,8 @@ func TestPruneTokensPeriodically(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() {
-			pruneTokens(ctx, p, time.Millisecond, slog.New(slog.DiscardHandler))
+			a := &app{log: slog.New(slog.DiscardHandler)}
+			a.every(ctx, time.Millisecond, "pruning dead refresh/session tokens", a.pruneTokens(p))
 			close(done)
 		}()
 		deadline := time.Now().Add(10 * time.Second)

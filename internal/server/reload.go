@@ -3,15 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
-	"github.com/berth-registry/berth/internal/auth/oidc"
 	"log/slog"
 	"os"
 	"reflect"
-	"sync/atomic"
 	"time"
 
-	"github.com/berth-registry/berth/internal/auth/token"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 )
 
@@ -55,85 +51,99 @@ const S3WithoutRedisWarning = "blob_store.s3 without [cache.redis]: run a single
 	"[auth.rate_limit] counts over all replicas, and the shared OIDC key-set and verified-ID-token caches, " +
 	"so that a replica that cannot reach an issuer still accepts ID tokens another replica verified (docs/deploy/ha.md)"
 
-// watchConfig reloads the configuration on SIGHUP and when the file changes:
+// The configuration is reloaded on SIGHUP and when the file changes:
 // providers, users, policies and immutable tags are swapped atomically. A file
 // with errors is refused and the old configuration keeps serving. Changes that
 // need a restart (listener, storage, token service, limits) are logged.
-//
-// last is the file's content the running configuration came from (read
-// before the watcher starts, so a change made meanwhile is not missed).
-// hup delivers SIGHUP (registered by the caller before the watcher starts,
-// so an early signal does not terminate the process).
-func watchConfig(ctx context.Context, path string, last []byte, hup <-chan os.Signal, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
-	tokens *token.Service, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) {
-	tick := time.NewTicker(reloadPoll)
-	defer tick.Stop()
+
+// pollConfig reloads the configuration file when its content changed.
+func (a *app) pollConfig(context.Context) error {
+	data, err := os.ReadFile(a.configPath)
+	if err != nil {
+		return nil // a file being replaced; SIGHUP reports read errors
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if bytes.Equal(data, a.lastConfig) {
+		return nil
+	}
+	a.log.Info("configuration file changed: reloading", "file", a.configPath)
+	a.lastConfig = data
+	a.reload(data)
+	return nil
+}
+
+// onSIGHUP reloads the configuration file on each SIGHUP until ctx is done.
+func (a *app) onSIGHUP(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
-			logger.Info("SIGHUP: reloading configuration", "file", path)
-		case <-tick.C:
-			data, err := os.ReadFile(path)
-			if err != nil || bytes.Equal(data, last) {
-				continue
-			}
-			logger.Info("configuration file changed: reloading", "file", path)
+		case <-a.hup:
 		}
-		data, err := os.ReadFile(path)
+		a.log.Info("SIGHUP: reloading configuration", "file", a.configPath)
+		data, err := os.ReadFile(a.configPath)
 		if err != nil {
-			logger.Error("reload refused: the old configuration keeps serving", "err", err)
+			a.log.Error("reload refused: the old configuration keeps serving", "err", err)
 			continue
 		}
-		last = data
-		reload(data, path, running, gate, cur, tokens, logger, now, sc)
+		a.reloadMu.Lock()
+		a.lastConfig = data
+		a.reload(data)
+		a.reloadMu.Unlock()
 	}
 }
 
-// reload applies one configuration document; see watchConfig.
-func reload(data []byte, path string, running *config.Config, gate *authn.Gate, cur *atomic.Pointer[runState],
-	tokens *token.Service, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) bool {
-	cfg, err := config.Parse(data, path)
+// reload applies one configuration document (from a.configPath) and reports
+// whether it did; a refused document changes nothing.
+func (a *app) reload(data []byte) bool {
+	running, logger := a.cfg, a.log
+	cfg, err := config.Parse(data, a.configPath)
 	if err == nil && PolicyConfig(cfg).Open != PolicyConfig(running).Open {
 		logger.Error("reload refused: switching between open mode and authenticated mode needs a restart; the old configuration keeps serving")
 		return false
 	}
-	if err == nil && (cfg.Auth.Token.Enabled && cfg.Auth.Enabled()) != (tokens != nil) {
+	if err == nil && (cfg.Auth.Token.Enabled && cfg.Auth.Enabled()) != (a.tokens != nil) {
 		logger.Error("reload refused: turning the token service on or off needs a restart; the old configuration keeps serving")
 		return false
 	}
 	var st *runState
 	if err == nil {
-		st, err = buildState(cfg, logger, now, sc)
+		st, err = buildState(cfg, logger, a.now, a.sharedCache())
+	}
+	if err == nil && a.tokens != nil {
+		err = a.reloadKeys(cfg, st)
 	}
 	if err != nil {
 		logger.Error("reload refused: the old configuration keeps serving", "err", err)
 		return false
 	}
-	if tokens != nil {
-		// New key files apply now; the key they replace keeps verifying
-		// the tokens it signed until they expire.
-		if (cfg.Auth.Token.KeyFile == "") == (running.Auth.Token.KeyFile == "") {
-			if err := tokens.ReloadKeys(cfg.Auth.Token.KeyFile, cfg.Auth.Token.PreviousKeyFiles); err != nil {
-				st.close()
-				logger.Error("reload refused: the old configuration keeps serving", "err", err)
-				return false
-			}
-		}
-		st.gate.Authn.Tokens = tokens
-	}
-	st.failures = cur.Load().failures
+	st.failures = a.cur.Load().failures
 	st.limitFailures(cfg, st.failures, logger)
-	old := cur.Swap(st)
-	gate.Store(st.gate)
+	old := a.cur.Swap(st)
+	a.gate.Store(st.gate)
 	old.close()
 	for _, k := range restartOnly(running, cfg) {
 		logger.Warn("configuration change needs a restart to take effect", "key", k)
 	}
-	logger.Info("configuration reloaded", "file", path, "providers", len(cfg.Auth.OIDC),
+	logger.Info("configuration reloaded", "file", a.configPath, "providers", len(cfg.Auth.OIDC),
 		"users", len(cfg.Auth.Identities), "repository_policies", len(cfg.Repositories))
 	return true
+}
+
+// reloadKeys applies cfg's key files to the token service and routes st's
+// tokens to it; on an error it closes st.
+func (a *app) reloadKeys(cfg *config.Config, st *runState) error {
+	// New key files apply now; the key they replace keeps verifying the
+	// tokens it signed until they expire.
+	if (cfg.Auth.Token.KeyFile == "") == (a.cfg.Auth.Token.KeyFile == "") {
+		if err := a.tokens.ReloadKeys(cfg.Auth.Token.KeyFile, cfg.Auth.Token.PreviousKeyFiles); err != nil {
+			st.close()
+			return err
+		}
+	}
+	st.gate.Authn.Tokens = a.tokens
+	return nil
 }
 
 // restartOnly lists the sections that differ but are only read at startup.

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,19 +51,21 @@ func TestReloadSigningKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cur atomic.Pointer[runState]
-	cur.Store(st)
-	gate := authn.NewGate(st.gate, logger)
-	ts, err := newTokenService(t.Context(), cfg, gate, cur.Load, logger, time.Now, nil)
+	a := &app{cfg: cfg, log: logger, now: time.Now, configPath: "b.toml"}
+	a.cur.Store(st)
+	a.gate = authn.NewGate(st.gate, logger)
+	gate := a.gate
+	ts, err := a.newTokenService()
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.gate.Authn.Tokens = ts
+	a.tokens = ts
 	first := ts.KeyID()
 	tok := accessToken(t, ts)
 
 	// Create k2 (a key file that does not exist is generated), then reload.
-	if !reload(doc(k2), "b.toml", cfg, gate, &cur, ts, logger, time.Now, nil) {
+	if !a.reload(doc(k2)) {
 		t.Fatalf("reload refused:\n%s", logs.String())
 	}
 	if ts.KeyID() == first {
@@ -81,15 +82,15 @@ func TestReloadSigningKeys(t *testing.T) {
 	}
 
 	// A broken previous key file refuses the whole reload.
-	if reload(doc(k1, filepath.Join(dir, "missing.pem")), "b.toml", cfg, gate, &cur, ts, logger, time.Now, nil) {
+	if a.reload(doc(k1, filepath.Join(dir, "missing.pem"))) {
 		t.Fatal("a reload with a missing previous key file was applied")
 	}
 	// Back to k1 with k2 as a previous key.
-	if !reload(doc(k1, k2), "b.toml", cfg, gate, &cur, ts, logger, time.Now, nil) || ts.KeyID() != first {
+	if !a.reload(doc(k1, k2)) || ts.KeyID() != first {
 		t.Fatalf("reload back to k1: %s\n%s", ts.KeyID(), logs.String())
 	}
 	// Generated keys need a restart: the keys stay, the change is reported.
-	if !reload(doc(""), "b.toml", cfg, gate, &cur, ts, logger, time.Now, nil) || ts.KeyID() != first {
+	if !a.reload(doc("")) || ts.KeyID() != first {
 		t.Fatal("a switch to generated keys changed the key without a restart")
 	}
 	if !strings.Contains(logs.String(), `key=auth.token`) {

@@ -1,10 +1,17 @@
-// Package server wires berth together and runs it: storage, the /v2 handler,
-// health and readiness probes, metrics, the HTTP server and its graceful
-// shutdown, and the purge of expired upload sessions.
+// Package server wires berth together and runs it.
 //
 //	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 //	defer stop()
-//	err := server.Run(ctx, cfg, logger)
+//	err := server.Run(ctx, cfg, configPath, logger)
+//
+// Run goes through four steps. build (build.go) opens the shared state
+// ([cache.redis], once) and the storage, and builds the verifiers, policies,
+// token service, UI and handlers into an app. listen opens the sockets (the
+// API's, and the metrics' when separate). runTasks (tasks.go) starts the
+// background tasks: the periodic ones (purge of expired uploads, pruning of
+// dead token records, garbage collection, the configuration file's check)
+// through one helper, every, plus the signing keys' rotation and the SIGHUP
+// reload. shutdown gives in-flight requests a fresh timeout once ctx is done.
 //
 // The package holds no logic of its own beyond wiring: what a request means is
 // decided in internal/registry, how bytes are kept in internal/storage.
@@ -16,23 +23,15 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/berth-registry/berth/internal/auth/oidc"
-	"github.com/berth-registry/berth/internal/auth/token"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
@@ -56,24 +55,24 @@ var _ registry.Metrics = (*metrics.Metrics)(nil)
 // cfg.Server.ShutdownTimeout to finish. It returns nil after a clean shutdown.
 //
 // configPath, when not empty, is the file cfg came from: it is reloaded on
-// SIGHUP and when it changes (see watchConfig).
+// SIGHUP and when it changes (see app.watchConfig).
 func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slog.Logger) error {
-	o := options{configPath: configPath}
-	if rc := cfg.Cache.Redis; rc != nil {
-		// Never log rc.URL itself: it may hold a password.
-		red, err := shared.Open(ctx, rc.URL, rc.KeyPrefix, logger)
-		if err != nil {
-			return fmt.Errorf("server: %w", err)
-		}
-		defer red.Close()
-		o.shared = red
-		logger.Info("shared state in redis", "redis", rc)
+	return serve(ctx, cfg, logger, options{configPath: configPath})
+}
+
+// openShared opens the Redis of [cache.redis], nil without one.
+func openShared(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*shared.Redis, error) {
+	rc := cfg.Cache.Redis
+	if rc == nil {
+		return nil, nil
 	}
-	store, err := OpenStore(ctx, cfg, logger, o.locker())
+	// Never log rc.URL itself: it may hold a password.
+	red, err := shared.Open(ctx, rc.URL, rc.KeyPrefix, logger)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("server: %w", err)
 	}
-	return serve(ctx, cfg, logger, store, o)
+	logger.Info("shared state in redis", "redis", rc)
+	return red, nil
 }
 
 // OpenStore opens the storage backend cfg names (also for berth gc). locker,
@@ -113,31 +112,12 @@ type options struct {
 	readyTimeout time.Duration    // default readyTimeout
 	now          func() time.Time // default time.Now
 	configPath   string           // reloaded on SIGHUP and on change; "" disables
-	tokens       *token.Service   // set by serve
-	// shared is the Redis of [cache.redis]; serve opens it when nil and the
-	// configuration has one.
-	shared *shared.Redis
+	store        storage.Store    // default: OpenStore
 }
 
-// locker returns the cross-replica upload lock, nil without Redis (never a
-// typed nil in the interface).
-func (o options) locker() s3.Locker {
-	if o.shared == nil {
-		return nil
-	}
-	return o.shared
-}
-
-// sharedCache returns the OIDC key-set and verified-token cache shared by
-// replicas, nil without Redis.
-func (o options) sharedCache() oidc.SharedCache {
-	if o.shared == nil {
-		return nil
-	}
-	return o.shared
-}
-
-func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store storage.Store, o options) error {
+// serve builds berth from cfg, listens, runs the background tasks until ctx
+// is done (or a listener fails) and shuts down.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, o options) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,143 +127,69 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 	if o.now == nil {
 		o.now = time.Now
 	}
-
-	// Refuse a broken configuration before opening any socket: a bad TLS
-	// table must never degrade to plain HTTP.
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("server: invalid configuration:\n%w", err)
-	}
-	var tlsConfig *tls.Config
-	if cfg.TLSEnabled() {
-		cert, err := tls.LoadX509KeyPair(cfg.Server.TLS.CertificateBundle, cfg.Server.TLS.PrivateKey)
-		if err != nil {
-			return fmt.Errorf("server: load TLS certificate: %w", err)
-		}
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	}
-
-	if o.shared == nil && cfg.Cache.Redis != nil {
-		red, err := shared.Open(ctx, cfg.Cache.Redis.URL, cfg.Cache.Redis.KeyPrefix, logger)
-		if err != nil {
-			return fmt.Errorf("server: %w", err)
-		}
-		defer red.Close()
-		o.shared = red
-	}
-
-	st, err := buildState(cfg, logger, o.now, o.sharedCache())
+	a, err := build(ctx, cfg, logger, o)
 	if err != nil {
-		return fmt.Errorf("server: %w", err)
+		return err
 	}
-	st.failures = &authn.LocalFailures{Now: o.now}
-	if o.shared != nil {
-		st.failures = o.shared // the failed-authentication limit holds across replicas
+	defer a.close()
+	l, err := a.listen()
+	if err != nil {
+		return err
 	}
-	st.limitFailures(cfg, st.failures, logger)
-	var cur atomic.Pointer[runState]
-	cur.Store(st)
-	defer func() { cur.Load().close() }()
-	gate := authn.NewGate(st.gate, logger)
-	logStartupWarnings(cfg, logger)
+	errc := l.serve(logger)
 
-	var m *metrics.Metrics
-	ropts := registry.Options{
-		Store:           store,
-		Logger:          logger,
-		MaxManifestSize: cfg.Limits.MaxManifestSize,
-		MaxBlobSize:     cfg.Limits.MaxBlobSize,
-		AllowSparse:     cfg.Manifests.AllowSparse,
-		// In open mode every caller may read every repository, so a mount
-		// without from leaks nothing; otherwise it would.
-		MountWithoutFrom: PolicyConfig(cfg).Open,
-		Now:              o.now,
-		Authorizer:       gate,
-		CanList:          gate.CanList,
-		Immutable: func(repo, tag string) bool {
-			imm := gate.Load().Immutable
-			return imm != nil && imm.Protected(repo, tag)
-		},
-	}
-	if cfg.Metrics.Enabled {
-		m = metrics.New()
-		ropts.Metrics = m // only when enabled: a typed nil would not be nil in the interface
-	}
-	if sc := cfg.BlobStore.S3; sc != nil && sc.EnableBlobRedirect {
-		r, ok := store.(registry.BlobRedirector)
-		if !ok {
-			return fmt.Errorf("server: blob_store.s3.enable_blob_redirect: %T cannot presign URLs", store)
-		}
-		ropts.BlobRedirect = r
-	}
+	tasksCtx, stopTasks := context.WithCancel(ctx)
+	var tasks sync.WaitGroup
+	a.runTasks(tasksCtx, &tasks)
 
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", registry.New(ropts))
-	if st.service != "" {
-		ts, err := newTokenService(ctx, cfg, gate, cur.Load, logger, o.now, o.shared)
-		if err != nil {
-			return fmt.Errorf("server: token service: %w", err)
-		}
-		st.gate.Authn.Tokens = ts
-		mux.Handle("/token", ts)
-		mux.Handle("/token/", ts)
-		o.tokens = ts
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
+	case serveErr = <-errc:
+		// A listener failed; stop the others too.
+		logger.Error("server failed", "err", serveErr)
 	}
-	if cfg.UI.Enabled {
-		h, err := newUI(cfg, store, gate, o.tokens, logger, o.now)
-		if err != nil {
-			return fmt.Errorf("server: web UI: %w", err)
-		}
-		mux.Handle("/", h)
+	stopTasks()
+	shutdownErr := l.shutdown(ctx, cfg.Server.ShutdownTimeout, logger)
+	tasks.Wait()
+	if serveErr != nil {
+		return fmt.Errorf("server: %w", serveErr)
 	}
-	if o.configPath != "" {
-		last, _ := os.ReadFile(o.configPath)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go watchConfig(ctx, o.configPath, last, hup, cfg, gate, &cur, o.tokens, logger, o.now, o.sharedCache())
+	if shutdownErr != nil {
+		return shutdownErr
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeText(w, http.StatusOK, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		pctx, cancel := context.WithTimeout(r.Context(), o.readyTimeout)
-		defer cancel()
-		if err := store.Ping(pctx); err != nil {
-			logger.Warn("not ready: storage ping failed", "err", err)
-			writeText(w, http.StatusServiceUnavailable, "storage unavailable")
-			return
-		}
-		if o.shared != nil {
-			if err := o.shared.Ping(pctx); err != nil {
-				logger.Warn("not ready: redis ping failed", "err", err)
-				writeText(w, http.StatusServiceUnavailable, "redis unavailable")
-				return
-			}
-		}
-		writeText(w, http.StatusOK, "ok")
-	})
-	if m != nil && cfg.Metrics.Address == "" {
-		mux.Handle("GET /metrics", m.Handler())
-	}
+	logger.Info("stopped")
+	return nil
+}
 
-	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+// listeners are the HTTP servers and their sockets: the API first, then
+// the separate metrics listener when [metrics] address is set.
+type listeners struct {
+	servers []*http.Server
+	sockets []net.Listener
+}
+
+// listen opens the API's socket and, with [metrics] address, the metrics
+// one. Nothing is served yet.
+func (a *app) listen() (*listeners, error) {
+	cfg := a.cfg
+	errorLog := slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)
 	api := &http.Server{
-		Handler:           authn.Proxies(cfg.Server.TrustedProxies).Handler(mux),
+		Handler:           a.handler,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
 		IdleTimeout:       cfg.Server.IdleTimeout,
-		TLSConfig:         tlsConfig,
+		TLSConfig:         a.tlsConfig,
 		ErrorLog:          errorLog,
 	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr())
 	if err != nil {
-		return fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("server: %w", err)
 	}
-	servers := []*http.Server{api}
-	listeners := []net.Listener{ln}
-
-	if m != nil && cfg.Metrics.Address != "" {
+	l := &listeners{servers: []*http.Server{api}, sockets: []net.Listener{ln}}
+	if a.metrics != nil && cfg.Metrics.Address != "" {
 		mmux := http.NewServeMux()
-		mmux.Handle("GET /metrics", m.Handler())
+		mmux.Handle("GET /metrics", a.metrics.Handler())
 		msrv := &http.Server{
 			Handler:           mmux,
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout,
@@ -293,15 +199,20 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 		mln, err := net.Listen("tcp", cfg.Metrics.Address)
 		if err != nil {
 			_ = ln.Close()
-			return fmt.Errorf("server: metrics: %w", err)
+			return nil, fmt.Errorf("server: metrics: %w", err)
 		}
-		servers = append(servers, msrv)
-		listeners = append(listeners, mln)
+		l.servers = append(l.servers, msrv)
+		l.sockets = append(l.sockets, mln)
 	}
+	return l, nil
+}
 
-	errc := make(chan error, len(servers))
-	for i, srv := range servers {
-		ln := listeners[i]
+// serve serves every listener in its own goroutine; the channel receives
+// each one's result (nil after Shutdown).
+func (l *listeners) serve(logger *slog.Logger) <-chan error {
+	errc := make(chan error, len(l.servers))
+	for i, srv := range l.servers {
+		ln := l.sockets[i]
 		tlsOn := srv.TLSConfig != nil
 		if i == 0 {
 			logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsOn)
@@ -321,100 +232,25 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, store s
 			errc <- err
 		}()
 	}
+	return errc
+}
 
-	// Purge expired upload sessions until shutdown.
-	purgeCtx, stopPurge := context.WithCancel(ctx)
-	var purging sync.WaitGroup
-	purging.Go(func() { purge(purgeCtx, store, cfg.Uploads, o.now, logger) })
-	if o.tokens != nil {
-		// Without Redis, dead refresh/session token records are files:
-		// remove them as often as expired uploads, not only at startup.
-		purging.Go(func() { pruneTokens(purgeCtx, o.tokens, cfg.Uploads.PurgeInterval, logger) })
-		// Generated signing keys: rotate when due, follow other replicas.
-		purging.Go(func() { o.tokens.RunKeyRotation(purgeCtx) })
-	}
-	if cfg.GC.Interval > 0 {
-		purging.Go(func() { collectGarbage(purgeCtx, store, cfg.GC, m, o.now, logger) })
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down", "timeout", cfg.Server.ShutdownTimeout)
-	case serveErr = <-errc:
-		// A listener failed; stop the others too.
-		logger.Error("server failed", "err", serveErr)
-	}
-	stopPurge()
-
+// shutdown closes the listeners and gives in-flight requests timeout to
+// finish, then closes what is left.
+func (l *listeners) shutdown(ctx context.Context, timeout time.Duration, logger *slog.Logger) error {
 	// A fresh context: ctx is already cancelled, and in-flight requests must
 	// get their time to finish.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	var shutdownErr error
-	for _, srv := range servers {
+	for _, srv := range l.servers {
 		if err := srv.Shutdown(sctx); err != nil {
 			logger.Warn("shutdown timed out; closing remaining connections", "err", err)
 			_ = srv.Close()
 			shutdownErr = fmt.Errorf("server: shutdown: %w", err)
 		}
 	}
-	purging.Wait()
-	if serveErr != nil {
-		return fmt.Errorf("server: %w", serveErr)
-	}
-	if shutdownErr != nil {
-		return shutdownErr
-	}
-	logger.Info("stopped")
-	return nil
-}
-
-// purge removes upload sessions older than u.Expiry, once at startup and then
-// every u.PurgeInterval, until ctx is done.
-func purge(ctx context.Context, store storage.Store, u config.Uploads, now func() time.Time, logger *slog.Logger) {
-	t := time.NewTicker(u.PurgeInterval)
-	defer t.Stop()
-	for {
-		n, err := store.PurgeUploads(ctx, now().Add(-u.Expiry))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			logger.Warn("purging expired uploads failed", "err", err)
-		case n > 0:
-			logger.Info("purged expired uploads", "count", n, "expiry", u.Expiry)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// tokenPruner removes dead refresh/session token records (*token.Service).
-type tokenPruner interface {
-	Prune() (int, error)
-}
-
-// pruneTokens prunes every interval until ctx ends (the first run is at
-// startup, in token.New).
-func pruneTokens(ctx context.Context, p tokenPruner, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := p.Prune()
-		switch {
-		case err != nil && ctx.Err() == nil:
-			logger.Warn("pruning dead refresh/session tokens failed", "err", err)
-		case n > 0:
-			logger.Info("pruned dead refresh/session tokens", "count", n)
-		}
-	}
+	return shutdownErr
 }
 
 func writeText(w http.ResponseWriter, status int, body string) {

@@ -178,7 +178,8 @@ func start(t *testing.T, cfg *config.Config, store storage.Store, o options) *ru
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, logger, store, o) }()
+	o.store = store
+	go func() { done <- serve(ctx, cfg, logger, o) }()
 	r := &running{logs: logs, cancel: cancel, done: done}
 	r.addr = logs.waitAddr(t, "listening", done)
 	t.Cleanup(func() { _ = r.stop(t) })
@@ -537,7 +538,7 @@ func TestBrokenTLSRefused(t *testing.T) {
 	cfg := testConfig()
 	cfg.Server.TLS = &config.TLS{CertificateBundle: "/nonexistent/cert.pem", PrivateKey: "/nonexistent/key.pem"}
 	logs := &logBuffer{}
-	err := serve(t.Context(), cfg, slog.New(slog.NewTextHandler(logs, nil)), &fakeStore{}, options{})
+	err := serve(t.Context(), cfg, slog.New(slog.NewTextHandler(logs, nil)), options{store: &fakeStore{}})
 	if err == nil || !strings.Contains(err.Error(), "server.tls") {
 		t.Errorf("serve = %v, want a server.tls error", err)
 	}
@@ -554,7 +555,7 @@ func TestListenError(t *testing.T) {
 	defer ln.Close()
 	cfg := testConfig()
 	cfg.Server.Port = ln.Addr().(*net.TCPAddr).Port
-	err = serve(t.Context(), cfg, nil, &fakeStore{}, options{})
+	err = serve(t.Context(), cfg, nil, options{store: &fakeStore{}})
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Errorf("serve = %v, want address in use", err)
 	}

@@ -1,5 +1,6 @@
 // Package storage defines the registry-shaped storage contract every berth
-// backend implements (filesystem today, S3-compatible object storage later).
+// backend implements: the filesystem (fs) and S3-compatible object storage
+// (s3).
 //
 // The verbs are those of a registry, not of a filesystem: blobs are content
 // addressed and deduplicated across repositories, and a repository sees only the
