@@ -33,6 +33,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,7 +70,7 @@ func Open(ctx context.Context, rawURL, prefix string, log *slog.Logger) (*Redis,
 	// go-redis prints pool events (failed dials while Redis is down) with its
 	// own process-wide logger on stderr; route them to ours at debug level.
 	// berth opens one Redis per process, so "the last Open wins" is fine.
-	redis.SetLogger(redisLogger{log})
+	setRedisLogger(log)
 	opts.DialTimeout = dialTimeout
 	opts.ReadTimeout = ioTimeout
 	opts.WriteTimeout = ioTimeout
@@ -95,11 +97,28 @@ func (r *Redis) Close() error { return r.c.Close() }
 
 func (r *Redis) key(kind, name string) string { return r.prefix + kind + ":" + name }
 
-// redisLogger adapts go-redis's logger to slog.
-type redisLogger struct{ log *slog.Logger }
+// go-redis's logger is a process-wide variable that its clients read
+// without synchronisation while they dial, so it is set exactly once (a
+// second SetLogger would race with a client already dialling, as tests that
+// open several clients in one process do); the slog.Logger it writes to is
+// swapped atomically instead.
+var (
+	redisLoggerOnce sync.Once
+	redisLog        atomic.Pointer[slog.Logger]
+)
 
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+func setRedisLogger(log *slog.Logger) {
+	redisLog.Store(log)
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
+}
+
+// redisLogger adapts go-redis's logger to the slog.Logger of the last Open.
+type redisLogger struct{}
+
+func (redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	if l := redisLog.Load(); l != nil {
+		l.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
+	}
 }
 
 // redactURL returns u without its password.
