@@ -11,6 +11,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
 
 var errCrash = errors.New("test: process killed here")
@@ -217,4 +218,23 @@ func TestCommitDataLostByOldVersion(t *testing.T) {
 		t.Fatalf("retried CommitUpload = %+v, %v", got, err)
 	}
 	assertNoUploads(t, st)
+}
+
+// TestCommitCrashContract: storagetest.CommitCrashRetry at every step of
+// the commit up to the deletion of the state, which ends the session.
+func TestCommitCrashContract(t *testing.T) {
+	server(t)
+	storagetest.CommitCrashRetry(t, func(t *testing.T, step string) (storage.Store, func() storage.Store) {
+		opts := testOptions(t, newPrefix())
+		hit := false
+		copts := opts
+		copts.Faults = Faults{Commit: func(s string) error {
+			if s == step && !hit {
+				hit = true
+				return storagetest.ErrCrash
+			}
+			return nil
+		}}
+		return openStore(t, copts), func() storage.Store { return openStore(t, opts) }
+	}, []string{"tail", "complete", "copy", "mark", "link", "remove-state"})
 }
