@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -228,6 +229,30 @@ func TestDeleteEmptyRepositoryRechecks(t *testing.T) {
 	for _, bad := range []string{"repositories", "repositories/UPPER", "blobs/sha256", "repositories/r/_blobs"} {
 		if _, err := st.DeleteTempFile(ctx, bad, time.Now()); err == nil {
 			t.Errorf("DeleteTempFile(%q) succeeded", bad)
+		}
+	}
+}
+
+// BenchmarkListRepositories: the whole catalog of 1000 repositories, 500
+// tagged and 500 holding only untagged manifests and blob links (the
+// catalog looks into each for a tag, a revision or a link).
+func BenchmarkListRepositories(b *testing.B) {
+	st := newStore(b)
+	hex := strings.Repeat("ef", 32)
+	for i := range 1000 {
+		rdir, err := st.repoDir(fmt.Sprintf("ns%d/repo%d", i%10, i), nil)
+		must(b, err)
+		must(b, st.writeFileAtomic(filepath.Join(rdir, dirBlobs, "sha256", hex), []byte("sha256:"+hex)))
+		must(b, st.writeFileAtomic(filepath.Join(rdir, dirManifests, "revisions", "sha256", hex), []byte("x")))
+		if i%2 == 0 {
+			must(b, st.writeFileAtomic(filepath.Join(tagsDir(rdir), "latest"), []byte("sha256:"+hex)))
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		repos, err := st.ListRepositories(b.Context(), "", -1)
+		if err != nil || len(repos) != 1000 {
+			b.Fatalf("%d repositories, %v", len(repos), err)
 		}
 	}
 }

@@ -41,12 +41,17 @@ func isRepository(dir string, entries []os.DirEntry) bool {
 
 // hasLink reports whether a directory of <alg>/<hex> links holds one.
 func hasLink(dir string) bool {
-	algs, err := os.ReadDir(dir)
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	algs, err := f.Readdirnames(-1)
+	f.Close()
 	if err != nil {
 		return false
 	}
 	for _, a := range algs {
-		if a.IsDir() && hasName(filepath.Join(dir, a.Name()), func(n string) bool {
+		if !strings.HasPrefix(a, ".") && hasName(filepath.Join(dir, a), func(n string) bool {
 			return !strings.HasPrefix(n, ".")
 		}) {
 			return true
