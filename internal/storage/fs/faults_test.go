@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
 
 var errCrash = errors.New("test: process killed here")
@@ -240,4 +241,26 @@ func TestWriteIntoNewDirConcurrently(t *testing.T) {
 		return err
 	})
 	must(t, err)
+}
+
+// TestCommitCrashContract: storagetest.CommitCrashRetry at every step of
+// the commit.
+func TestCommitCrashContract(t *testing.T) {
+	storagetest.CommitCrashRetry(t, func(t *testing.T, step string) (storage.Store, func() storage.Store) {
+		root := t.TempDir()
+		hit := false
+		st, err := New(root, WithFaults(Faults{Commit: func(s string) error {
+			if s == step && !hit {
+				hit = true
+				return storagetest.ErrCrash
+			}
+			return nil
+		}}))
+		must(t, err)
+		return st, func() storage.Store {
+			st, err := New(root)
+			must(t, err)
+			return st
+		}
+	}, []string{"move", "link", "remove"})
 }

@@ -41,7 +41,10 @@
 //
 // A directory a write needs that does not exist yet (a new repository's) is
 // built under a temporary name with the file in it and renamed into place
-// whole: a failed write never leaves an empty repository behind. A full
+// whole: a failed write never leaves an empty repository behind. A crash in
+// the middle leaves a ".tmp-*" directory, which garbage collection removes
+// (WalkTempFiles), with repository directories holding nothing (left by
+// older versions, or by deleting everything), which the catalog skips. A full
 // filesystem (ENOSPC) or exhausted quota (EDQUOT) is reported as
 // storage.ErrInsufficientStorage.
 //

@@ -361,27 +361,51 @@ func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d diges
 
 var _ storage.TempCollector = (*Store)(nil)
 
-// WalkTempFiles calls fn for every temporary file (".tmp-*", see writeFileAtomic)
-// in the root directory, the blob store and the repositories, except inside
-// upload sessions (PurgeUploads removes those with their session). A crash
-// between a write and its rename leaves one behind; readers ignore them.
+// WalkTempFiles calls fn for every leftover of a write interrupted by a crash
+// (or a full disk), in the root directory, the blob store and the
+// repositories, except inside upload sessions (PurgeUploads removes those
+// with their session); readers ignore them all:
+//
+//   - a temporary file (".tmp-*", see writeFileAtomic): a write between its
+//     write and its rename;
+//   - a temporary directory (".tmp-*", see writeInNewDir): new directories
+//     being assembled before they are renamed into place. Its Size is the
+//     bytes of the files in it, its Modified the newest modification time
+//     of anything in it;
+//   - a repository directory that holds no manifest, tag, blob link, upload
+//     session or other file, only directories and temporary files (older
+//     versions left one behind when a write into a new repository failed),
+//     listed as the highest such directory, "repositories/<name>", with the
+//     same Size and Modified.
 func (s *Store) WalkTempFiles(ctx context.Context, fn func(storage.TempFile) error) error {
 	visit := func(path string, e os.DirEntry) error {
-		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tmpPrefix) {
+		if !strings.HasPrefix(e.Name(), tmpPrefix) {
 			return nil
 		}
-		fi, err := e.Info()
-		if err != nil {
-			if isNotExist(err) {
+		var size int64
+		var mod time.Time
+		switch {
+		case e.Type().IsRegular():
+			fi, err := e.Info()
+			if err != nil {
+				if isNotExist(err) {
+					return nil // renamed into place meanwhile
+				}
+				return fmt.Errorf("fs: walk temp files: %w", err)
+			}
+			size, mod = fi.Size(), fi.ModTime()
+		case e.IsDir():
+			var err error
+			if size, mod, err = treeStat(path); err != nil {
+				return fmt.Errorf("fs: walk temp files: %w", err)
+			}
+			if mod.IsZero() {
 				return nil // renamed into place meanwhile
 			}
-			return fmt.Errorf("fs: walk temp files: %w", err)
+		default:
+			return nil
 		}
-		rel, err := filepath.Rel(s.root, path)
-		if err != nil {
-			return fmt.Errorf("fs: walk temp files: %w", err)
-		}
-		return fn(storage.TempFile{Path: filepath.ToSlash(rel), Size: fi.Size(), Modified: fi.ModTime()})
+		return fn(storage.TempFile{Path: s.relPath(path), Size: size, Modified: mod})
 	}
 	top, err := os.ReadDir(s.root)
 	if err != nil {
@@ -392,43 +416,188 @@ func (s *Store) WalkTempFiles(ctx context.Context, fn func(storage.TempFile) err
 			return err
 		}
 	}
-	for _, dir := range []string{s.blobsDir, s.reposDir} {
-		err := filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
-			if err != nil {
-				if isNotExist(err) {
-					return nil // removed meanwhile
-				}
-				return fmt.Errorf("fs: walk temp files: %w", err)
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if e.IsDir() {
-				if e.Name() == dirUploads {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			return visit(path, e)
-		})
+	err = filepath.WalkDir(s.blobsDir, func(path string, e os.DirEntry, err error) error {
 		if err != nil {
+			if isNotExist(err) {
+				return nil // removed meanwhile
+			}
+			return fmt.Errorf("fs: walk temp files: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if path == s.blobsDir {
+			return nil
+		}
+		if err := visit(path, e); err != nil {
+			return err
+		}
+		if e.IsDir() && strings.HasPrefix(e.Name(), tmpPrefix) {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sum, err := s.scanRepoTree(ctx, s.reposDir, false)
+	if err != nil {
+		return err
+	}
+	for _, f := range sum.found {
+		if err := fn(f); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// DeleteTempFile removes the temporary file at path (relative to the root)
-// unless it was modified at or after cutoff.
+// relPath returns path relative to the root, with slashes.
+func (s *Store) relPath(path string) string {
+	rel, err := filepath.Rel(s.root, path)
+	if err != nil {
+		return path
+	}
+	return filepath.ToSlash(rel)
+}
+
+// treeStat returns the bytes of the regular files in the tree at dir and the
+// newest modification time of anything in it, dir included (zero when dir
+// is gone).
+func treeStat(dir string) (size int64, newest time.Time, err error) {
+	err = filepath.WalkDir(dir, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			if isNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil {
+			if isNotExist(err) {
+				return nil
+			}
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			size += fi.Size()
+		}
+		if fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+		return nil
+	})
+	return size, newest, err
+}
+
+// repoTree is what scanRepoTree found in a directory under repositories/.
+type repoTree struct {
+	content bool  // a file or entry that is not a leftover
+	size    int64 // bytes of the temporary files in it
+	newest  time.Time
+	found   []storage.TempFile // leftovers, see WalkTempFiles
+}
+
+func (t *repoTree) add(size int64, mod time.Time) {
+	t.size += size
+	if mod.After(t.newest) {
+		t.newest = mod
+	}
+}
+
+// scanRepoTree walks the directory dir under repositories/ (named: dir is a
+// repository or a namespace of repositories, not a repository's internal
+// directory), collecting its leftovers; an empty named directory is reported
+// whole by its parent. The contents of upload sessions are not looked at: an
+// _uploads directory with any entry counts as content.
+func (s *Store) scanRepoTree(ctx context.Context, dir string, named bool) (repoTree, error) {
+	var t repoTree
+	if err := ctx.Err(); err != nil {
+		return t, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		if isNotExist(err) {
+			return repoTree{content: true}, nil // gone meanwhile: nothing to report
+		}
+		return t, fmt.Errorf("fs: walk temp files: %w", err)
+	}
+	if fi, err := os.Lstat(dir); err == nil {
+		t.add(0, fi.ModTime())
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		switch {
+		case strings.HasPrefix(name, tmpPrefix) && (e.Type().IsRegular() || e.IsDir()):
+			var size int64
+			var mod time.Time
+			if e.IsDir() {
+				if size, mod, err = treeStat(path); err != nil {
+					return t, fmt.Errorf("fs: walk temp files: %w", err)
+				}
+			} else if fi, err := e.Info(); err == nil {
+				size, mod = fi.Size(), fi.ModTime()
+			}
+			if mod.IsZero() {
+				continue // renamed into place meanwhile
+			}
+			t.add(size, mod)
+			t.found = append(t.found, storage.TempFile{Path: s.relPath(path), Size: size, Modified: mod})
+		case !e.IsDir() || strings.HasPrefix(name, "."):
+			t.content = true // a link, tag, revision, trash of a deletion ...
+		case name == dirUploads:
+			if hasName(path, func(string) bool { return true }) {
+				t.content = true
+			}
+			if fi, err := e.Info(); err == nil {
+				t.add(0, fi.ModTime())
+			}
+		default:
+			childNamed := (named || dir == s.reposDir) && !strings.HasPrefix(name, "_")
+			c, err := s.scanRepoTree(ctx, path, childNamed)
+			if err != nil {
+				return t, err
+			}
+			if childNamed && !layout.ValidRepoComponent(name) {
+				c.content = true // not a repository: left alone
+			}
+			t.add(c.size, c.newest)
+			if childNamed && !c.content {
+				// Empty: reported whole, here or by a parent empty too.
+				t.found = append(t.found, storage.TempFile{Path: s.relPath(path), Size: c.size, Modified: c.newest})
+				continue
+			}
+			t.content = t.content || c.content
+			t.found = append(t.found, c.found...)
+		}
+	}
+	return t, nil
+}
+
+// DeleteTempFile removes the leftover at path (relative to the root, see
+// WalkTempFiles) unless it was modified at or after cutoff: for a directory,
+// anything in it. An empty repository directory is first renamed to a
+// temporary name and looked at again there, so that a write that got into it
+// before the rename is seen and it is put back (ErrInUse); a write after the
+// rename creates the repository anew.
 func (s *Store) DeleteTempFile(ctx context.Context, path string, cutoff time.Time) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	rel := filepath.FromSlash(path)
-	if !filepath.IsLocal(rel) || !strings.HasPrefix(filepath.Base(rel), tmpPrefix) || slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), dirUploads) {
-		return 0, fmt.Errorf("fs: %q is not a temporary file: %w", path, ErrInvalidName)
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	notTemp := fmt.Errorf("fs: %q is not a temporary file: %w", path, ErrInvalidName)
+	if !filepath.IsLocal(rel) || slices.Contains(parts, dirUploads) {
+		return 0, notTemp
 	}
 	full := filepath.Join(s.root, rel)
+	if !strings.HasPrefix(filepath.Base(rel), tmpPrefix) {
+		if len(parts) < 2 || parts[0] != filepath.Base(s.reposDir) || !layout.ValidRepo(strings.Join(parts[1:], "/")) {
+			return 0, notTemp
+		}
+		return s.removeEmptyRepo(ctx, full, path, cutoff)
+	}
 	fi, err := os.Lstat(full)
 	if err != nil {
 		if isNotExist(err) {
@@ -436,15 +605,100 @@ func (s *Store) DeleteTempFile(ctx context.Context, path string, cutoff time.Tim
 		}
 		return 0, fmt.Errorf("fs: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("fs: %q is not a temporary file: %w", path, ErrInvalidName)
+	switch {
+	case fi.Mode().IsRegular():
+		if !fi.ModTime().Before(cutoff) {
+			return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+		}
+		existed, err := removeDurable(full)
+		if err != nil || !existed {
+			return 0, err
+		}
+		return fi.Size(), nil
+	case fi.IsDir():
+		size, newest, err := treeStat(full)
+		if err != nil {
+			return 0, fmt.Errorf("fs: %w", err)
+		}
+		if newest.IsZero() {
+			return 0, nil
+		}
+		if !newest.Before(cutoff) {
+			return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+		}
+		if err := os.RemoveAll(full); err != nil {
+			return 0, fmt.Errorf("fs: %w", err)
+		}
+		return size, syncDir(filepath.Dir(full))
+	default:
+		return 0, notTemp
 	}
-	if !fi.ModTime().Before(cutoff) {
-		return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+}
+
+// removeEmptyRepo removes the repository directory dir (path: as reported)
+// if it still holds nothing but directories and temporary files, none
+// modified at or after cutoff.
+func (s *Store) removeEmptyRepo(ctx context.Context, dir, path string, cutoff time.Time) (int64, error) {
+	// check: still empty, and nothing in it modified since cutoff; the
+	// directory's own time counts only before the rename (which may set it).
+	check := func(dir string, self bool) (int64, error) {
+		t, err := s.scanRepoTree(ctx, dir, true)
+		if err != nil {
+			return 0, err
+		}
+		newest := t.newest
+		if !self {
+			newest = time.Time{}
+			for _, f := range t.found {
+				if f.Modified.After(newest) {
+					newest = f.Modified
+				}
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return 0, fmt.Errorf("fs: %w", err)
+			}
+			for _, e := range entries {
+				if fi, err := e.Info(); err == nil && fi.ModTime().After(newest) {
+					newest = fi.ModTime()
+				}
+			}
+		}
+		if t.content || !newest.Before(cutoff) {
+			return 0, fmt.Errorf("fs: %s: %w", path, storage.ErrInUse)
+		}
+		return t.size, nil
 	}
-	existed, err := removeDurable(full)
-	if err != nil || !existed {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		if isNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	if !fi.IsDir() {
+		return 0, fmt.Errorf("fs: %q is not a directory: %w", path, ErrInvalidName)
+	}
+	if _, err := check(dir, true); err != nil {
 		return 0, err
 	}
-	return fi.Size(), nil
+	parent := filepath.Dir(dir)
+	gone := filepath.Join(parent, tmpPrefix+"gc-"+filepath.Base(dir)+"-"+layout.RandomHex(4))
+	if err := os.Rename(dir, gone); err != nil {
+		if isNotExist(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	size, err := check(gone, false)
+	if err != nil {
+		if rerr := os.Rename(gone, dir); rerr != nil {
+			return 0, fmt.Errorf("fs: %s was written to while being removed, and could not be put back from %s: %w", path, gone, rerr)
+		}
+		return 0, err
+	}
+	if err := os.RemoveAll(gone); err != nil {
+		return 0, fmt.Errorf("fs: %w", err)
+	}
+	return size, syncDir(parent)
 }

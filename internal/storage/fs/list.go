@@ -21,25 +21,64 @@ func hasEntry(entries []os.DirEntry, name string) bool {
 }
 
 // isRepository reports whether the directory dir, whose entries are given,
-// is a repository: it has _manifests or _blobs, or _uploads holding a session.
-// Only directories are read, never file contents.
+// is a repository: it holds a tag, a manifest revision, a blob link or an
+// upload session. Only directories are read, never file contents, and each
+// only until the first entry that counts: a repository directory holding
+// only empty directories (left by a failed write of an older version) is
+// not one; garbage collection removes it (WalkTempFiles).
 func isRepository(dir string, entries []os.DirEntry) bool {
-	if hasEntry(entries, dirManifests) || hasEntry(entries, dirBlobs) {
+	if hasEntry(entries, dirManifests) {
+		mdir := filepath.Join(dir, dirManifests)
+		if hasName(filepath.Join(mdir, "tags"), layout.ValidTag) || hasLink(filepath.Join(mdir, "revisions")) {
+			return true
+		}
+	}
+	if hasEntry(entries, dirBlobs) && hasLink(filepath.Join(dir, dirBlobs)) {
 		return true
 	}
-	if !hasEntry(entries, dirUploads) {
-		return false
-	}
-	sessions, err := os.ReadDir(filepath.Join(dir, dirUploads))
+	return hasEntry(entries, dirUploads) && hasName(filepath.Join(dir, dirUploads), layout.ValidUploadID)
+}
+
+// hasLink reports whether a directory of <alg>/<hex> links holds one.
+func hasLink(dir string) bool {
+	f, err := os.Open(dir)
 	if err != nil {
 		return false
 	}
-	for _, e := range sessions {
-		if layout.ValidUploadID(e.Name()) {
+	algs, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return false
+	}
+	for _, a := range algs {
+		if !strings.HasPrefix(a, ".") && hasName(filepath.Join(dir, a), func(n string) bool {
+			return !strings.HasPrefix(n, ".")
+		}) {
 			return true
 		}
 	}
 	return false
+}
+
+// hasName reports whether dir has an entry whose name passes ok, reading
+// the directory only until it finds one.
+func hasName(dir string, ok func(string) bool) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(32)
+		for _, n := range names {
+			if ok(n) {
+				return true
+			}
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // walkRepos calls fn for every directory under repositories/ whose path is

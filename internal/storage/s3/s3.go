@@ -138,6 +138,8 @@ type Options struct {
 	// Locker, when set, serialises work on one upload session across
 	// processes (replicas). nil: in-process locks only.
 	Locker Locker
+	// Faults injects failures, for tests only (upload.go).
+	Faults Faults
 }
 
 // Locker takes a named lock shared by every process on the bucket, waiting
@@ -159,6 +161,7 @@ type Store struct {
 	uploadLocks [lockStripes]sync.Mutex
 	blobLocks   [lockStripes]sync.Mutex // gc.go: marking a blob used vs. deleting it
 	locker      Locker
+	faults      Faults
 	// noConditional is set once the server answered 501 to a conditional
 	// write: state objects are then written unconditionally.
 	noConditional atomic.Bool
@@ -239,6 +242,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		partSize: opts.MultipartPartSize,
 		now:      opts.Now,
 		locker:   opts.Locker,
+		faults:   opts.Faults,
 
 		slowClient:     slowClient,
 		connectTimeout: opts.ConnectTimeout,

@@ -333,13 +333,52 @@ func (s *Store) abortMPU(ctx context.Context, id, uploadID string) error {
 	return nil
 }
 
-// removeSession aborts the multipart upload and deletes the session's
-// objects, the state last (so a failure leaves a session Purge can find).
+// Faults injects failures into a Store, for tests. Nil fields inject nothing.
+type Faults struct {
+	// Commit is called by CommitUpload before each of its steps, once the
+	// content is verified: "tail" (the staged tail becomes the last part),
+	// "complete" (the multipart upload), "copy" (into the blob store),
+	// "mark" (the repository marker), "link", and the removal of the
+	// session: "remove-state", "remove-mpu", "remove-tail", "remove-data".
+	// An error it returns makes CommitUpload return it at once and touch
+	// nothing more, leaving the bucket as a process killed there would.
+	Commit func(step string) error
+}
+
+// commitFault returns the error injected before a step of CommitUpload, if any.
+func (s *Store) commitFault(step string) error {
+	if s.faults.Commit == nil {
+		return nil
+	}
+	return s.faults.Commit(step)
+}
+
+// removeSession deletes the session's state object first, which ends the
+// session at once, then aborts its multipart upload and deletes its tail and
+// data objects. Until the state is gone everything a retried commit needs is
+// still there; what a failure leaves after that, PurgeUploads removes as the
+// leftovers of a session without a state.
 func (s *Store) removeSession(ctx context.Context, id string, ss *session) error {
+	return s.removeSessionFault(ctx, id, ss, func(string) error { return nil })
+}
+
+func (s *Store) removeSessionFault(ctx context.Context, id string, ss *session, fault func(string) error) error {
+	if err := fault("remove-state"); err != nil {
+		return err
+	}
+	if err := s.del(ctx, s.uploadKey(id)+keyState); err != nil {
+		return err
+	}
+	if err := fault("remove-mpu"); err != nil {
+		return err
+	}
 	if err := s.abortMPU(ctx, id, ss.UploadID); err != nil {
 		return err
 	}
-	for _, k := range []string{keyTail, keyData, keyState} {
+	for _, k := range []string{keyTail, keyData} {
+		if err := fault("remove-" + k); err != nil {
+			return err
+		}
 		if err := s.del(ctx, s.uploadKey(id)+k); err != nil {
 			return err
 		}
@@ -352,6 +391,12 @@ func (s *Store) removeSession(ctx context.Context, id string, ss *session) error
 // there are no parts), copies it server-side to blobs/<alg>/<hex> and links
 // it into repo. On a digest mismatch nothing is stored and the session is
 // removed.
+//
+// Nothing is moved: the session keeps its data until the link is written,
+// and the removal ends it by deleting its state first (removeSession). So a
+// commit interrupted at any point (a killed process) leaves either a session
+// that a retried CommitUpload with the same digest completes without the
+// data being sent again, or a completed commit.
 func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Digest) (storage.BlobInfo, error) {
 	unlock, err := s.lockUpload(ctx, id)
 	if err != nil {
@@ -398,6 +443,9 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	default:
 		if ss.Tail > 0 {
 			// The staged tail becomes the last part.
+			if err := s.commitFault("tail"); err != nil {
+				return storage.BlobInfo{}, err
+			}
 			bp := s.bufPool.Get().(*[]byte)
 			buf := (*bp)[:ss.Tail]
 			err := s.readTail(ctx, id, buf)
@@ -418,6 +466,9 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 			parts[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
 		}
 		src = base + keyData
+		if err := s.commitFault("complete"); err != nil {
+			return storage.BlobInfo{}, err
+		}
 		_, err := s.c.CompleteMultipartUpload(ctx, &awss3.CompleteMultipartUploadInput{
 			Bucket: &s.bucket, Key: &src, UploadId: aws.String(ss.UploadID),
 			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
@@ -425,7 +476,17 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if err != nil {
 			if isNotFound(err) {
 				// Completed before (a retried commit): the object is there.
-				if ok, herr := s.exists(ctx, src); herr != nil || !ok {
+				// A session left by an older version, which deleted the data
+				// before the state, may have lost it; its content is still
+				// known when the sha256 state matched d and that blob is
+				// stored with the session's size (below).
+				ok, herr := s.exists(ctx, src)
+				switch {
+				case herr != nil:
+					return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: %w", id, herr)
+				case !ok && g.Alg == "sha256":
+					src = srcGone
+				case !ok:
 					return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: %w", id, err)
 				}
 			} else {
@@ -463,9 +524,15 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		return storage.BlobInfo{}, err
 	}
 	if !have {
-		if src == "" {
+		if err := s.commitFault("copy"); err != nil {
+			return storage.BlobInfo{}, err
+		}
+		switch src {
+		case srcGone:
+			return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: data gone and %s not stored: %w", id, d, storage.ErrUploadUnknown)
+		case "":
 			err = s.put(ctx, blob, nil)
-		} else {
+		default:
 			err = s.copyObject(ctx, src, blob, ss.Size)
 		}
 		if err != nil {
@@ -476,18 +543,28 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	if size != ss.Size {
 		return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: stored blob %s is %d bytes, upload is %d", id, d, size, ss.Size)
 	}
+	if err := s.commitFault("mark"); err != nil {
+		return storage.BlobInfo{}, err
+	}
 	if err := s.markRepo(ctx, repo); err != nil {
+		return storage.BlobInfo{}, err
+	}
+	if err := s.commitFault("link"); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	// Always written: its time is the link's last use (gc.go).
 	if err := s.put(ctx, linkKey(rk, g), []byte(d)); err != nil {
 		return storage.BlobInfo{}, err
 	}
-	if err := s.removeSession(ctx, id, ss); err != nil {
+	if err := s.removeSessionFault(ctx, id, ss, s.commitFault); err != nil {
 		return storage.BlobInfo{}, err
 	}
 	return storage.BlobInfo{Digest: d, Size: ss.Size}, nil
 }
+
+// srcGone stands for the content of a session whose data object is gone
+// (see CommitUpload).
+const srcGone = "\x00gone"
 
 // AbortUpload aborts the multipart upload and removes the session.
 func (s *Store) AbortUpload(ctx context.Context, repo, id string) error {
