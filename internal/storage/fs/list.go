@@ -21,39 +21,24 @@ func hasEntry(entries []os.DirEntry, name string) bool {
 }
 
 // isRepository reports whether the directory dir, whose entries are given,
-// is a repository: it holds a tag, a manifest revision, a blob link or an
-// upload session. Only directories are read, never file contents, and each
-// only until the first entry that counts: a repository directory holding
-// only empty directories (left by a failed write of an older version) is
-// not one; garbage collection removes it (WalkTempFiles).
+// is a repository: it has _manifests or _blobs, or _uploads holding a session.
+// Only directories are read, never file contents. A directory holding only
+// empty directories (left by a failed write of an older version) is still
+// listed until garbage collection removes it (WalkTempFiles): looking deeper
+// for content here made the catalog 1.5–2× slower.
 func isRepository(dir string, entries []os.DirEntry) bool {
-	if hasEntry(entries, dirManifests) {
-		mdir := filepath.Join(dir, dirManifests)
-		if hasName(filepath.Join(mdir, "tags"), layout.ValidTag) || hasLink(filepath.Join(mdir, "revisions")) {
-			return true
-		}
-	}
-	if hasEntry(entries, dirBlobs) && hasLink(filepath.Join(dir, dirBlobs)) {
+	if hasEntry(entries, dirManifests) || hasEntry(entries, dirBlobs) {
 		return true
 	}
-	return hasEntry(entries, dirUploads) && hasName(filepath.Join(dir, dirUploads), layout.ValidUploadID)
-}
-
-// hasLink reports whether a directory of <alg>/<hex> links holds one.
-func hasLink(dir string) bool {
-	f, err := os.Open(dir)
+	if !hasEntry(entries, dirUploads) {
+		return false
+	}
+	sessions, err := os.ReadDir(filepath.Join(dir, dirUploads))
 	if err != nil {
 		return false
 	}
-	algs, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return false
-	}
-	for _, a := range algs {
-		if !strings.HasPrefix(a, ".") && hasName(filepath.Join(dir, a), func(n string) bool {
-			return !strings.HasPrefix(n, ".")
-		}) {
+	for _, e := range sessions {
+		if layout.ValidUploadID(e.Name()) {
 			return true
 		}
 	}
