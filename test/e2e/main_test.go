@@ -47,14 +47,17 @@ func run(m *testing.M) int {
 		berthBin = bin
 		return m.Run()
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	// The tests live in their own module (test/go.mod) that replaces the
+	// product module with the checkout's root: build the binary there, with
+	// the product module's own requirements, not the test module's.
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/berth-registry/berth").Output()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go env GOMOD: %v\n", err)
+		fmt.Fprintf(os.Stderr, "e2e: go list -m github.com/berth-registry/berth: %v\n", err)
 		return 1
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		fmt.Fprintln(os.Stderr, "e2e: not inside a module")
+	root := strings.TrimSpace(string(out))
+	if root == "" {
+		fmt.Fprintln(os.Stderr, "e2e: the product module has no directory (is the replace in test/go.mod missing?)")
 		return 1
 	}
 	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
@@ -65,7 +68,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	berthBin = filepath.Join(dir, "berth")
 	build := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
-	build.Dir = filepath.Dir(gomod)
+	build.Dir = root
 	build.Stdout = os.Stderr
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
