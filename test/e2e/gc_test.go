@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/redistest"
 	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 var gcOutputRE = regexp.MustCompile(`^(would free|freed) (\d+) blobs \((\d+) bytes\), (\d+) untagged manifests, (\d+) repository links`)
@@ -37,11 +38,11 @@ func runGC(t *testing.T, dir, cfgPath string, args ...string) gcResult {
 	t.Helper()
 	cmd := exec.Command(berthBin, append([]string{"gc", "-c", cfgPath}, args...)...)
 	cmd.Dir = dir
-	var stderr lockedBuffer
+	var stderr testutil.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("berth gc %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr.tail(20))
+		t.Fatalf("berth gc %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr.Tail(20))
 	}
 	m := gcOutputRE.FindStringSubmatch(strings.TrimSpace(string(out)))
 	if m == nil {
@@ -50,7 +51,7 @@ func runGC(t *testing.T, dir, cfgPath string, args ...string) gcResult {
 	blobs, _ := strconv.Atoi(m[2])
 	bytes, _ := strconv.ParseInt(m[3], 10, 64)
 	links, _ := strconv.Atoi(m[5])
-	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links, stderr: stderr.tail(1000)}
+	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links, stderr: stderr.Tail(1000)}
 }
 
 // imageBytes is the stored size of an image: manifest, config and layers.
@@ -328,7 +329,7 @@ func TestTwoReplicasGC(t *testing.T) {
 		compareImages(t, fmt.Sprintf("image %d", i), img, got)
 	}
 	freed := regexp.MustCompile(`msg="garbage collection" dry_run=false blobs=([1-9][0-9]*)`)
-	if !freed.MatchString(a.stderr.tail(1 << 20)) {
-		t.Fatalf("replica A never freed anything; its log:\n%s", a.stderr.tail(40))
+	if !freed.MatchString(a.stderr.Tail(1 << 20)) {
+		t.Fatalf("replica A never freed anything; its log:\n%s", a.stderr.Tail(40))
 	}
 }
