@@ -1,9 +1,10 @@
 // Package e2e runs the real berth binary and drives it with real registry
 // clients (go-containerregistry, oras-go) and hand-written HTTP clients.
 //
-// TestMain builds ./cmd/berth once (or uses the binary named by
-// BERTH_E2E_BIN); every test starts its own server on a free port with its
-// own data directory.
+// TestMain builds ./cmd/berth once with -tags berthtest (or uses the binary
+// named by BERTH_E2E_BIN, which must be built with that tag too); every test
+// starts its own server on a free port with its own data directory. The tag
+// adds one test hook: berth gc honours BERTH_TEST_GC_CLOCK_OFFSET.
 package e2e
 
 import (
@@ -68,7 +69,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	berthBin = filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
+	build := exec.Command("go", "build", "-tags", "berthtest", "-o", berthBin, "./cmd/berth")
 	build.Dir = root
 	build.Stdout = os.Stderr
 	build.Stderr = os.Stderr
