@@ -256,6 +256,24 @@ func TestS3BlobRedirectAndGC(t *testing.T) {
 	}
 }
 
+// waitCollections waits until p has logged n more completed garbage
+// collections than it had when called (the in-server schedule).
+func waitCollections(t *testing.T, p *berthProc, n int) {
+	t.Helper()
+	runs := func() int { return strings.Count(p.stderr.String(), `msg="garbage collection" `) }
+	want := runs() + n
+	for runs() < want {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("waiting for %d garbage collections: %v; log:\n%s", n, t.Context().Err(), p.stderr.Tail(40))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if !p.running() {
+			t.Fatalf("berth exited while waiting for garbage collections; log:\n%s", p.stderr.Tail(40))
+		}
+	}
+}
+
 // TestTwoReplicasGC: two berth processes on one bucket and one Redis. Replica
 // A collects garbage every second (grace period 3s, the in-server schedule)
 // while images are pushed through replica B into a repository whose old
@@ -317,8 +335,12 @@ func TestTwoReplicasGC(t *testing.T) {
 		pushed = append(pushed, img)
 		time.Sleep(300 * time.Millisecond) // let the schedule run between pushes
 	}
-	// A few more collections after the last push.
-	time.Sleep(2500 * time.Millisecond)
+	// Two more completed collections on A after the last push, seen in its
+	// log: the one running now (if any) and one that started after the
+	// push. A fixed sleep showed neither: on a busy machine the pulls below
+	// could run before any collection followed the last push, and the check
+	// that A freed the garbage raced its schedule.
+	waitCollections(t, a, 2)
 	for i, img := range pushed {
 		got, err := remote.Image(mustRef(t, fmt.Sprintf("%s/gc/app:v%d", a.host(), i)), opts...)
 		if err != nil {
