@@ -31,10 +31,14 @@ test: clients lint
 	cd test && BERTH_TEST_STORE=s3 $(GO) test -count=1 -timeout 30m ./e2e/
 	$(MAKE) fuzz
 
+# go vet and staticcheck on both modules, and on the berthtest build of
+# cmd/berth (the binary the end-to-end tests run: one test hook more).
 lint:
 	$(GO) vet ./...
+	$(GO) vet -tags berthtest ./cmd/berth
 	cd test && $(GO) vet ./...
 	staticcheck ./...
+	staticcheck -tags berthtest ./cmd/berth
 	cd test && staticcheck ./...
 
 # The pinned command-line clients the end-to-end tests drive (crane, oras,
