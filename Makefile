@@ -9,7 +9,7 @@ FUZZTIME ?= 50000x
 # The test clients are installed into GOPATH/bin: make sure the tests find them.
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: run build test fuzz bench clients
+.PHONY: run build test lint fuzz bench clients
 
 run:
 	$(GO) run ./cmd/berth serve
@@ -17,32 +17,50 @@ run:
 build:
 	$(GO) build -o bin/berth ./cmd/berth
 
-# Every test: vet, unit, spec, storage contract, real-client end-to-end and
-# crash tests; then the spec tests and the whole end-to-end suite (real
-# clients included) again on the S3 backend (versitygw); then each fuzz
-# target briefly.
-test: clients
-	$(GO) vet ./...
+# Every test: vet and staticcheck, unit, spec, storage contract, real-client
+# end-to-end and crash tests; then the spec tests and the whole end-to-end
+# suite (real clients included) again on the S3 backend (versitygw); then each
+# fuzz target briefly. The end-to-end, browser and client tests are their own
+# module (test/go.mod, replacing the product module with this checkout), so
+# the product module requires only what the binaries link: every step runs
+# in both modules.
+test: clients lint
 	$(GO) test -count=1 -timeout 30m ./...
-	BERTH_TEST_STORE=s3 $(GO) test -count=1 -timeout 30m ./internal/registry/ ./test/e2e/
+	cd test && $(GO) test -count=1 -timeout 30m ./...
+	BERTH_TEST_STORE=s3 $(GO) test -count=1 -timeout 30m ./internal/registry/
+	cd test && BERTH_TEST_STORE=s3 $(GO) test -count=1 -timeout 30m ./e2e/
 	$(MAKE) fuzz
+
+# go vet and staticcheck on both modules, and on the berthtest build of
+# cmd/berth (the binary the end-to-end tests run: one test hook more).
+lint:
+	$(GO) vet ./...
+	$(GO) vet -tags berthtest ./cmd/berth
+	cd test && $(GO) vet ./...
+	staticcheck ./...
+	staticcheck -tags berthtest ./cmd/berth
+	cd test && staticcheck ./...
 
 # The pinned command-line clients the end-to-end tests drive (crane, oras,
 # regctl, cosign, skopeo, podman), the S3 server the S3 backend is tested
 # against (versitygw), the Redis the shared-state and two-replica tests
-# start (redis-server) and the Chromium the web UI test drives; skipped
-# quickly when already installed.
+# start (redis-server), the Chromium the web UI test drives and the
+# staticcheck `make lint` runs; skipped quickly when already installed.
 clients:
 	bash scripts/install-test-clients.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-s3.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-redis.sh
 	bash scripts/install-test-browser.sh
+	bash scripts/install-lint.sh "$$($(GO) env GOPATH)/bin"
 
+# Every fuzz target of both modules.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@set -e; for mod in . test; do \
+	  for pkg in $$(cd $$mod && $(GO) list ./...); do \
+	    for f in $$(cd $$mod && $(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	      echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	      (cd $$mod && $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg); \
+	    done; \
 	  done; \
 	done
 

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/auth/users"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // Every command answers -h, -help, --help and `berth help <command>` with its
@@ -85,7 +85,7 @@ func serveWarnings(t *testing.T, file string) []string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr buffer
+	var stdout, stderr testutil.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "-c", file}, strings.NewReader(""), &stdout, &stderr) }()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), `msg=listening`); {
@@ -159,13 +159,13 @@ rules = ["true"]
 
 // berth serve --addr / --port change the listener without a configuration file.
 func TestServeAddrFlag(t *testing.T) {
-	port := freePort(t)
+	port := strconv.Itoa(testutil.FreePort(t))
 	t.Chdir(t.TempDir()) // the default storage is ./berth-data
 	for _, args := range [][]string{{"serve", "--addr", "127.0.0.1:" + port}, {"serve", "--port", port}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			var stdout, stderr buffer
+			var stdout, stderr testutil.Buffer
 			done := make(chan int, 1)
 			go func() { done <- run(ctx, args, strings.NewReader(""), &stdout, &stderr) }()
 			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "msg=listening"); {
@@ -205,28 +205,18 @@ func TestServeAddrFlag(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
 // devIssuerProc is a running `berth dev-issuer`.
 type devIssuerProc struct {
 	cancel context.CancelFunc
 	done   chan int
-	out    *buffer
+	out    *testutil.Buffer
 }
 
 func startDevIssuer(t *testing.T, args ...string) *devIssuerProc {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	p := &devIssuerProc{cancel: cancel, done: make(chan int, 1), out: &buffer{}}
-	var stderr buffer
+	p := &devIssuerProc{cancel: cancel, done: make(chan int, 1), out: &testutil.Buffer{}}
+	var stderr testutil.Buffer
 	go func() {
 		p.done <- run(ctx, append([]string{"dev-issuer"}, args...), strings.NewReader(""), p.out, &stderr)
 	}()
@@ -285,7 +275,7 @@ func mintDev(t *testing.T, base string) (string, map[string]any) {
 // new tokens without waiting for an unknown-kid refetch.
 func TestDevIssuerKeepsKeyAcrossRestarts(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	base := "http://" + addr
 
 	p := startDevIssuer(t, "--addr", addr, "--state-dir", state)
@@ -331,7 +321,7 @@ func TestDevIssuerKeepsKeyAcrossRestarts(t *testing.T) {
 
 // The dev issuer's default claims describe one consistent job.
 func TestDevIssuerClaimsConsistent(t *testing.T) {
-	addr := "127.0.0.1:" + freePort(t)
+	addr := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	p := startDevIssuer(t, "--addr", addr, "--state-dir", t.TempDir(), "--repository", "acme/web", "--ref", "refs/tags/v1.0.0")
 	defer p.stop(t)
 	_, c := mintDev(t, "http://"+addr)

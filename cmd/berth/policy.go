@@ -41,6 +41,7 @@ Exit status: 0 allowed, 3 denied, 1 error, 2 usage.`
 // policyCmd is `berth policy <subcommand>`.
 func policyCmd(ctx context.Context, args []string, configFile string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "explain" {
+		//lint:ignore ST1005 the error is printed as is, followed by the subcommand's usage
 		return usageError(stdout, stderr, errors.New(`"policy" needs a subcommand: berth policy explain ...`+"\n"+policyUsage))
 	}
 	return policyExplain(ctx, args[1:], configFile, stdout, stderr)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,31 +9,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testutil"
 )
-
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb buffer
+	var out, errb testutil.Buffer
 	code = run(t.Context(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
@@ -162,7 +145,7 @@ level = "debug"
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			var stdout, stderr buffer
+			var stdout, stderr testutil.Buffer
 			done := make(chan int, 1)
 			go func() { done <- run(ctx, args, strings.NewReader(""), &stdout, &stderr) }()
 

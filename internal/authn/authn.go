@@ -297,10 +297,3 @@ func (a *Authenticator) Challenge(r *http.Request, scope, errCode string) string
 	}
 	return b.String()
 }
-
-func (a *Authenticator) log() *slog.Logger {
-	if a.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return a.Logger
-}

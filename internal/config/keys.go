@@ -11,8 +11,6 @@ import (
 // formatKey renders a key path the way a user would write it in TOML.
 func formatKey(parts []string) string { return tomlkey.Format(parts...) }
 
-func isBareKey(s string) bool { return tomlkey.IsBare(s) }
-
 // lineIndex maps formatted key paths to the line where they first appear.
 // go-toml reports lines for syntax and strict-mode errors only; this light
 // pass over the document gives every other problem (a bad value, a missing

@@ -74,7 +74,7 @@ func TestDiscoveryTLSPathAndVerify(t *testing.T) {
 		t.Fatalf("jwks %+v", set.Keys)
 	}
 	tok := iss.Mint(map[string]any{"sub": "s", "nbf": Omit})
-	jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,14 +126,14 @@ func TestRotateAndHostileMints(t *testing.T) {
 		t.Fatalf("alg none token %q", none)
 	}
 	hs, _ := iss.MintWith(nil, nil, MintOptions{Sign: SignHMACPublicKey})
-	if _, err := jose.ParseSigned(hs, []jose.SignatureAlgorithm{jose.HS256}); err != nil {
+	if _, err := jose.ParseSignedCompact(hs, []jose.SignatureAlgorithm{jose.HS256}); err != nil {
 		t.Fatal(err)
 	}
 	good := iss.Mint(nil)
 	bad, _ := iss.MintWith(nil, nil, MintOptions{Sign: SignCorrupt})
 	key := jwks(t, iss).Keys[0]
 	for tok, ok := range map[string]bool{good: true, bad: false} {
-		jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+		jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.RS256})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -409,7 +409,7 @@ func typeName(v ref.Val) string {
 	if v == nil {
 		return "nothing"
 	}
-	if t, ok := v.Type().(ref.Type); ok {
+	if t := v.Type(); t != nil {
 		return t.TypeName()
 	}
 	return fmt.Sprintf("%T", v)

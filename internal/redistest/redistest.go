@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // Server is one redis-server child process.
@@ -47,7 +49,7 @@ func Start(t testing.TB) *Server {
 	t.Cleanup(s.Stop)
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(testutil.FreePort(t)))
 		if lastErr = s.start(); lastErr == nil {
 			return s
 		}
@@ -131,14 +133,4 @@ func ping(addr string) bool {
 	buf := make([]byte, 7)
 	n, _ := c.Read(buf)
 	return bytes.HasPrefix(buf[:n], []byte("+PONG"))
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("redistest: listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

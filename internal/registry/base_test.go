@@ -37,7 +37,7 @@ func TestBaseAndRouting(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e.t = t
+			e := newEnv(t)
 			e.expect(e.do(req{method: c.method, path: c.path}), c.status, c.code)
 		})
 	}
@@ -54,10 +54,9 @@ func longName() string {
 }
 
 func TestNestedNames(t *testing.T) {
-	e := newEnv(t)
 	for _, repo := range []string{"a", "a/b", "a/b/c", "x.y_z/p--q/r__s", "blobs/manifests/uploads"} {
 		t.Run(repo, func(t *testing.T) {
-			e.t = t
+			e := newEnv(t)
 			img := e.pushImage(repo, "v1", nil)
 			r := e.do(req{method: "GET", path: "/v2/" + repo + "/manifests/v1"})
 			e.expect(r, 200, "")

@@ -11,12 +11,19 @@ import (
 )
 
 func TestBlobs(t *testing.T) {
-	e := newEnv(t)
 	blob := randomBytes(t, 1000)
-	d := e.pushBlob("r", blob)
+	d := digest.FromBytes(blob)
 	b512 := randomBytes(t, 333)
 	d512 := digest.NewDigestFromEncoded(digest.SHA512, fmt.Sprintf("%x", sha512.Sum512(b512)))
-	e.expect(e.do(req{method: "POST", path: "/v2/r/blobs/uploads/?digest=" + d512.String(), body: b512}), 201, "")
+	// setup is each subtest's registry: blob in r, and b512 (sha512) in r.
+	setup := func(t *testing.T) *env {
+		e := newEnv(t)
+		if got := e.pushBlob("r", blob); got != d {
+			t.Fatalf("pushed blob's digest %s, want %s", got, d)
+		}
+		e.expect(e.do(req{method: "POST", path: "/v2/r/blobs/uploads/?digest=" + d512.String(), body: b512}), 201, "")
+		return e
+	}
 
 	cases := []struct {
 		name    string
@@ -57,7 +64,7 @@ func TestBlobs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e.t = t
+			e := setup(t)
 			r := e.do(req{method: c.method, path: c.path, hdr: c.hdr})
 			e.expect(r, c.status, c.code)
 			if c.body != nil && !bytes.Equal(r.body, c.body) {
@@ -72,7 +79,7 @@ func TestBlobs(t *testing.T) {
 	}
 
 	t.Run("delete", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		e.pushBlob("other", blob)
 		e.expect(e.do(req{method: "DELETE", path: "/v2/r/blobs/" + d.String()}), http.StatusAccepted, "")
 		e.expect(e.do(req{method: "GET", path: "/v2/r/blobs/" + d.String()}), 404, "BLOB_UNKNOWN")

@@ -91,9 +91,6 @@ func errf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// withStatus overrides the default status of the code.
-func (e *Error) withStatus(status int) *Error { e.Status = status; return e }
-
 // withDetail attaches detail sent to the client.
 func (e *Error) withDetail(d any) *Error { e.Detail = d; return e }
 

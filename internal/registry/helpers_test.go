@@ -24,6 +24,9 @@ type env struct {
 	srv *httptest.Server
 }
 
+// newEnv is a registry on a store of its own. A test with subtests gives
+// each subtest its own newEnv (and whatever it pushes first), so no subtest
+// sees what another wrote.
 func newEnv(t *testing.T, opts ...func(*registry.Options)) *env {
 	t.Helper()
 	o := registry.Options{Store: newStore(t)}
@@ -191,16 +194,29 @@ func imageManifest(config, layer []byte, extra map[string]any) []byte {
 // pushImage pushes a random image's blobs and its manifest under ref.
 func (e *env) pushImage(repo, ref string, extra map[string]any) testImage {
 	e.t.Helper()
-	img := testImage{config: []byte(`{"architecture":"amd64","os":"linux","rnd":"` + digest.FromBytes(randomBytes(e.t, 8)).Encoded()[:12] + `"}`), layer: randomBytes(e.t, 1024)}
-	e.pushBlob(repo, img.config)
-	e.pushBlob(repo, img.layer)
+	img := newTestImage(e.t, extra)
+	e.putImage(repo, ref, img)
+	return img
+}
+
+// newTestImage is a random image (config, one layer, manifest), not pushed.
+func newTestImage(t *testing.T, extra map[string]any) testImage {
+	t.Helper()
+	img := testImage{config: []byte(`{"architecture":"amd64","os":"linux","rnd":"` + digest.FromBytes(randomBytes(t, 8)).Encoded()[:12] + `"}`), layer: randomBytes(t, 1024)}
 	img.manifest = imageManifest(img.config, img.layer, extra)
 	img.digest = digest.FromBytes(img.manifest)
+	return img
+}
+
+// putImage pushes img's blobs and its manifest under ref.
+func (e *env) putImage(repo, ref string, img testImage) {
+	e.t.Helper()
+	e.pushBlob(repo, img.config)
+	e.pushBlob(repo, img.layer)
 	r := e.do(req{method: "PUT", path: "/v2/" + repo + "/manifests/" + ref, body: img.manifest,
 		hdr: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}})
 	e.expect(r, http.StatusCreated, "")
 	if got := r.hdr.Get("Docker-Content-Digest"); got != img.digest.String() {
 		e.t.Fatalf("Docker-Content-Digest %s, want %s", got, img.digest)
 	}
-	return img
 }

@@ -15,10 +15,14 @@ import (
 )
 
 func TestTagsList(t *testing.T) {
-	e := newEnv(t)
-	img := e.pushImage("r", "a", nil)
-	for _, tag := range []string{"e", "c", "b", "d"} {
-		e.expect(putManifest(e, "r", tag, mtManifest, img.manifest), 201, "")
+	// setup is each subtest's registry: one image in r tagged a to e.
+	setup := func(t *testing.T) *env {
+		e := newEnv(t)
+		img := e.pushImage("r", "a", nil)
+		for _, tag := range []string{"e", "c", "b", "d"} {
+			e.expect(putManifest(e, "r", tag, mtManifest, img.manifest), 201, "")
+		}
+		return e
 	}
 	all := []string{"a", "b", "c", "d", "e"}
 	cases := []struct {
@@ -37,7 +41,7 @@ func TestTagsList(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
-			e.t = t
+			e := setup(t)
 			r := e.do(req{method: "GET", path: "/v2/r/tags/list" + c.query})
 			e.expect(r, 200, "")
 			var tl struct {
@@ -55,7 +59,7 @@ func TestTagsList(t *testing.T) {
 			}
 		})
 	}
-	e.t = t
+	e := setup(t)
 	e.expect(e.do(req{method: "GET", path: "/v2/unknown/tags/list"}), 404, "NAME_UNKNOWN")
 	e.expect(e.do(req{method: "GET", path: "/v2/r/tags/list?n=-1"}), 400, "")
 	e.expect(e.do(req{method: "GET", path: "/v2/r/tags/list?n=abc"}), 400, "")

@@ -37,11 +37,16 @@ func index(mt string, children ...testImage) []byte {
 }
 
 func TestManifests(t *testing.T) {
-	e := newEnv(t, func(o *registry.Options) { o.MaxManifestSize = 64 << 10 })
-	img := e.pushImage("r", "v1", nil)
+	img := newTestImage(t, nil)
+	// setup is each subtest's registry: img in r tagged v1.
+	setup := func(t *testing.T) *env {
+		e := newEnv(t, func(o *registry.Options) { o.MaxManifestSize = 64 << 10 })
+		e.putImage("r", "v1", img)
+		return e
+	}
 
 	t.Run("get by tag and digest, byte for byte", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		for _, ref := range []string{"v1", img.digest.String()} {
 			for _, m := range []string{"GET", "HEAD"} {
 				r := e.do(req{method: m, path: "/v2/r/manifests/" + ref})
@@ -94,7 +99,7 @@ func TestManifests(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e.t = t
+			e := setup(t)
 			e.expect(putManifest(e, "r", c.ref, c.ct, c.body), c.status, c.code)
 			if c.status >= 400 && validRef(c.ref) {
 				e.expect(e.do(req{method: "GET", path: "/v2/r/manifests/" + c.ref}), 404, "MANIFEST_UNKNOWN")
@@ -103,7 +108,7 @@ func TestManifests(t *testing.T) {
 	}
 
 	t.Run("tag param", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		other := imageManifest(cfg, layer, map[string]any{"annotations": map[string]string{"x": "y"}})
 		od := digest.FromBytes(other)
 		r := e.do(req{method: "PUT", path: "/v2/r/manifests/" + od.String() + "?tag=a&tag=b", body: other, hdr: map[string]string{"Content-Type": mtManifest}})
@@ -122,7 +127,7 @@ func TestManifests(t *testing.T) {
 	})
 
 	t.Run("sha512 manifest", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		other := imageManifest(cfg, layer, map[string]any{"annotations": map[string]string{"alg": "512"}})
 		d := digest.SHA512.FromBytes(other)
 		r := putManifest(e, "r", d.String(), mtManifest, other)
@@ -134,7 +139,7 @@ func TestManifests(t *testing.T) {
 	})
 
 	t.Run("missing", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		e.expect(e.do(req{method: "GET", path: "/v2/r/manifests/nope"}), 404, "MANIFEST_UNKNOWN")
 		e.expect(e.do(req{method: "GET", path: "/v2/r/manifests/" + digest.FromString("nope").String()}), 404, "MANIFEST_UNKNOWN")
 		e.expect(e.do(req{method: "GET", path: "/v2/never/manifests/latest"}), 404, "")
@@ -159,7 +164,7 @@ func TestManifests(t *testing.T) {
 	})
 
 	t.Run("delete tag keeps manifest", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		e.pushImage("d", "keep", nil)
 		im := e.pushImage("d", "gone", nil)
 		e.expect(e.do(req{method: "DELETE", path: "/v2/d/manifests/gone"}), 202, "")
@@ -168,7 +173,7 @@ func TestManifests(t *testing.T) {
 	})
 
 	t.Run("delete digest removes tags", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		im := e.pushImage("d", "x", nil)
 		e.expect(e.do(req{method: "DELETE", path: "/v2/d/manifests/" + im.digest.String()}), 202, "")
 		e.expect(e.do(req{method: "GET", path: "/v2/d/manifests/" + im.digest.String()}), 404, "MANIFEST_UNKNOWN")
@@ -180,7 +185,7 @@ func TestManifests(t *testing.T) {
 	})
 
 	t.Run("overwrite tag", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		a := e.pushImage("o", "t", nil)
 		b := e.pushImage("o", "t", nil)
 		r := e.do(req{method: "GET", path: "/v2/o/manifests/t"})

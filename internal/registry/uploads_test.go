@@ -89,13 +89,14 @@ func TestChunkedUpload(t *testing.T) {
 }
 
 func TestUploadErrors(t *testing.T) {
-	e := newEnv(t, func(o *registry.Options) { o.MaxBlobSize = 4096 })
+	// Each subtest has a registry of its own.
+	setup := func(t *testing.T) *env { return newEnv(t, func(o *registry.Options) { o.MaxBlobSize = 4096 }) }
 	blob := randomBytes(t, 100)
 	d := digest.FromBytes(blob)
 	wrong := digest.FromString("something else")
 
 	t.Run("digest mismatch stores nothing", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		e.expect(e.do(req{method: "PATCH", path: loc, body: blob}), 202, "")
 		e.expect(e.do(req{method: "PUT", path: withQuery(loc, "digest="+wrong.String())}), 400, "DIGEST_INVALID")
@@ -103,58 +104,58 @@ func TestUploadErrors(t *testing.T) {
 		e.expect(e.do(req{method: "HEAD", path: "/v2/r/blobs/" + d.String()}), 404, "")
 	})
 	t.Run("monolithic mismatch", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		e.expect(e.do(req{method: "POST", path: "/v2/r/blobs/uploads/?digest=" + wrong.String(), body: blob}), 400, "DIGEST_INVALID")
 		e.expect(e.do(req{method: "HEAD", path: "/v2/r/blobs/" + wrong.String()}), 404, "")
 	})
 	t.Run("monolithic PUT after POST", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		e.expect(e.do(req{method: "PUT", path: withQuery(loc, "digest="+d.String()), body: blob}), 201, "")
 		e.expect(e.do(req{method: "HEAD", path: "/v2/r/blobs/" + d.String()}), 200, "")
 	})
 	t.Run("put without digest", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		e.expect(e.do(req{method: "PUT", path: loc, body: blob}), 400, "DIGEST_INVALID")
 	})
 	t.Run("put with invalid digest", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		e.expect(e.do(req{method: "PUT", path: withQuery(loc, "digest=sha256:nothex")}), 400, "DIGEST_INVALID")
 	})
 	t.Run("unknown session", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		for _, m := range []string{"GET", "PATCH", "PUT", "DELETE"} {
 			e.expect(e.do(req{method: m, path: "/v2/r/blobs/uploads/0123456789abcdef0123456789abcdef?digest=" + d.String()}), 404, "BLOB_UPLOAD_UNKNOWN")
 		}
 		e.expect(e.do(req{method: "GET", path: "/v2/r/blobs/uploads/../../etc"}), 404, "")
 	})
 	t.Run("session of another repository", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		other := strings.Replace(loc, "/v2/r/", "/v2/s/", 1)
 		e.expect(e.do(req{method: "GET", path: other}), 404, "BLOB_UPLOAD_UNKNOWN")
 	})
 	t.Run("cancel", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		e.expect(e.do(req{method: "DELETE", path: loc}), 204, "")
 		e.expect(e.do(req{method: "GET", path: loc}), 404, "BLOB_UPLOAD_UNKNOWN")
 	})
 	t.Run("too large declared", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		big := randomBytes(t, 5000)
 		e.expect(e.do(req{method: "POST", path: "/v2/r/blobs/uploads/?digest=" + digest.FromBytes(big).String(), body: big}), 413, "SIZE_INVALID")
 	})
 	t.Run("too large streamed", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		loc := e.startSession("r")
 		big := randomBytes(t, 5000)
 		e.expect(e.do(req{method: "PATCH", path: loc, body: big, chunked: true}), 413, "SIZE_INVALID")
 	})
 	t.Run("exactly at the limit", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		b := randomBytes(t, 4096)
 		loc := e.startSession("r")
 		e.expect(e.do(req{method: "PATCH", path: loc, body: b, chunked: true}), 202, "")

@@ -14,7 +14,6 @@
 package s3test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // Credentials and bucket of every server this package starts.
@@ -56,7 +57,7 @@ type Server struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
-	log    *lockedWriter
+	log    *testutil.Buffer
 }
 
 // Config is a [blob_store.s3] table for the server's bucket under prefix.
@@ -150,7 +151,7 @@ func Launch(bin string) (*Server, error) {
 			return nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(port))
-		s := &Server{Endpoint: "http://" + addr, Dir: dir, log: &lockedWriter{}, exited: make(chan struct{})}
+		s := &Server{Endpoint: "http://" + addr, Dir: dir, log: &testutil.Buffer{}, exited: make(chan struct{})}
 		s.cmd = exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region,
 			"--port", addr, "--quiet", "posix", dir)
 		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -220,22 +221,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// lockedWriter collects the server's output.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // CollectGarbage runs garbage collection once on the storage cfg names, with
-// cfg's [gc] settings (berth gc).
-func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger *slog.Logger) (gc.Report, error) {
+// cfg's [gc] settings and now as the clock (berth gc).
+func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, now func() time.Time, logger *slog.Logger) (gc.Report, error) {
 	var locker s3.Locker
 	if cfg.BlobStore.S3 != nil && cfg.Cache.Redis == nil && !dryRun {
 		logger.Warn("gc: S3 without [cache.redis]: this process's blob locks do not reach a running server's, " +
@@ -38,7 +38,7 @@ func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, logger
 	if !ok {
 		return gc.Report{}, fmt.Errorf("server: %T does not support garbage collection", store)
 	}
-	return gc.Run(ctx, c, gcOptions(cfg.GC, dryRun, time.Now, logger))
+	return gc.Run(ctx, c, gcOptions(cfg.GC, dryRun, now, logger))
 }
 
 func gcOptions(c config.GC, dryRun bool, now func() time.Time, logger *slog.Logger) gc.Options {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // fakeStore implements the few storage verbs these tests reach; any other
@@ -95,22 +96,7 @@ func (r *slowReader) Read(p []byte) (int, error) {
 }
 
 // logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ testutil.Buffer }
 
 var addrRE = regexp.MustCompile(`msg="?(listening|metrics listening)"? addr=(\S+)`)
 

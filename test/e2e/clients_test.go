@@ -555,7 +555,7 @@ var (
 // berthRequests parses the request log lines berth wrote so far. ok is false
 // when berth logs no request lines (then checks on them are skipped).
 func berthRequests(p *berthProc) (reqs []berthRequest, ok bool) {
-	for _, l := range strings.Split(p.stderr.tail(1<<30), "\n") {
+	for _, l := range strings.Split(p.stderr.Tail(1<<30), "\n") {
 		if !strings.Contains(l, "msg=request") && !strings.Contains(l, `"msg":"request"`) {
 			continue
 		}

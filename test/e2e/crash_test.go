@@ -31,6 +31,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // streamImage is an OCI image whose layers are detStreams of the given sizes
@@ -426,7 +427,7 @@ func startBerthTraced(t *testing.T, p *berthProc, killAt string) {
 	if out, err := exec.Command(strace, "-f", "-qq", "-o", os.DevNull, "true").CombinedOutput(); err != nil {
 		t.Skipf("strace cannot trace here: %v: %s", err, out)
 	}
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	p.writeConfig(port)
 	renames := "rename,renameat,renameat2"
 	cmd := exec.Command(strace, "-f", "-qq", "-o", os.DevNull, "-P", killAt,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/redistest"
 	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 var gcOutputRE = regexp.MustCompile(`^(would free|freed) (\d+) blobs \((\d+) bytes\), (\d+) untagged manifests, (\d+) repository links`)
@@ -31,17 +33,25 @@ type gcResult struct {
 	stderr       string
 }
 
+// gcClockOffset is how far berth gc's clock runs ahead in these tests
+// (BERTH_TEST_GC_CLOCK_OFFSET, honoured by the berthtest build): with a zero
+// grace period, what was deleted before the run is past it on any timestamp
+// granularity (S3's LastModified has whole seconds and the S3 collector adds
+// a second of margin), without sleeping. What is still referenced stays.
+const gcClockOffset = "1h"
+
 // runGC runs berth gc with cfgPath next to the running server and parses its
 // summary line.
 func runGC(t *testing.T, dir, cfgPath string, args ...string) gcResult {
 	t.Helper()
 	cmd := exec.Command(berthBin, append([]string{"gc", "-c", cfgPath}, args...)...)
 	cmd.Dir = dir
-	var stderr lockedBuffer
+	cmd.Env = append(os.Environ(), "BERTH_TEST_GC_CLOCK_OFFSET="+gcClockOffset)
+	var stderr testutil.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("berth gc %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr.tail(20))
+		t.Fatalf("berth gc %v: %v\nstdout: %s\nstderr: %s", args, err, out, stderr.Tail(20))
 	}
 	m := gcOutputRE.FindStringSubmatch(strings.TrimSpace(string(out)))
 	if m == nil {
@@ -50,7 +60,7 @@ func runGC(t *testing.T, dir, cfgPath string, args ...string) gcResult {
 	blobs, _ := strconv.Atoi(m[2])
 	bytes, _ := strconv.ParseInt(m[3], 10, 64)
 	links, _ := strconv.Atoi(m[5])
-	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links, stderr: stderr.tail(1000)}
+	return gcResult{dryRun: m[1] == "would free", blobs: blobs, bytes: bytes, links: links, stderr: stderr.Tail(1000)}
 }
 
 // imageBytes is the stored size of an image: manifest, config and layers.
@@ -121,15 +131,6 @@ func TestGC(t *testing.T) {
 	if err := remote.Delete(mustRef(t, reg+"/gc/gone@"+digestOf(t, gone).String()), opts...); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	// Past the zero grace period on any clock granularity; S3's LastModified
-	// has one-second resolution and berth's S3 collector adds a one-second
-	// margin to it.
-	if s3test.OnS3() {
-		time.Sleep(2100 * time.Millisecond)
-	} else {
-		time.Sleep(10 * time.Millisecond)
-	}
-
 	files := blobFiles(t, p)
 	dry := runGC(t, data, p.cfgPath, "--dry-run")
 	if !dry.dryRun || dry.blobs != wantBlobs || dry.bytes != wantBytes {
@@ -240,8 +241,6 @@ func TestS3BlobRedirectAndGC(t *testing.T) {
 	if err := remote.Delete(mustRef(t, reg+"/redirect/app@"+digestOf(t, img).String()), opts...); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	// S3 Last-Modified has whole seconds; the backend adds a second of margin.
-	time.Sleep(2100 * time.Millisecond)
 	wantBlobs, wantBytes := imageBytes(t, img)
 	dry := runGC(t, work, p.cfgPath, "--dry-run")
 	if dry.blobs != wantBlobs || dry.bytes != wantBytes {
@@ -254,6 +253,24 @@ func TestS3BlobRedirectAndGC(t *testing.T) {
 	resp, _ = doReq(t, http.MethodHead, p.url("/v2/redirect/app/blobs/"+ld.String()), nil, nil)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("HEAD collected layer on S3: %d, want 404", resp.StatusCode)
+	}
+}
+
+// waitCollections waits until p has logged n more completed garbage
+// collections than it had when called (the in-server schedule).
+func waitCollections(t *testing.T, p *berthProc, n int) {
+	t.Helper()
+	runs := func() int { return strings.Count(p.stderr.String(), `msg="garbage collection" `) }
+	want := runs() + n
+	for runs() < want {
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("waiting for %d garbage collections: %v; log:\n%s", n, t.Context().Err(), p.stderr.Tail(40))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if !p.running() {
+			t.Fatalf("berth exited while waiting for garbage collections; log:\n%s", p.stderr.Tail(40))
+		}
 	}
 }
 
@@ -318,8 +335,12 @@ func TestTwoReplicasGC(t *testing.T) {
 		pushed = append(pushed, img)
 		time.Sleep(300 * time.Millisecond) // let the schedule run between pushes
 	}
-	// A few more collections after the last push.
-	time.Sleep(2500 * time.Millisecond)
+	// Two more completed collections on A after the last push, seen in its
+	// log: the one running now (if any) and one that started after the
+	// push. A fixed sleep showed neither: on a busy machine the pulls below
+	// could run before any collection followed the last push, and the check
+	// that A freed the garbage raced its schedule.
+	waitCollections(t, a, 2)
 	for i, img := range pushed {
 		got, err := remote.Image(mustRef(t, fmt.Sprintf("%s/gc/app:v%d", a.host(), i)), opts...)
 		if err != nil {
@@ -328,7 +349,7 @@ func TestTwoReplicasGC(t *testing.T) {
 		compareImages(t, fmt.Sprintf("image %d", i), img, got)
 	}
 	freed := regexp.MustCompile(`msg="garbage collection" dry_run=false blobs=([1-9][0-9]*)`)
-	if !freed.MatchString(a.stderr.tail(1 << 20)) {
-		t.Fatalf("replica A never freed anything; its log:\n%s", a.stderr.tail(40))
+	if !freed.MatchString(a.stderr.Tail(1 << 20)) {
+		t.Fatalf("replica A never freed anything; its log:\n%s", a.stderr.Tail(40))
 	}
 }

@@ -307,7 +307,7 @@ func TestTwoReplicas(t *testing.T) {
 
 	for _, p := range replicas {
 		p.stop()
-		logs := p.stderr.tail(1 << 20)
+		logs := p.stderr.Tail(1 << 20)
 		if strings.Contains(logs, "without [cache.redis]") {
 			t.Errorf("S3-without-Redis warning despite Redis")
 		}

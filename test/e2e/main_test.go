@@ -1,9 +1,10 @@
 // Package e2e runs the real berth binary and drives it with real registry
 // clients (go-containerregistry, oras-go) and hand-written HTTP clients.
 //
-// TestMain builds ./cmd/berth once (or uses the binary named by
-// BERTH_E2E_BIN); every test starts its own server on a free port with its
-// own data directory.
+// TestMain builds ./cmd/berth once with -tags berthtest (or uses the binary
+// named by BERTH_E2E_BIN, which must be built with that tag too); every test
+// starts its own server on a free port with its own data directory. The tag
+// adds one test hook: berth gc honours BERTH_TEST_GC_CLOCK_OFFSET.
 package e2e
 
 import (
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // berthBin is the binary built by TestMain.
@@ -47,14 +49,17 @@ func run(m *testing.M) int {
 		berthBin = bin
 		return m.Run()
 	}
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	// The tests live in their own module (test/go.mod) that replaces the
+	// product module with the checkout's root: build the binary there, with
+	// the product module's own requirements, not the test module's.
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/berth-registry/berth").Output()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go env GOMOD: %v\n", err)
+		fmt.Fprintf(os.Stderr, "e2e: go list -m github.com/berth-registry/berth: %v\n", err)
 		return 1
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		fmt.Fprintln(os.Stderr, "e2e: not inside a module")
+	root := strings.TrimSpace(string(out))
+	if root == "" {
+		fmt.Fprintln(os.Stderr, "e2e: the product module has no directory (is the replace in test/go.mod missing?)")
 		return 1
 	}
 	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
@@ -64,8 +69,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	berthBin = filepath.Join(dir, "berth")
-	build := exec.Command("go", "build", "-o", berthBin, "./cmd/berth")
-	build.Dir = filepath.Dir(gomod)
+	build := exec.Command("go", "build", "-tags", "berthtest", "-o", berthBin, "./cmd/berth")
+	build.Dir = root
 	build.Stdout = os.Stderr
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
@@ -88,7 +93,7 @@ type berthProc struct {
 	cmd       *exec.Cmd
 	done      chan struct{} // closed when the process has exited
 	waitErrFn func() error  // the exit status of the last launch (blocks until exit)
-	stderr    *lockedBuffer
+	stderr    *testutil.Buffer
 	addr      string // host:port of the running process
 	starts    int
 }
@@ -109,14 +114,14 @@ func startBerthWith(t testing.TB, dataDir, extra string) *berthProc {
 // startBerthServer is startBerthWith with keys added to the [server] table.
 func startBerthServer(t testing.TB, dataDir, serverExtra, extra string) *berthProc {
 	t.Helper()
-	p := &berthProc{t: t, dataDir: dataDir, extra: extra, serverExtra: serverExtra, stderr: &lockedBuffer{}}
+	p := &berthProc{t: t, dataDir: dataDir, extra: extra, serverExtra: serverExtra, stderr: &testutil.Buffer{}}
 	p.cfgPath = filepath.Join(t.TempDir(), "berth.toml")
 	t.Cleanup(func() {
 		if p.running() {
 			p.stop()
 		}
 		if t.Failed() {
-			t.Logf("berth stderr (all runs, last 60 lines):\n%s", p.stderr.tail(60))
+			t.Logf("berth stderr (all runs, last 60 lines):\n%s", p.stderr.Tail(60))
 		}
 	})
 	p.start(0)
@@ -170,12 +175,12 @@ func (p *berthProc) start(port int) {
 	p.t.Helper()
 	if err := p.launch(port); err != nil {
 		if port != 0 {
-			p.t.Fatalf("start berth on port %d: %v\nstderr:\n%s", port, err, p.stderr.tail(40))
+			p.t.Fatalf("start berth on port %d: %v\nstderr:\n%s", port, err, p.stderr.Tail(40))
 		}
 		p.t.Logf("start with port 0 failed (%v); retrying with an explicit free port", err)
-		port = freePort(p.t)
+		port = testutil.FreePort(p.t)
 		if err := p.launch(port); err != nil {
-			p.t.Fatalf("start berth: %v\nstderr:\n%s", err, p.stderr.tail(40))
+			p.t.Fatalf("start berth: %v\nstderr:\n%s", err, p.stderr.Tail(40))
 		}
 	}
 	p.waitReady()
@@ -282,11 +287,11 @@ func (p *berthProc) waitReady() {
 		}
 		select {
 		case <-p.done:
-			p.t.Fatalf("berth exited while waiting for /readyz\nstderr:\n%s", p.stderr.tail(40))
+			p.t.Fatalf("berth exited while waiting for /readyz\nstderr:\n%s", p.stderr.Tail(40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("GET /readyz not 200 within 20s (last: err=%v)\nstderr:\n%s", err, p.stderr.tail(40))
+			p.t.Fatalf("GET /readyz not 200 within 20s (last: err=%v)\nstderr:\n%s", err, p.stderr.Tail(40))
 		}
 		time.Sleep(25 * time.Millisecond) // polling interval
 	}
@@ -326,7 +331,7 @@ func (p *berthProc) stop() {
 	waitErr := p.waitErrFn
 	p.mu.Unlock()
 	if err := waitErr(); err != nil {
-		p.t.Errorf("berth exited with %v after SIGTERM (want exit status 0)\nstderr:\n%s", err, p.stderr.tail(20))
+		p.t.Errorf("berth exited with %v after SIGTERM (want exit status 0)\nstderr:\n%s", err, p.stderr.Tail(20))
 	}
 }
 
@@ -382,38 +387,6 @@ func (p *berthProc) resolve(t testing.TB, loc string) *url.URL {
 		t.Fatalf("bad Location %q: %v", loc, err)
 	}
 	return p.base().ResolveReference(u)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects the process output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(b)
-}
-
-func (l *lockedBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lines := strings.Split(strings.TrimRight(l.b.String(), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ---- plain HTTP helpers ----

@@ -111,9 +111,7 @@ func polWantRefused(t *testing.T, what string, err error) {
 
 // polLog is everything berth wrote so far.
 func polLog(p *berthProc) string {
-	p.stderr.mu.Lock()
-	defer p.stderr.mu.Unlock()
-	return p.stderr.b.String()
+	return p.stderr.String()
 }
 
 func polBasic(user, password string) map[string]string {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/testutil"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -81,8 +82,8 @@ format = "text"
 // ready. It reuses berthProc's readiness, stop and log helpers.
 func startBerthS3(t testing.TB, workDir string, cfg func(port int) string) *berthProc {
 	t.Helper()
-	port := freePort(t)
-	p := &berthProc{t: t, dataDir: workDir, stderr: &lockedBuffer{}}
+	port := testutil.FreePort(t)
+	p := &berthProc{t: t, dataDir: workDir, stderr: &testutil.Buffer{}}
 	p.cfgPath = filepath.Join(workDir, "berth.toml")
 	if err := os.WriteFile(p.cfgPath, []byte(cfg(port)), 0o600); err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func startBerthS3(t testing.TB, workDir string, cfg func(port int) string) *bert
 			p.stop()
 		}
 		if t.Failed() {
-			t.Logf("berth output (last 60 lines):\n%s", p.stderr.tail(60))
+			t.Logf("berth output (last 60 lines):\n%s", p.stderr.Tail(60))
 		}
 	})
 	p.waitReady()
@@ -230,7 +231,7 @@ func TestS3(t *testing.T) {
 	}
 
 	p.stop()
-	logs := p.stderr.tail(1 << 20)
+	logs := p.stderr.Tail(1 << 20)
 	if !strings.Contains(logs, "driver=s3") || !strings.Contains(logs, "bucket="+e2eS3Bucket) {
 		t.Errorf("startup log lacks driver=s3 and the bucket:\n%s", tailString(logs, 2000))
 	}
@@ -344,7 +345,7 @@ func TestS3ObjectStoreDown(t *testing.T) {
 	wantStatus(t, "GET manifest after the object store is back", resp, body, http.StatusOK)
 	resp, body = doReq(t, "PATCH", upload, bytes.NewReader([]byte("chunk")), octet)
 	wantStatus(t, "PATCH after the object store is back", resp, body, http.StatusAccepted)
-	if logs := p.stderr.tail(1 << 20); strings.Contains(logs, "internal error") {
+	if logs := p.stderr.Tail(1 << 20); strings.Contains(logs, "internal error") {
 		t.Errorf("berth logged an internal error during the outage")
 	}
 }

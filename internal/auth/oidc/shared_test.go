@@ -45,7 +45,7 @@ func TestSharedKeySetCache(t *testing.T) {
 	if err := iss.Rotate(false); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(DefaultKidCooldown)
+	clk.Advance(DefaultKidCooldown)
 	if _, err := b.Verify(ctx, iss.Mint(map[string]any{"sub": "z", "aud": "berth"})); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // memShared is an in-memory SharedCache shared by the verifiers of a test.
@@ -111,7 +112,7 @@ func (c *memShared) forgetKeySets() {
 // and one clock.
 type replicas struct {
 	t   *testing.T
-	clk *clock
+	clk *testutil.Clock
 	iss *oidctest.Issuer
 	sc  *memShared
 	log *slog.Logger // nil: discard
@@ -323,7 +324,7 @@ func TestSharedTokenExpiry(t *testing.T) {
 	tok := r.iss.Mint(map[string]any{"sub": "x", "aud": "berth", "exp": r.clk.Now().Add(time.Minute).Unix()})
 	r.verified(a, tok)
 	r.down()
-	r.clk.Add(time.Minute + DefaultClockSkew)
+	r.clk.Advance(time.Minute + DefaultClockSkew)
 	before := len(r.sc.tokenGets())
 	_, err := b.Verify(context.Background(), tok)
 	refused(t, err, auth.ErrUnavailable, "no keys cached", "") // the entry is a miss

@@ -14,27 +14,11 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
-// clock is a settable time source shared by an issuer and a verifier.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Unix(1_750_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock is a settable time source shared by an issuer and a verifier.
+func newClock() *testutil.Clock { return testutil.NewClock(time.Unix(1_750_000_000, 0)) }
 
 func newIssuer(t testing.TB, o oidctest.Options) *oidctest.Issuer {
 	t.Helper()
@@ -184,7 +168,7 @@ func TestRotationPickedUp(t *testing.T) {
 	if err := iss.Rotate(false); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(DefaultKidCooldown)
+	clk.Advance(DefaultKidCooldown)
 	for i := range 3 {
 		if _, err := v.Verify(ctx, iss.Mint(map[string]any{"sub": fmt.Sprint(i), "aud": "berth"})); err != nil {
 			t.Fatal("new key:", err)
@@ -216,7 +200,7 @@ func TestIssuerDown(t *testing.T) {
 	}
 	iss.SetDown(true)
 	cold.SetDown(true)
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if _, err := v.Verify(ctx, iss.Mint(map[string]any{"sub": "b", "aud": "berth"})); err != nil {
 		t.Fatal("cached keys during outage:", err)
 	}
@@ -263,7 +247,7 @@ func TestKidSprayCooldown(t *testing.T) {
 	if n := iss.JWKSFetches(); n != 1 {
 		t.Fatalf("spray within cooldown: %d fetches, want 1", n)
 	}
-	clk.Add(DefaultKidCooldown)
+	clk.Advance(DefaultKidCooldown)
 	spray()
 	if n := iss.JWKSFetches(); n != 2 {
 		t.Fatalf("spray after cooldown: %d fetches, want 2", n)
@@ -517,7 +501,7 @@ func TestCacheAvoidsReverification(t *testing.T) {
 	if n := v.providers["gen"].keys.sigChecks.Load(); n != 1 {
 		t.Fatalf("%d signature checks for one token, want 1", n)
 	}
-	clk.Add(5*time.Minute + DefaultClockSkew)
+	clk.Advance(5*time.Minute + DefaultClockSkew)
 	_, err := v.Verify(ctx, tok)
 	refused(t, err, auth.ErrInvalidCredentials, "expired 1m0s ago", tok)
 

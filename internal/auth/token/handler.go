@@ -101,7 +101,7 @@ func (s *Service) serveGet(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case !ok:
 			s.fail(w, r, "basic", &reqError{status: http.StatusUnauthorized, code: "invalid_client",
-				desc: "the token endpoint takes Basic credentials", reason: errors.New("Authorization header is not Basic")})
+				desc: "the token endpoint takes Basic credentials", reason: errors.New("the Authorization header is not Basic")})
 			return
 		case user == "" && pass == "":
 			req.id = auth.Anonymous(ip)

@@ -1,7 +1,6 @@
 package token
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,51 +11,25 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/testutil"
 )
-
-// clock is an injectable, advanceable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 type fixture struct {
 	t      testing.TB
 	svc    *Service
 	srv    *httptest.Server
-	clock  *clock
+	clock  *testutil.Clock
 	opts   Options
-	logs   *syncBuffer
+	logs   *testutil.Buffer
 	limits Limits
 	// credExpires: alice's password and the ID token stop working then,
 	// like an ID token's exp.
 	credExpires time.Time
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 const (
 	testIDToken  = "header.good-id-token.sig"
@@ -79,7 +52,7 @@ func oidcIdentity() *auth.Identity {
 func newFixture(t testing.TB, mod func(f *fixture)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fixture{t: t, clock: &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}, logs: &syncBuffer{}}
+	f := &fixture{t: t, clock: testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)), logs: &testutil.Buffer{}}
 	f.credExpires = f.clock.Now().Add(time.Minute)
 	f.opts = Options{
 		Service: "berth", Issuer: "berth",

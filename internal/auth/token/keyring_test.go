@@ -20,6 +20,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // issue signs an access token for alice now.
@@ -105,7 +106,7 @@ func loadDoc(t *testing.T, ring KeyringStore) ringDoc {
 }
 
 // generated is a fixture with generated keys rotated every interval.
-func generated(ring KeyringStore, interval time.Duration, c *clock) func(f *fixture) {
+func generated(ring KeyringStore, interval time.Duration, c *testutil.Clock) func(f *fixture) {
 	return func(f *fixture) {
 		f.opts.KeyFile = ""
 		f.opts.Keyring = ring
@@ -390,7 +391,7 @@ func TestReloadKeys(t *testing.T) {
 // across a rotation (before it has read the keyring again), and replicas
 // rotating at once create exactly one new key.
 func replicas(t *testing.T, ring func() KeyringStore) {
-	c := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	const interval = time.Hour
 	newReplica := func() *Service { return newFixture(t, generated(ring(), interval, c)).svc }
 	a, b := newReplica(), newReplica()
