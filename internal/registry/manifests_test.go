@@ -151,7 +151,7 @@ func TestManifests(t *testing.T) {
 	// answer 404 MANIFEST_UNKNOWN (distribution-spec v1.1.1 conformance,
 	// ".INVALID_MANIFEST_NAME"); a PUT to it stays 400 MANIFEST_INVALID.
 	t.Run("invalid tag reference", func(t *testing.T) {
-		e.t = t
+		e := setup(t)
 		for _, ref := range []string{".INVALID_MANIFEST_NAME", "-bad", strings.Repeat("a", 129)} {
 			e.expect(e.do(req{method: "GET", path: "/v2/r/manifests/" + ref}), 404, "MANIFEST_UNKNOWN")
 			r := e.do(req{method: "HEAD", path: "/v2/r/manifests/" + ref})

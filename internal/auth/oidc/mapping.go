@@ -14,7 +14,6 @@ import (
 	"cel.dev/cel-go/common/ast"
 	celcost "cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
-	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/ext"
 )
 
@@ -255,7 +254,7 @@ func (m *mapping) eval(ctx context.Context, claims map[string]any) (string, []st
 		}
 		s, ok := val.(types.String)
 		if !ok {
-			return "", nil, fmt.Errorf("claim mapping: username: got %s, want string", val.Type().(ref.Type).TypeName())
+			return "", nil, fmt.Errorf("claim mapping: username: got %s, want string", val.Type().TypeName())
 		}
 		username = string(s)
 	}
