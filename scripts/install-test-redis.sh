@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs redis-server from Debian, the Redis the shared-state tests
-# (internal/shared/redis, test/e2e two-replica test) start on 127.0.0.1.
+# (internal/redisstate, test/e2e two-replica test) start on 127.0.0.1.
 # The tests start and stop their own servers: this script starts none, and
 # the package's own service is left alone.
 #

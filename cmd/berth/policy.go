@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/auth/oidc"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/policy"
 	"github.com/berth-registry/berth/internal/registry"
@@ -113,7 +113,7 @@ func parseExplainArgs(args []string, configFile string) (*explainArgs, error) {
 	} else if op := registry.Action(a.req.Operation); string(op.Kind()) != a.req.Action {
 		return bad("--operation %q is not a %s operation", a.req.Operation, a.req.Action)
 	}
-	// What the gate derives from the URL (authn.requestOf).
+	// What the gate derives from the URL (access.requestOf).
 	switch a.req.Operation {
 	case string(registry.ActionGetManifest), string(registry.ActionPutManifest), string(registry.ActionDeleteManifest):
 		if strings.Contains(a.req.Reference, ":") {
@@ -225,7 +225,7 @@ func policyExplain(ctx context.Context, args []string, configFile string, stdout
 			notes = append(notes, fmt.Sprintf("the server would refuse these claims: %v", err))
 			id = &policy.Identity{ID: "oidc:" + a.provider + ":", OIDC: &policy.OIDC{ProviderName: a.provider, Claims: claims}}
 		} else {
-			id = authn.PolicyIdentity(mapped)
+			id = access.PolicyIdentity(mapped)
 		}
 	}
 	if id != nil {

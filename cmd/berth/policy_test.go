@@ -11,7 +11,7 @@ import (
 	"github.com/berth-registry/berth/internal/seedtest"
 
 	"github.com/berth-registry/berth/internal/auth/users"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // explainSeedExample is the Complete Example of the GitHub Actions guide
@@ -200,7 +200,7 @@ func TestPolicyExplainUsage(t *testing.T) {
 
 // TestPolicyExplainToken: the fake issuer plays GitHub Actions.
 func TestPolicyExplainToken(t *testing.T) {
-	iss, err := oidctest.New(oidctest.Options{})
+	iss, err := devissuer.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestPolicyExplainToken(t *testing.T) {
 	good := mint("myorg/api", "refs/heads/main", "berth")
 	feature := mint("myorg/api", "refs/heads/feature", "berth")
 	otherAud := mint("myorg/api", "refs/heads/main", "https://github.com/myorg")
-	foreign, err := oidctest.New(oidctest.Options{})
+	foreign, err := devissuer.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth/users"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // hashPassword reads a password from stdin (first line) and prints its hash
@@ -208,7 +208,7 @@ func devIssuer(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return fail(err)
 	}
-	iss, err := oidctest.New(oidctest.Options{Addr: o.addr, GitHubClaims: claims, GitHubRequestToken: o.requestToken,
+	iss, err := devissuer.New(devissuer.Options{Addr: o.addr, GitHubClaims: claims, GitHubRequestToken: o.requestToken,
 		TokenTTL: o.ttl, SigningKey: key})
 	if err != nil {
 		return fail(err)

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/auth/token"
 	"github.com/berth-registry/berth/internal/auth/users"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/policy"
 )
@@ -127,7 +127,7 @@ func staticUsers(cfg *config.Config) []users.User {
 
 // runState is one configuration's authentication and authorization.
 type runState struct {
-	gate    *authn.State
+	gate    *access.State
 	oidc    *oidc.Verifier
 	limits  map[string]token.Limits
 	service string // token service name, "" when off
@@ -135,16 +135,16 @@ type runState struct {
 	warnings []string
 	// failures counts refused credentials per client address; it outlives
 	// reloads (each new state takes the running one's).
-	failures authn.FailureCounter
+	failures access.FailureCounter
 }
 
 // limitFailures makes the state's authenticator count refused credentials
 // in c (kept across reloads) with cfg's limits.
-func (s *runState) limitFailures(cfg *config.Config, c authn.FailureCounter, logger *slog.Logger) {
+func (s *runState) limitFailures(cfg *config.Config, c access.FailureCounter, logger *slog.Logger) {
 	if s.gate.Authn == nil || cfg.Auth.RateLimit.MaxFailures <= 0 {
 		return
 	}
-	s.gate.Authn.Limiter = &authn.Limiter{Counter: c, Max: cfg.Auth.RateLimit.MaxFailures,
+	s.gate.Authn.Limiter = &access.Limiter{Counter: c, Max: cfg.Auth.RateLimit.MaxFailures,
 		Window: cfg.Auth.RateLimit.Window, Logger: logger}
 }
 
@@ -160,9 +160,9 @@ func (s *runState) close() {
 // replicas.
 func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) (*runState, error) {
 	var errs []error
-	st := &runState{gate: &authn.State{}, limits: map[string]token.Limits{}}
+	st := &runState{gate: &access.State{}, limits: map[string]token.Limits{}}
 	if cfg.Auth.Enabled() {
-		a := &authn.Authenticator{Logger: logger}
+		a := &access.Authenticator{Logger: logger}
 		if len(cfg.Auth.OIDC) > 0 {
 			v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now, Shared: sc})
 			if err != nil {
@@ -285,7 +285,7 @@ func (a *app) tokenOptions(store token.Store, ring token.KeyringStore, stateDir 
 		AccessTTL:           cfg.Auth.Token.AccessTokenTTL,
 		Now:                 a.now,
 		Logger:              a.log,
-		ClientIP:            authn.ClientIP, // the forwarded client behind a trusted proxy
+		ClientIP:            access.ClientIP, // the forwarded client behind a trusted proxy
 		Authenticate: func(ctx context.Context, username, password, clientIP string) (*auth.Identity, error) {
 			au := gate.Load().Authn
 			if au == nil {

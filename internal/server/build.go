@@ -13,13 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/auth/token"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/shared"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/s3"
 	"github.com/berth-registry/berth/internal/ui"
@@ -35,10 +35,10 @@ type app struct {
 	readyTimeout time.Duration
 
 	store  storage.Store
-	shared *shared.Redis // [cache.redis], opened once here; nil without
+	shared *redisstate.Redis // [cache.redis], opened once here; nil without
 
 	cur     atomic.Pointer[runState] // the running configuration's authentication and policies
-	gate    *authn.Gate              // serves cur's state to the handlers
+	gate    *access.Gate             // serves cur's state to the handlers
 	tokens  *token.Service           // nil when the token service is off
 	metrics *metrics.Metrics         // nil when [metrics] is off
 	ui      *ui.UI                   // nil when [ui] is off
@@ -148,13 +148,13 @@ func (a *app) buildAuth() error {
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
-	st.failures = &authn.LocalFailures{Now: a.now}
+	st.failures = &access.LocalFailures{Now: a.now}
 	if a.shared != nil {
 		st.failures = a.shared // the failed-authentication limit holds across replicas
 	}
 	st.limitFailures(a.cfg, st.failures, a.log)
 	a.cur.Store(st)
-	a.gate = authn.NewGate(st.gate, a.log)
+	a.gate = access.NewGate(st.gate, a.log)
 	logStartupWarnings(a.cfg, a.log)
 	return nil
 }
@@ -189,7 +189,7 @@ func (a *app) buildHandler(ctx context.Context) error {
 	if a.metrics != nil && a.cfg.Metrics.Address == "" {
 		mux.Handle("GET /metrics", a.metrics.Handler())
 	}
-	a.handler = authn.Proxies(a.cfg.Server.TrustedProxies).Handler(mux)
+	a.handler = access.Proxies(a.cfg.Server.TrustedProxies).Handler(mux)
 	return nil
 }
 

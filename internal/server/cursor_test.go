@@ -74,7 +74,7 @@ func continueStatus(t *testing.T, addr, cursor string) int {
 // The repository list's Continue link made by one replica works on another
 // replica sharing its Redis (and nothing else: each has its own root_dir),
 // and a cursor of a berth with another Redis prefix (another key) is still
-// refused. The servers run one after the other: internal/shared.Open sets
+// refused. The servers run one after the other: internal/redisstate.Open sets
 // go-redis's process-wide logger, which races with another client's dials.
 func TestUICursorKeySharedThroughRedis(t *testing.T) {
 	srv := redistest.Start(t)

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/berth-registry/berth/internal/authn"
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/config"
 )
 
@@ -53,7 +53,7 @@ func TestReloadSigningKeys(t *testing.T) {
 	}
 	a := &app{cfg: cfg, log: logger, now: time.Now, configPath: "b.toml"}
 	a.cur.Store(st)
-	a.gate = authn.NewGate(st.gate, logger)
+	a.gate = access.NewGate(st.gate, logger)
 	gate := a.gate
 	ts, err := a.newTokenService()
 	if err != nil {

@@ -34,8 +34,8 @@ import (
 
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/shared"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
 	"github.com/berth-registry/berth/internal/storage/s3"
@@ -61,13 +61,13 @@ func Run(ctx context.Context, cfg *config.Config, configPath string, logger *slo
 }
 
 // openShared opens the Redis of [cache.redis], nil without one.
-func openShared(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*shared.Redis, error) {
+func openShared(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*redisstate.Redis, error) {
 	rc := cfg.Cache.Redis
 	if rc == nil {
 		return nil, nil
 	}
 	// Never log rc.URL itself: it may hold a password.
-	red, err := shared.Open(ctx, rc.URL, rc.KeyPrefix, logger)
+	red, err := redisstate.Open(ctx, rc.URL, rc.KeyPrefix, logger)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-registry/berth/internal/authn"
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
 )
@@ -79,7 +79,7 @@ func benchManifest(name string) storage.Manifest {
 // trivial) over the fixture; statsTTL 0 disables the summary cache.
 func benchUI(b *testing.B, st storage.Store, statsTTL time.Duration) *UI {
 	b.Helper()
-	o := Options{Name: "bench", Store: st, Gate: authn.NewGate(&authn.State{}, nil), StatsTTL: statsTTL}
+	o := Options{Name: "bench", Store: st, Gate: access.NewGate(&access.State{}, nil), StatsTTL: statsTTL}
 	u, err := New(o)
 	if err != nil {
 		b.Fatal(err)

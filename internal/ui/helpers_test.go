@@ -18,9 +18,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth/token"
 	"github.com/berth-registry/berth/internal/auth/users"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/policy"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
@@ -45,7 +45,7 @@ type env struct {
 	t      *testing.T
 	store  storage.Store
 	tokens *token.Service
-	gate   *authn.Gate
+	gate   *access.Gate
 	ui     *UI
 	srv    *httptest.Server
 }
@@ -59,7 +59,7 @@ func newEnv(t *testing.T, open bool) *env {
 		t.Fatal(err)
 	}
 	e := &env{t: t, store: st}
-	state := &authn.State{}
+	state := &access.State{}
 	if !open {
 		var list []users.User
 		for _, name := range []string{"admin", "alice", "bob"} {
@@ -77,10 +77,10 @@ func newEnv(t *testing.T, open bool) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		state.Authn = &authn.Authenticator{Users: us}
+		state.Authn = &access.Authenticator{Users: us}
 		state.Policy = eng
 	}
-	e.gate = authn.NewGate(state, nil)
+	e.gate = access.NewGate(state, nil)
 	o := Options{Name: "test registry", Store: st, Gate: e.gate, PageSize: 2}
 	if !open {
 		ts, err := token.New(token.Options{Service: "berth", StateDir: t.TempDir(), Grant: e.gate.Grant,

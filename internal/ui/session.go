@@ -10,9 +10,9 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/auth/token"
-	"github.com/berth-registry/berth/internal/authn"
 )
 
 // Cookies. Both are HttpOnly and SameSite=Strict, Secure under TLS.
@@ -66,7 +66,7 @@ func (rq *request) csrfOK(got string) bool {
 // begin resolves the caller from the session cookie and makes sure the
 // browser holds a CSRF key.
 func (u *UI) begin(w http.ResponseWriter, r *http.Request) *request {
-	ip := authn.ClientIP(r)
+	ip := access.ClientIP(r)
 	st := u.o.Gate.Load()
 	rq := &request{id: auth.Anonymous(ip), canSignIn: st.Authn != nil && u.o.Sessions != nil}
 	if c, err := r.Cookie(csrfCookie); err == nil && len(c.Value) == 43 {
@@ -114,7 +114,7 @@ func randomKey() string {
 
 // secure: the browser reached berth over TLS, directly or through a trusted
 // proxy ([server] trusted_proxies) that says so.
-func (u *UI) secure(r *http.Request) bool { return authn.Scheme(r) == "https" }
+func (u *UI) secure(r *http.Request) bool { return access.Scheme(r) == "https" }
 
 func (u *UI) setCookie(w http.ResponseWriter, r *http.Request, name, value string) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true,
@@ -160,7 +160,7 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request, rq *request) {
 		return
 	}
 	ctx := r.Context()
-	ip := authn.ClientIP(r)
+	ip := access.ClientIP(r)
 	user := strings.TrimSpace(r.PostForm.Get("username"))
 	pass := r.PostForm.Get("password")
 	tok := strings.TrimSpace(r.PostForm.Get("token"))

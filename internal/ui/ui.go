@@ -7,7 +7,7 @@
 //	mux.Handle("/", h)
 //
 // The UI has no authorization of its own: every page and every button asks
-// the same authn.Gate the /v2 API asks (Gate.Check, with the route the
+// the same access.Gate the /v2 API asks (Gate.Check, with the route the
 // equivalent API request would have), so a user sees exactly the
 // repositories they may pull from and a delete button only where a DELETE
 // would be allowed.
@@ -41,8 +41,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/authn"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/layout"
@@ -71,7 +71,7 @@ type Options struct {
 	Store storage.Store
 	// Gate authenticates sign-ins (its current Authenticator) and decides
 	// every access (Check, CanList). Required.
-	Gate *authn.Gate
+	Gate *access.Gate
 	// Sessions is the token service; nil when it is off (then nobody can
 	// sign in and the UI is anonymous).
 	Sessions Sessions

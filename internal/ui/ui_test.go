@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/authn"
 )
 
 func TestRepositoriesFollowPolicy(t *testing.T) {
@@ -215,7 +215,7 @@ func TestSecureCookiesUnderTLS(t *testing.T) {
 		t.Fatalf("cookie over TLS: %q", sc)
 	}
 	// Behind a trusted TLS-terminating proxy, and only behind a trusted one.
-	h := authn.Proxies{netip.MustParsePrefix("192.0.2.0/24")}.Handler(e.ui)
+	h := access.Proxies{netip.MustParsePrefix("192.0.2.0/24")}.Handler(e.ui)
 	for peer, want := range map[string]bool{"192.0.2.7:4000": true, "198.51.100.7:4000": false} {
 		r := httptest.NewRequest(http.MethodGet, "http://registry.example/-/signin", nil)
 		r.RemoteAddr = peer

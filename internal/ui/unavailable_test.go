@@ -8,7 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/authn"
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
@@ -26,7 +26,7 @@ func TestStorageUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, err := New(Options{Name: "test registry", Store: st, Gate: authn.NewGate(&authn.State{}, nil)})
+	u, err := New(Options{Name: "test registry", Store: st, Gate: access.NewGate(&access.State{}, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,12 +16,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // authBerth starts berth with one generic OIDC provider "ci" trusting iss,
 // and a static user alice/secret.
-func authBerth(t *testing.T, iss *oidctest.Issuer, extra string) *berthProc {
+func authBerth(t *testing.T, iss *devissuer.Issuer, extra string) *berthProc {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
 	if err != nil {
@@ -45,9 +45,9 @@ rules = ['identity.id != "anonymous"']
 	return startBerthWith(t, t.TempDir(), cfg)
 }
 
-func newIssuer(t *testing.T) *oidctest.Issuer {
+func newIssuer(t *testing.T) *devissuer.Issuer {
 	t.Helper()
-	iss, err := oidctest.New(oidctest.Options{})
+	iss, err := devissuer.New(devissuer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func newIssuer(t *testing.T) *oidctest.Issuer {
 	return iss
 }
 
-func ciToken(iss *oidctest.Issuer, ttl time.Duration) string {
+func ciToken(iss *devissuer.Issuer, ttl time.Duration) string {
 	now := time.Now()
 	return iss.Mint(map[string]any{"sub": "repo:myorg/api:ref:refs/heads/main", "aud": "berth",
 		"repository": "myorg/api", "iat": now.Unix(), "exp": now.Add(ttl).Unix()})

@@ -27,7 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // polSeedExample is the Complete Example of the GitHub Actions guide (seed
@@ -38,7 +38,7 @@ var polSeedExample = seedtest.Without(seedtest.AngosComplete, "server", "server.
 
 // polSeedBerth starts berth with the seed's Complete Example and a fake
 // issuer playing GitHub Actions.
-func polSeedBerth(t *testing.T) (*berthProc, *oidctest.Issuer) {
+func polSeedBerth(t *testing.T) (*berthProc, *devissuer.Issuer) {
 	t.Helper()
 	iss := newIssuer(t)
 	return startBerthWith(t, t.TempDir(), seedtest.WithProviderKeys(polSeedExample,
@@ -47,7 +47,7 @@ func polSeedBerth(t *testing.T) (*berthProc, *oidctest.Issuer) {
 
 // polToken mints a GitHub Actions ID token for a workflow of repo on ref,
 // for the audience berth.
-func polToken(iss *oidctest.Issuer, repo, ref string) string {
+func polToken(iss *devissuer.Issuer, repo, ref string) string {
 	c := iss.GitHubClaims("berth")
 	owner, _, _ := strings.Cut(repo, "/")
 	c["repository"], c["repository_owner"], c["ref"] = repo, owner, ref

@@ -14,7 +14,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // benchSetup returns a Verifier with a github provider whose RSA-2048 key set
@@ -22,7 +22,7 @@ import (
 // the Verifier verifies that token with: the three benchmarks below measure
 // the same token and key.
 func benchSetup(b *testing.B, cacheSize int) (*Verifier, string, *rsa.PublicKey) {
-	iss := newIssuer(b, oidctest.Options{KeyType: oidctest.RSA})
+	iss := newIssuer(b, devissuer.Options{KeyType: devissuer.RSA})
 	v := newVerifier(b, Options{CacheSize: cacheSize}, ProviderConfig{Name: "gh", Preset: "github", Issuer: iss.URL(), Audiences: []string{"berth"}})
 	tok := iss.GitHubClaims("berth")
 	raw := iss.Mint(tok)
@@ -139,7 +139,7 @@ func (c *benchShared) Set(_ context.Context, key string, val []byte, _ time.Dura
 // with the keys in memory, the path a replica takes for a token it has not
 // seen, with (shared) or without a shared cache.
 func benchMiss(b *testing.B, shared bool) {
-	iss := newIssuer(b, oidctest.Options{KeyType: oidctest.RSA})
+	iss := newIssuer(b, devissuer.Options{KeyType: devissuer.RSA})
 	o := Options{CacheSize: 1}
 	if shared {
 		o.Shared = &benchShared{}

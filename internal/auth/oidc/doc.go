@@ -76,7 +76,7 @@
 // From the request inwards, four layers; each is read only when the one
 // before it missed, and none holds a token or its signature:
 //
-//  1. Front cache (internal/authn, credCache; not in this package). Key: the
+//  1. Front cache (internal/access, credCache; not in this package). Key: the
 //     exact Authorization header, compared in full. Holds the identity and
 //     up to 64 policy decisions per (policy engine, client address, request).
 //     Read first on every registry request; written after a credential that

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // FuzzVerify feeds arbitrary strings to Verify and VerifyFor: they must never
@@ -15,15 +15,15 @@ import (
 // always fail with one of the two sentinels.
 func FuzzVerify(f *testing.F) {
 	clk := newClock()
-	iss := newIssuer(f, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
+	iss := newIssuer(f, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
 	v := newVerifier(f, Options{Now: clk.Now}, ProviderConfig{
 		Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"},
 		ClaimMapping: ClaimMapping{Groups: "claims.groups", Validations: []Validation{{Expression: "claims.sub.size() < 100"}}},
 	})
 	claims := map[string]any{"sub": "s", "aud": "berth", "groups": []string{"g"}}
 	valid := iss.Mint(claims)
-	mint := func(h map[string]any, s oidctest.Signing) string {
-		tok, err := iss.MintWith(h, claims, oidctest.MintOptions{Sign: s})
+	mint := func(h map[string]any, s devissuer.Signing) string {
+		tok, err := iss.MintWith(h, claims, devissuer.MintOptions{Sign: s})
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -31,9 +31,9 @@ func FuzzVerify(f *testing.F) {
 	}
 	for _, s := range []string{
 		valid, valid + ".", valid[:len(valid)-2], strings.Replace(valid, ".", "..", 1),
-		mint(nil, oidctest.SignNone), mint(nil, oidctest.SignHMACPublicKey), mint(nil, oidctest.SignCorrupt),
-		mint(map[string]any{"kid": "x"}, oidctest.SignKey), mint(map[string]any{"alg": "RS256"}, oidctest.SignKey),
-		mint(map[string]any{"crit": []string{"b64"}, "b64": false}, oidctest.SignKey),
+		mint(nil, devissuer.SignNone), mint(nil, devissuer.SignHMACPublicKey), mint(nil, devissuer.SignCorrupt),
+		mint(map[string]any{"kid": "x"}, devissuer.SignKey), mint(map[string]any{"alg": "RS256"}, devissuer.SignKey),
+		mint(map[string]any{"crit": []string{"b64"}, "b64": false}, devissuer.SignKey),
 		"", ".", "..", "a.b.c", "e30.e30.", "eyJhbGciOiJub25lIn0.eyJpc3MiOjF9.",
 		`{"payload":"e30","signatures":[]}`, strings.Repeat("A", MaxTokenSize+1),
 	} {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 )
 
 // TestDefaultNameMatchesCEL: the default username computed in Go is what the
@@ -70,7 +70,7 @@ func respell(part string) string {
 // TestOneSpelling: a token verifies under its one spelling only, so that it
 // cannot be replayed under another (and another cache key).
 func TestOneSpelling(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{}, ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"}})
 	ctx := context.Background()
 	var tok string
@@ -103,7 +103,7 @@ func TestOneSpelling(t *testing.T) {
 // TestRegisteredClaimTypes: what go-oidc's ID token decoding refused is
 // still refused now that it is not on the path.
 func TestRegisteredClaimTypes(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{}, ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"},
 		ClaimMapping: ClaimMapping{Username: "'fixed'"}})
 	ctx := context.Background()

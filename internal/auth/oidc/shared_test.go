@@ -6,9 +6,9 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
+	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/redistest"
-	"github.com/berth-registry/berth/internal/shared"
 )
 
 // Two verifiers (replicas) sharing a real Redis: the issuer is contacted by
@@ -18,9 +18,9 @@ func TestSharedKeySetCache(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
 	replica := func() *Verifier {
-		r, err := shared.Open(ctx, srv.URL(), "oidctest:", nil)
+		r, err := redisstate.Open(ctx, srv.URL(), "oidctest:", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,9 +75,9 @@ func TestSharedTokenCacheRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
-	open := func() *shared.Redis {
-		r, err := shared.Open(ctx, srv.URL(), "oidctok:", nil)
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
+	open := func() *redisstate.Redis {
+		r, err := redisstate.Open(ctx, srv.URL(), "oidctok:", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 	"github.com/berth-registry/berth/internal/testutil"
 )
 
@@ -113,14 +113,14 @@ func (c *memShared) forgetKeySets() {
 type replicas struct {
 	t   *testing.T
 	clk *testutil.Clock
-	iss *oidctest.Issuer
+	iss *devissuer.Issuer
 	sc  *memShared
 	log *slog.Logger // nil: discard
 }
 
 func newReplicas(t *testing.T) *replicas {
 	clk := newClock()
-	return &replicas{t: t, clk: clk, iss: newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now}), sc: newMemShared()}
+	return &replicas{t: t, clk: clk, iss: newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now}), sc: newMemShared()}
 }
 
 // replica returns a verifier with provider "gen" of the issuer, changed by
@@ -305,7 +305,7 @@ func TestSharedTokenConfigChange(t *testing.T) {
 		"certificate_ca": func(pc *ProviderConfig) { pc.CACertPEM = r.iss.CAPEM() },
 	} {
 		if name == "certificate_ca" && len(r.iss.CAPEM()) == 0 {
-			tls := newIssuer(t, oidctest.Options{TLS: true})
+			tls := newIssuer(t, devissuer.Options{TLS: true})
 			edit = func(pc *ProviderConfig) { pc.CACertPEM = tls.CAPEM() }
 		}
 		if fp(edit) == want {
@@ -425,18 +425,18 @@ func TestSharedTokenNothingForRefused(t *testing.T) {
 	a := r.replica(func(pc *ProviderConfig) {
 		pc.ClaimMapping.Validations = []Validation{{Expression: "claims.sub != 'mallory'", Message: "not mallory"}}
 	})
-	mint := func(claims map[string]any, sign oidctest.Signing) string {
-		tok, err := r.iss.MintWith(nil, claims, oidctest.MintOptions{Sign: sign})
+	mint := func(claims map[string]any, sign devissuer.Signing) string {
+		tok, err := r.iss.MintWith(nil, claims, devissuer.MintOptions{Sign: sign})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
 	for _, tok := range []string{
-		mint(map[string]any{"sub": "x", "aud": "berth"}, oidctest.SignCorrupt),
-		mint(map[string]any{"sub": "x", "aud": "other"}, oidctest.SignKey),
-		mint(map[string]any{"sub": "x", "aud": "berth", "exp": r.clk.Now().Add(-time.Hour).Unix()}, oidctest.SignKey),
-		mint(map[string]any{"sub": "mallory", "aud": "berth"}, oidctest.SignKey),
+		mint(map[string]any{"sub": "x", "aud": "berth"}, devissuer.SignCorrupt),
+		mint(map[string]any{"sub": "x", "aud": "other"}, devissuer.SignKey),
+		mint(map[string]any{"sub": "x", "aud": "berth", "exp": r.clk.Now().Add(-time.Hour).Unix()}, devissuer.SignKey),
+		mint(map[string]any{"sub": "mallory", "aud": "berth"}, devissuer.SignKey),
 	} {
 		if _, err := a.Verify(context.Background(), tok); err == nil {
 			t.Fatal("accepted")
@@ -446,7 +446,7 @@ func TestSharedTokenNothingForRefused(t *testing.T) {
 	if n := len(r.sc.tokenSets()); n != 0 {
 		t.Fatalf("%d entries written for refused tokens", n)
 	}
-	r.verified(a, mint(map[string]any{"sub": "x", "aud": "berth"}, oidctest.SignKey))
+	r.verified(a, mint(map[string]any{"sub": "x", "aud": "berth"}, devissuer.SignKey))
 	if n := len(r.sc.tokenSets()); n != 1 {
 		t.Fatalf("%d entries for an accepted token, want 1", n)
 	}

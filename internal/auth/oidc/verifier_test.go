@@ -13,16 +13,16 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/oidctest"
+	"github.com/berth-registry/berth/internal/devissuer"
 	"github.com/berth-registry/berth/internal/testutil"
 )
 
 // newClock is a settable time source shared by an issuer and a verifier.
 func newClock() *testutil.Clock { return testutil.NewClock(time.Unix(1_750_000_000, 0)) }
 
-func newIssuer(t testing.TB, o oidctest.Options) *oidctest.Issuer {
+func newIssuer(t testing.TB, o devissuer.Options) *devissuer.Issuer {
 	t.Helper()
-	iss, err := oidctest.New(o)
+	iss, err := devissuer.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,9 +60,9 @@ func refused(t *testing.T, err error, sentinel error, reason, token string) {
 }
 
 func TestVerifyGood(t *testing.T) {
-	for _, kt := range []oidctest.KeyType{oidctest.RSA, oidctest.EC} {
+	for _, kt := range []devissuer.KeyType{devissuer.RSA, devissuer.EC} {
 		t.Run(string(kt), func(t *testing.T) {
-			iss := newIssuer(t, oidctest.Options{KeyType: kt})
+			iss := newIssuer(t, devissuer.Options{KeyType: kt})
 			v := newVerifier(t, Options{}, ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"other", "berth"}})
 			if iss.DiscoveryFetches()+iss.JWKSFetches() != 0 {
 				t.Fatal("New contacted the issuer")
@@ -89,7 +89,7 @@ func TestVerifyGood(t *testing.T) {
 
 func TestRejections(t *testing.T) {
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
 	v := newVerifier(t, Options{Now: clk.Now}, ProviderConfig{
 		Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"},
 		MaxTokenAge: time.Hour, RequiredClaims: []string{"sub"},
@@ -107,8 +107,8 @@ func TestRejections(t *testing.T) {
 		}
 		return m
 	}
-	mint := func(header map[string]any, claims map[string]any, sign oidctest.Signing) string {
-		tok, err := iss.MintWith(header, claims, oidctest.MintOptions{Sign: sign})
+	mint := func(header map[string]any, claims map[string]any, sign devissuer.Signing) string {
+		tok, err := iss.MintWith(header, claims, devissuer.MintOptions{Sign: sign})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,24 +123,24 @@ func TestRejections(t *testing.T) {
 		{"too large", iss.Mint(with("pad", strings.Repeat("x", MaxTokenSize))), "token too large"},
 		{"malformed", "a.b", "malformed token"},
 		{"not base64", "!!!.e30.sig", "malformed token: header"},
-		{"no iss", mint(nil, with("iss", oidctest.Omit), oidctest.SignKey), "no iss claim"},
-		{"alg none", mint(nil, base, oidctest.SignNone), `algorithm "none" not allowed`},
-		{"hs256 with public key", mint(nil, base, oidctest.SignHMACPublicKey), `algorithm "HS256" not allowed`},
-		{"alg not configured", mint(map[string]any{"alg": "PS256"}, base, oidctest.SignKey), `algorithm "PS256" not allowed`},
-		{"unknown kid", mint(map[string]any{"kid": "nope"}, base, oidctest.SignKey), `unknown kid "nope" for issuer ` + iss.URL()},
-		{"key type mismatch", mint(map[string]any{"alg": "RS256"}, base, oidctest.SignKey), "does not match algorithm RS256"},
-		{"bad signature", mint(nil, base, oidctest.SignCorrupt), "bad signature"},
+		{"no iss", mint(nil, with("iss", devissuer.Omit), devissuer.SignKey), "no iss claim"},
+		{"alg none", mint(nil, base, devissuer.SignNone), `algorithm "none" not allowed`},
+		{"hs256 with public key", mint(nil, base, devissuer.SignHMACPublicKey), `algorithm "HS256" not allowed`},
+		{"alg not configured", mint(map[string]any{"alg": "PS256"}, base, devissuer.SignKey), `algorithm "PS256" not allowed`},
+		{"unknown kid", mint(map[string]any{"kid": "nope"}, base, devissuer.SignKey), `unknown kid "nope" for issuer ` + iss.URL()},
+		{"key type mismatch", mint(map[string]any{"alg": "RS256"}, base, devissuer.SignKey), "does not match algorithm RS256"},
+		{"bad signature", mint(nil, base, devissuer.SignCorrupt), "bad signature"},
 		{"wrong issuer", iss.Mint(with("iss", "https://evil.example")), `unknown issuer "https://evil.example"`},
 		{"issuer trailing slash", iss.Mint(with("iss", iss.URL()+"/")), "unknown issuer"},
 		{"wrong audience", iss.Mint(with("aud", []string{"a", "b"})), `audience mismatch: got "a", "b", want one of [berth]`},
-		{"no audience", iss.Mint(with("aud", oidctest.Omit)), "audience mismatch: got none"},
-		{"missing exp", iss.Mint(with("exp", oidctest.Omit)), "missing exp"},
+		{"no audience", iss.Mint(with("aud", devissuer.Omit)), "audience mismatch: got none"},
+		{"missing exp", iss.Mint(with("exp", devissuer.Omit)), "missing exp"},
 		{"exp not a number", iss.Mint(with("exp", "soon")), "failed to unmarshal claims"},
 		{"expired", iss.Mint(with("exp", now-102)), "expired 1m42s ago"},
 		{"nbf in the future", iss.Mint(with("nbf", now+300)), "nbf is 5m0s in the future"},
 		{"iat in the future", iss.Mint(with("iat", now+300, "nbf", now)), "iat is 5m0s ahead"},
 		{"too old", iss.Mint(with("iat", now-7200, "nbf", now-7200)), "token too old: issued 2h0m0s ago, max_token_age 1h0m0s"},
-		{"missing required claim", iss.Mint(with("sub", oidctest.Omit)), `missing required claim "sub"`},
+		{"missing required claim", iss.Mint(with("sub", devissuer.Omit)), `missing required claim "sub"`},
 		{"null required claim", iss.Mint(with("sub", nil)), `missing required claim "sub"`},
 		{"validation", iss.Mint(with("sub", "user:x")), "validation failed: must be a repository"},
 	}
@@ -158,7 +158,7 @@ func TestRejections(t *testing.T) {
 
 func TestRotationPickedUp(t *testing.T) {
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
 	v := newVerifier(t, Options{Now: clk.Now}, ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"}})
 	ctx := context.Background()
 	oldKid := iss.KeyID()
@@ -174,7 +174,7 @@ func TestRotationPickedUp(t *testing.T) {
 			t.Fatal("new key:", err)
 		}
 	}
-	old, _ := iss.MintWith(nil, map[string]any{"sub": "b", "aud": "berth"}, oidctest.MintOptions{KeyID: oldKid})
+	old, _ := iss.MintWith(nil, map[string]any{"sub": "b", "aud": "berth"}, devissuer.MintOptions{KeyID: oldKid})
 	if _, err := v.Verify(ctx, old); err != nil {
 		t.Fatal("old key still published:", err)
 	}
@@ -185,9 +185,9 @@ func TestRotationPickedUp(t *testing.T) {
 
 func TestIssuerDown(t *testing.T) {
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
-	cold := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
-	gone := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
+	cold := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
+	gone := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
 	gone.Close() // connection refused
 	v := newVerifier(t, Options{Now: clk.Now},
 		ProviderConfig{Name: "up", Issuer: iss.URL(), Audiences: []string{"berth"}},
@@ -204,7 +204,7 @@ func TestIssuerDown(t *testing.T) {
 	if _, err := v.Verify(ctx, iss.Mint(map[string]any{"sub": "b", "aud": "berth"})); err != nil {
 		t.Fatal("cached keys during outage:", err)
 	}
-	tok, _ := iss.MintWith(map[string]any{"kid": "rotated"}, map[string]any{"sub": "c", "aud": "berth"}, oidctest.MintOptions{})
+	tok, _ := iss.MintWith(map[string]any{"kid": "rotated"}, map[string]any{"sub": "c", "aud": "berth"}, devissuer.MintOptions{})
 	_, err := v.Verify(ctx, tok)
 	refused(t, err, auth.ErrInvalidCredentials, "unknown kid", tok)
 
@@ -225,7 +225,7 @@ func TestIssuerDown(t *testing.T) {
 
 func TestKidSprayCooldown(t *testing.T) {
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now})
 	v := newVerifier(t, Options{Now: clk.Now}, ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"}})
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, iss.Mint(map[string]any{"sub": "a", "aud": "berth"})); err != nil {
@@ -234,7 +234,7 @@ func TestKidSprayCooldown(t *testing.T) {
 	spray := func() {
 		var wg sync.WaitGroup
 		for i := range 100 {
-			tok, _ := iss.MintWith(map[string]any{"kid": fmt.Sprintf("k%d", i)}, map[string]any{"sub": "a", "aud": "berth"}, oidctest.MintOptions{})
+			tok, _ := iss.MintWith(map[string]any{"kid": fmt.Sprintf("k%d", i)}, map[string]any{"sub": "a", "aud": "berth"}, devissuer.MintOptions{})
 			wg.Go(func() {
 				if _, err := v.Verify(ctx, tok); !errors.Is(err, auth.ErrInvalidCredentials) {
 					t.Errorf("random kid: %v", err)
@@ -255,8 +255,8 @@ func TestKidSprayCooldown(t *testing.T) {
 }
 
 func TestPerIssuerCA(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, TLS: true, Path: "/gitlab"})
-	other := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, TLS: true})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, TLS: true, Path: "/gitlab"})
+	other := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, TLS: true})
 	v := newVerifier(t, Options{},
 		ProviderConfig{Name: "right", Issuer: iss.URL(), Audiences: []string{"berth"}, CACertPEM: iss.CAPEM()},
 		ProviderConfig{Name: "wrong", Issuer: other.URL(), Audiences: []string{"berth"}, CACertPEM: iss.CAPEM()},
@@ -270,8 +270,8 @@ func TestPerIssuerCA(t *testing.T) {
 }
 
 func TestVerifyForOtherProvider(t *testing.T) {
-	a := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
-	b := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	a := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
+	b := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{},
 		ProviderConfig{Name: "a", Issuer: a.URL(), Audiences: []string{"berth"}},
 		ProviderConfig{Name: "b", Issuer: b.URL(), Audiences: []string{"berth"}},
@@ -285,7 +285,7 @@ func TestVerifyForOtherProvider(t *testing.T) {
 	refused(t, err, auth.ErrInvalidCredentials, `belongs to provider a`, tok)
 	_, err = v.VerifyFor(ctx, "nope", tok)
 	refused(t, err, auth.ErrInvalidCredentials, `unknown provider "nope"`, tok)
-	stranger := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	stranger := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	_, err = v.VerifyFor(ctx, "b", stranger.Mint(map[string]any{"sub": "x", "aud": "berth"}))
 	refused(t, err, auth.ErrInvalidCredentials, "is not the issuer of this provider", "")
 	if got := v.Providers(); len(got) != 2 || got[0] != "a" || !v.Has("b") || v.Has("c") {
@@ -294,7 +294,7 @@ func TestVerifyForOtherProvider(t *testing.T) {
 }
 
 func TestClaimMappingGitHub(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{}, ProviderConfig{
 		Name: "github-actions", Preset: "github", Issuer: iss.URL(), Audiences: []string{"berth"},
 		ClaimMapping: ClaimMapping{
@@ -343,7 +343,7 @@ func TestClaimMappingGitHub(t *testing.T) {
 }
 
 func TestGitHubPresetWithoutAudience(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v, warnings, err := New([]ProviderConfig{
 		{Name: "gh", Preset: "github", Issuer: iss.URL()},
 		{Name: "real-gh", Preset: "github", Audiences: []string{"berth"}},
@@ -369,7 +369,7 @@ func TestGitHubPresetWithoutAudience(t *testing.T) {
 }
 
 func TestKubernetesPreset(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{}, ProviderConfig{Name: "k8s", Preset: "kubernetes", Issuer: iss.URL(), Audiences: []string{"berth"},
 		ClaimMapping: ClaimMapping{Groups: "'" + k8sNamespace + "' in claims ? ['ns:' + claims['" + k8sNamespace + "']] : []"}})
 	ctx := context.Background()
@@ -400,7 +400,7 @@ func TestKubernetesPreset(t *testing.T) {
 }
 
 func TestConfigProblemsTogether(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	_, _, err := New([]ProviderConfig{
 		{Name: "gh", Preset: "github", Audiences: []string{"berth"}, ClaimMapping: ClaimMapping{
 			Username:    "claims.repository +",
@@ -453,7 +453,7 @@ func TestConfigProblemsTogether(t *testing.T) {
 }
 
 func TestMappingFailsClosed(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{},
 		ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"},
 			ClaimMapping: ClaimMapping{Username: "claims.email", Groups: "claims.groups"}})
@@ -482,7 +482,7 @@ func TestMappingFailsClosed(t *testing.T) {
 
 func TestCacheAvoidsReverification(t *testing.T) {
 	clk := newClock()
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC, Now: clk.Now, TokenTTL: 5 * time.Minute})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC, Now: clk.Now, TokenTTL: 5 * time.Minute})
 	v := newVerifier(t, Options{Now: clk.Now}, ProviderConfig{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"}})
 	ctx := context.Background()
 	tok := iss.Mint(map[string]any{"sub": "a", "aud": "berth"})
@@ -528,14 +528,14 @@ func TestFetchLimits(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(stuck)
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{MaxResponseBytes: 1024, FetchTimeout: 200 * time.Millisecond},
 		ProviderConfig{Name: "big", Issuer: iss.URL(), JWKSURI: big.URL, Audiences: []string{"berth"}},
 	)
 	_, err := v.Verify(context.Background(), iss.Mint(map[string]any{"aud": "berth"}))
 	refused(t, err, auth.ErrUnavailable, "exceeds the limit of 1024 bytes", "")
 
-	iss2 := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss2 := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v2 := newVerifier(t, Options{FetchTimeout: 200 * time.Millisecond},
 		ProviderConfig{Name: "slow", Issuer: iss2.URL(), JWKSURI: slow.URL, Audiences: []string{"berth"}})
 	start := time.Now()
@@ -552,7 +552,7 @@ func TestFetchLimits(t *testing.T) {
 }
 
 func TestBackgroundRefreshStopsOnClose(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v, _, err := New([]ProviderConfig{{Name: "gen", Issuer: iss.URL(), Audiences: []string{"berth"}, JWKSRefreshInterval: 20 * time.Millisecond}}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -580,7 +580,7 @@ func TestBackgroundRefreshStopsOnClose(t *testing.T) {
 
 // The flat service-account claims a projected token gets can be required.
 func TestKubernetesRequiredFlatClaims(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{KeyType: oidctest.EC})
+	iss := newIssuer(t, devissuer.Options{KeyType: devissuer.EC})
 	v := newVerifier(t, Options{}, ProviderConfig{Name: "k8s", Preset: "kubernetes", Issuer: iss.URL(),
 		Audiences: []string{"berth"}, RequiredClaims: []string{k8sNamespace}})
 	projected := iss.Mint(map[string]any{"aud": "berth", "sub": "system:serviceaccount:flux:source",
@@ -595,7 +595,7 @@ func TestKubernetesRequiredFlatClaims(t *testing.T) {
 }
 
 func TestMapClaims(t *testing.T) {
-	iss := newIssuer(t, oidctest.Options{})
+	iss := newIssuer(t, devissuer.Options{})
 	v := newVerifier(t, Options{}, ProviderConfig{Name: "ci", Issuer: iss.URL(), Audiences: []string{"berth"},
 		ClaimMapping: ClaimMapping{
 			Username:    "'ci:' + claims.repository",

@@ -61,7 +61,7 @@
 //   - Token state is kept by a Store: by default files in StateDir guarded by
 //     in-process locks only, so two berth processes MUST NOT share one
 //     StateDir (use counts could be lost). Replicas share a Store whose
-//     Update is atomic across processes instead (internal/shared: Redis), and
+//     Update is atomic across processes instead (internal/redisstate: Redis), and
 //     signing keys (a KeyringStore from the same source, or one KeyFile).
 //   - Generated keys are rotated only by RefreshKeys: a long-running server
 //     MUST run RunKeyRotation (it also follows rotations by other replicas).

@@ -12,7 +12,7 @@ import (
 )
 
 // countingLimiter is a Limiter over a plain count per address, like
-// authn.Limiter without windows.
+// access.Limiter without windows.
 type countingLimiter struct {
 	mu  sync.Mutex
 	n   map[string]int
@@ -106,7 +106,7 @@ func TestRateLimitEveryGrant(t *testing.T) {
 			f := newFixture(t, func(f *fixture) {
 				f.opts.Limiter = lim
 				// Authenticate is limited by its implementation
-				// (authn.Authenticator.Basic): the same here.
+				// (access.Authenticator.Basic): the same here.
 				basic := f.opts.Authenticate
 				f.opts.Authenticate = func(ctx context.Context, user, pass, ip string) (*auth.Identity, error) {
 					if err := lim.LimitCredentials(ctx, ip); err != nil {

@@ -115,7 +115,7 @@ type Options struct {
 	// Limiter, when set, limits refused credentials per client address for
 	// the credentials the service checks itself: refresh tokens and the ID
 	// tokens of token exchange and jwt-bearer. Authenticate applies its own
-	// (authn.Authenticator.Basic), so every grant is limited once.
+	// (access.Authenticator.Basic), so every grant is limited once.
 	Limiter Limiter
 	// LimitsFor returns the bounds of refresh/session tokens issued to id.
 	// Zero fields take the defaults. nil means defaults for everyone.
@@ -125,7 +125,7 @@ type Options struct {
 	ClientIP func(r *http.Request) string
 }
 
-// Limiter counts refused credentials per client address (*authn.Gate).
+// Limiter counts refused credentials per client address (*access.Gate).
 type Limiter interface {
 	// LimitCredentials returns an error wrapping auth.ErrRateLimited (a
 	// *auth.RateLimitError) while clientIP is over its limit: the

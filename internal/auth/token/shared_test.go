@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/redistest"
-	"github.com/berth-registry/berth/internal/shared"
 )
 
 // Two services (two replicas) on one real Redis: records, use counts,
@@ -19,7 +19,7 @@ func TestSharedRedisStore(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	replica := func() *fixture {
-		r, err := shared.Open(ctx, srv.URL(), "test:", nil)
+		r, err := redisstate.Open(ctx, srv.URL(), "test:", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func TestSharedRedisStore(t *testing.T) {
 func TestSharedRedisKeyring(t *testing.T) {
 	srv := redistest.Start(t)
 	replicas(t, func() KeyringStore {
-		r, err := shared.Open(context.Background(), srv.URL(), "test:", nil)
+		r, err := redisstate.Open(context.Background(), srv.URL(), "test:", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -144,7 +144,6 @@ func TestEmptyRepositoryDirs(t *testing.T) {
 	mk("fresh/_manifests/revisions/sha256", young)
 	age(t, filepath.Join(repos, "mnt", "b"), time.Now()) // touched by the commit above anyway
 
-
 	stale := map[string]int{"repositories/mnt/a": 0, "repositories/deep": len("partial")}
 	opts := gc.Options{GracePeriod: time.Hour, DryRun: true}
 	dry, err := gc.Run(ctx, st, opts)

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/redistest"
-	"github.com/berth-registry/berth/internal/shared"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -69,7 +69,7 @@ func (r *gateReader) Read(p []byte) (int, error) {
 func TestLockerSerialisesAppendsAcrossStores(t *testing.T) {
 	rs := redistest.Start(t)
 	lock := func() Locker {
-		r, err := shared.Open(t.Context(), rs.URL(), "s3test:", nil)
+		r, err := redisstate.Open(t.Context(), rs.URL(), "s3test:", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,10 +1,10 @@
-// Package oidctest is a fake OpenID Connect issuer for tests and for
-// `berth dev-issuer`: discovery, a JWKS with rotating RSA-2048 or EC P-256
+// Package devissuer is an OpenID Connect issuer for development and tests: it
+// backs `berth dev-issuer` and is the fake issuer of the tests: discovery, a JWKS with rotating RSA-2048 or EC P-256
 // keys, token minting (including hostile tokens), an outage switch, fetch
 // counters, optional TLS with an in-memory CA, and a GitHub-Actions-compatible
 // token endpoint (what ACTIONS_ID_TOKEN_REQUEST_URL points at).
 //
-//	iss, err := oidctest.New(oidctest.Options{})
+//	iss, err := devissuer.New(devissuer.Options{})
 //	if err != nil { ... }
 //	defer iss.Close()
 //	raw := iss.Mint(map[string]any{"sub": "repo:acme/app:ref:refs/heads/main", "aud": "berth"})
@@ -12,7 +12,7 @@
 // The issuer signs tokens with keys it keeps in memory. It is NEVER a place
 // for real credentials, and NEVER meant to be reachable from other hosts: it
 // listens on 127.0.0.1 unless Options.Addr says otherwise.
-package oidctest
+package devissuer
 
 import (
 	"context"
@@ -125,10 +125,10 @@ func New(opts Options) (*Issuer, error) {
 		opts.KeyType = RSA
 	}
 	if opts.KeyType != RSA && opts.KeyType != EC {
-		return nil, fmt.Errorf("oidctest: unknown key type %q", opts.KeyType)
+		return nil, fmt.Errorf("devissuer: unknown key type %q", opts.KeyType)
 	}
 	if opts.Path != "" && !strings.HasPrefix(opts.Path, "/") {
-		return nil, fmt.Errorf("oidctest: path %q must start with /", opts.Path)
+		return nil, fmt.Errorf("devissuer: path %q must start with /", opts.Path)
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
@@ -157,7 +157,7 @@ func New(opts Options) (*Issuer, error) {
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("oidctest: %w", err)
+		return nil, fmt.Errorf("devissuer: %w", err)
 	}
 	scheme := "http"
 	transport := http.DefaultTransport.(*http.Transport).Clone()
@@ -265,13 +265,13 @@ func (i *Issuer) newKey() (*signingKey, error) {
 	case EC:
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
-			return nil, fmt.Errorf("oidctest: %w", err)
+			return nil, fmt.Errorf("devissuer: %w", err)
 		}
 		return &signingKey{kid: fmt.Sprintf("ec-%d-%s", n, randomHex(4)), alg: "ES256", priv: priv}, nil
 	default:
 		priv, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
-			return nil, fmt.Errorf("oidctest: %w", err)
+			return nil, fmt.Errorf("devissuer: %w", err)
 		}
 		return &signingKey{kid: fmt.Sprintf("rsa-%d-%s", n, randomHex(4)), alg: "RS256", priv: priv}, nil
 	}
@@ -285,15 +285,15 @@ func givenKey(priv crypto.Signer) (*signingKey, error) {
 		alg = "RS256"
 	case *ecdsa.PrivateKey:
 		if p.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("oidctest: signing key: only P-256 EC keys")
+			return nil, fmt.Errorf("devissuer: signing key: only P-256 EC keys")
 		}
 		alg = "ES256"
 	default:
-		return nil, fmt.Errorf("oidctest: signing key: unsupported type %T", priv)
+		return nil, fmt.Errorf("devissuer: signing key: unsupported type %T", priv)
 	}
 	tp, err := (&jose.JSONWebKey{Key: priv.Public()}).Thumbprint(crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("oidctest: signing key: %w", err)
+		return nil, fmt.Errorf("devissuer: signing key: %w", err)
 	}
 	return &signingKey{kid: b64(tp), alg: alg, priv: priv}, nil
 }
@@ -353,7 +353,7 @@ func (i *Issuer) MintWith(header, claims map[string]any, o MintOptions) (string,
 	}
 	i.mu.Unlock()
 	if k == nil {
-		return "", fmt.Errorf("oidctest: no published key %q", o.KeyID)
+		return "", fmt.Errorf("devissuer: no published key %q", o.KeyID)
 	}
 
 	h := map[string]any{"alg": k.alg, "kid": k.kid, "typ": "JWT"}
@@ -376,11 +376,11 @@ func (i *Issuer) MintWith(header, claims map[string]any, o MintOptions) (string,
 
 	hj, err := json.Marshal(h)
 	if err != nil {
-		return "", fmt.Errorf("oidctest: header: %w", err)
+		return "", fmt.Errorf("devissuer: header: %w", err)
 	}
 	cj, err := json.Marshal(c)
 	if err != nil {
-		return "", fmt.Errorf("oidctest: claims: %w", err)
+		return "", fmt.Errorf("devissuer: claims: %w", err)
 	}
 	input := b64(hj) + "." + b64(cj)
 	var sig []byte
@@ -389,7 +389,7 @@ func (i *Issuer) MintWith(header, claims map[string]any, o MintOptions) (string,
 	case SignHMACPublicKey:
 		der, err := x509.MarshalPKIXPublicKey(k.priv.Public())
 		if err != nil {
-			return "", fmt.Errorf("oidctest: %w", err)
+			return "", fmt.Errorf("devissuer: %w", err)
 		}
 		mac := hmac.New(sha256.New, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 		mac.Write([]byte(input))
@@ -403,7 +403,7 @@ func (i *Issuer) MintWith(header, claims map[string]any, o MintOptions) (string,
 			sig[len(sig)/2] ^= 0x01
 		}
 	default:
-		return "", fmt.Errorf("oidctest: unknown signing mode %d", o.Sign)
+		return "", fmt.Errorf("devissuer: unknown signing mode %d", o.Sign)
 	}
 	return input + "." + b64(sig), nil
 }
@@ -423,7 +423,7 @@ func sign(k *signingKey, input []byte) ([]byte, error) {
 		s.FillBytes(out[32:])
 		return out, nil
 	}
-	return nil, fmt.Errorf("oidctest: unsupported key %T", k.priv)
+	return nil, fmt.Errorf("devissuer: unsupported key %T", k.priv)
 }
 
 func merge(dst, src map[string]any) {
@@ -552,7 +552,7 @@ func (i *Issuer) serveGitHubToken(w http.ResponseWriter, r *http.Request) {
 // localhost signed by it.
 func newTLSCert() (tls.Certificate, []byte, error) {
 	fail := func(err error) (tls.Certificate, []byte, error) {
-		return tls.Certificate{}, nil, fmt.Errorf("oidctest: tls: %w", err)
+		return tls.Certificate{}, nil, fmt.Errorf("devissuer: tls: %w", err)
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -1,4 +1,4 @@
-package shared
+package redisstate
 
 import (
 	"context"
@@ -26,7 +26,7 @@ if left < 0 then left = 0 end
 return {n, left}
 `)
 
-// AddFailures implements authn.FailureCounter with one key per client
+// AddFailures implements access.FailureCounter with one key per client
 // address that expires with its window: the failed-authentication limit holds
 // across replicas.
 func (r *Redis) AddFailures(ctx context.Context, key string, delta int, window time.Duration) (int, time.Duration, error) {

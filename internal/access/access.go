@@ -1,4 +1,4 @@
-// Package authn turns a request's credentials into an auth.Identity and gates
+// Package access turns a request's credentials into an auth.Identity and gates
 // the /v2 API with it.
 //
 // Credentials, by the Authorization header:
@@ -14,7 +14,7 @@
 // may do; a registry access token additionally bounds it to its grants.
 //
 // NEVER log a credential: log the identity, or why a credential was refused.
-package authn
+package access
 
 import (
 	"context"

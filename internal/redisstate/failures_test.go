@@ -1,4 +1,4 @@
-package shared
+package redisstate
 
 import (
 	"context"
@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-registry/berth/internal/authn"
+	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/redistest"
 )
 
-var _ authn.FailureCounter = (*Redis)(nil)
+var _ access.FailureCounter = (*Redis)(nil)
 
 func TestFailuresSharedAcrossClients(t *testing.T) {
 	srv := redistest.Start(t)

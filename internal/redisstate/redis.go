@@ -1,4 +1,4 @@
-// Package shared keeps the state several berth replicas must share in Redis
+// Package redisstate keeps the state several berth replicas must share in Redis
 // ([cache.redis]): refresh/session token records (so use counts and
 // revocations hold across replicas), the token signing keyring, the OIDC
 // discovery, key-set and verified-ID-token cache, and the locks that
@@ -8,7 +8,7 @@
 // oidc.SharedCache, s3.Locker) and *Redis implements them; without Redis the
 // consumers keep their local, single-process implementations.
 //
-//	r, err := shared.Open(ctx, "redis://redis:6379/0", "berth:", logger)
+//	r, err := redisstate.Open(ctx, "redis://redis:6379/0", "berth:", logger)
 //	defer r.Close()
 //	svc, err := token.New(token.Options{..., Store: r.Tokens()})
 //
@@ -23,7 +23,7 @@
 //     compare-and-delete script). If Redis is unreachable for longer than the
 //     lease the lock can be lost while its holder still works; consumers keep
 //     their own safety net (the S3 backend's conditional state writes).
-package shared
+package redisstate
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package oidctest
+package devissuer
 
 import (
 	"encoding/base64"
