@@ -360,12 +360,11 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 			}
 		}
 	}
-	refs, err := u.o.Store.ListReferrers(ctx, repo, d)
+	p.Referrers, err = u.referrers(ctx, repo, d)
 	if err != nil && !isUnknown(err) {
 		u.storeErr(w, r, rq, "the referrers of "+shortDigest(d), err)
 		return
 	}
-	p.Referrers = groupReferrers(refs)
 	p.JSON, p.JSONCut = highlightJSON(m.Data, maxRawHTML)
 	title := repo + "@" + shortDigest(d)
 	if tag != "" {
@@ -385,53 +384,96 @@ var referrerKinds = []struct {
 	{"Attestations", []string{"in-toto", "intoto", "attestation", "provenance", "dsse", "slsa", "vex"}},
 }
 
-func groupReferrers(refs []storage.Descriptor) []referrerGroup {
-	groups := map[string][]descriptor{}
+// maxReferrerGroups bounds the groups of a manifest page's referrers: the
+// referrers of further artifact types are counted under otherTypes.
+const (
+	maxReferrerGroups = 32
+	otherTypes        = "Other types"
+	// maxLabel bounds an artifact type as the UI keeps it (a media type is
+	// at most 255 characters; a longer one is cut).
+	maxLabel = 512
+)
+
+// referrers groups the referrers of d in repo by kind, each group in digest
+// order and cut at manifestListPage items, counting them all. The store
+// hands out one stored descriptor at a time and only the shown ones are
+// kept (with only the shown annotations), so memory is bounded whatever the
+// number and size of the referrers.
+func (u *UI) referrers(ctx context.Context, repo string, d digest.Digest) ([]referrerGroup, error) {
+	groups := map[string]*referrerGroup{}
 	var other []string
-	for _, rd := range refs {
-		d := descriptor{MediaType: rd.MediaType, Digest: rd.Digest, Size: rd.Size, ArtifactType: rd.ArtifactType, Annotations: rd.Annotations}
-		at := strings.ToLower(rd.ArtifactType)
-		label := ""
-		for _, k := range referrerKinds {
-			for _, m := range k.match {
-				if strings.Contains(at, m) {
-					label = k.label
-					break
-				}
-			}
-			if label != "" {
-				break
-			}
+	err := u.o.Store.WalkReferrers(ctx, repo, d, "", func(ref digest.Digest, b []byte) (bool, error) {
+		var rd descriptor
+		if err := json.Unmarshal(b, &rd); err != nil {
+			return false, fmt.Errorf("referrer %s of %s: %w", ref, d, err)
 		}
+		rd.MediaType, rd.ArtifactType = cut(rd.MediaType, maxLabel), cut(rd.ArtifactType, maxLabel)
+		label := referrerKind(rd.ArtifactType)
 		if label == "" {
 			label = rd.ArtifactType
 			if label == "" {
 				label = "Other"
 			}
-			if !slices.Contains(other, label) {
-				other = append(other, label)
+			if _, ok := groups[label]; !ok {
+				if len(groups) >= maxReferrerGroups {
+					label = otherTypes
+				} else {
+					other = append(other, label)
+				}
 			}
 		}
-		groups[label] = append(groups[label], d)
+		g := groups[label]
+		if g == nil {
+			g = &referrerGroup{Label: label}
+			groups[label] = g
+		}
+		g.Count++
+		if len(g.Items) < manifestListPage {
+			g.Items = append(g.Items, rd)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var out []referrerGroup
 	for _, k := range referrerKinds {
-		if items := groups[k.label]; len(items) > 0 {
-			out = append(out, referrerGroup{Label: k.label, Items: items})
+		if g := groups[k.label]; g != nil {
+			out = append(out, *g)
 		}
 	}
 	slices.Sort(other)
-	for _, l := range other {
-		out = append(out, referrerGroup{Label: l, Items: groups[l]})
+	if groups[otherTypes] != nil {
+		other = append(other, otherTypes)
 	}
-	for i, g := range out {
+	for _, l := range other {
+		out = append(out, *groups[l])
+	}
+	for _, g := range out {
 		slices.SortFunc(g.Items, func(a, b descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-		out[i].Count = len(g.Items)
-		if len(g.Items) > manifestListPage {
-			out[i].Items = g.Items[:manifestListPage:manifestListPage]
+	}
+	return out, nil
+}
+
+// referrerKind is the label of the kind an artifact type belongs to, or "".
+func referrerKind(artifactType string) string {
+	at := strings.ToLower(artifactType)
+	for _, k := range referrerKinds {
+		for _, m := range k.match {
+			if strings.Contains(at, m) {
+				return k.label
+			}
 		}
 	}
-	return out
+	return ""
+}
+
+// cut returns s, or its first n bytes and an ellipsis if it is longer.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // rawManifest sends a manifest's bytes as a download (like a blob: an

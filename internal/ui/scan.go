@@ -259,7 +259,7 @@ func scanAnnotations(v []byte, w window, out *listPage[annotation]) error {
 }
 
 // shownAnnotations are the descriptor annotations the UI shows.
-var shownAnnotations = []string{"org.opencontainers.image.title", "vnd.docker.reference.type"}
+var shownAnnotations = []string{"org.opencontainers.image.title", "vnd.docker.reference.type", "org.opencontainers.image.created"}
 
 // pickedAnnotations are a descriptor's annotations; decoded from JSON, only
 // the shown ones are kept.
