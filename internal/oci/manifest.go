@@ -1,7 +1,6 @@
 package oci
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -93,8 +92,7 @@ func ParseManifest(contentType string, data []byte) (*Parsed, error) {
 		return nil, invalid("manifest is not valid JSON")
 	}
 	var m Manifest
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(data, &m); err != nil { // data is one JSON value (json.Valid)
 		return nil, invalid("manifest does not match the manifest schema: %v", err)
 	}
 	mt := m.MediaType
@@ -122,7 +120,8 @@ func ParseManifest(contentType string, data []byte) (*Parsed, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.Blobs = append(p.Blobs, c)
+		p.Blobs = make([]Ref, 1, 1+len(m.Layers))
+		p.Blobs[0] = c
 		if p.ArtifactType == "" && ct == MediaTypeImageManifest {
 			p.ArtifactType = m.Config.MediaType
 		}
@@ -143,6 +142,7 @@ func ParseManifest(contentType string, data []byte) (*Parsed, error) {
 		if m.Config != nil || m.Layers != nil {
 			return nil, invalid("index must not have config or layers")
 		}
+		p.Children = make([]Ref, 0, len(m.Manifests))
 		for _, c := range m.Manifests {
 			r, err := checkDescriptor("manifest", c)
 			if err != nil {
