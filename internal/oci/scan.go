@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"unicode/utf8"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/oci/rawjson"
 )
@@ -263,13 +266,20 @@ func ReadDescriptor(b []byte, keep []string) (Descriptor, error) {
 	err := rawjson.Members(b, func(k, v []byte) error {
 		switch {
 		case rawjson.KeyIs(k, "mediaType"):
-			return json.Unmarshal(v, &d.MediaType)
+			return readString(v, &d.MediaType)
 		case rawjson.KeyIs(k, "digest"):
-			return json.Unmarshal(v, &d.Digest)
+			s := string(d.Digest)
+			err := readString(v, &s)
+			d.Digest = digest.Digest(s)
+			return err
 		case rawjson.KeyIs(k, "size"):
+			if n, ok := rawjson.ParseInt(v); ok {
+				d.Size = n
+				return nil
+			}
 			return json.Unmarshal(v, &d.Size)
 		case rawjson.KeyIs(k, "artifactType"):
-			return json.Unmarshal(v, &d.ArtifactType)
+			return readString(v, &d.ArtifactType)
 		case rawjson.KeyIs(k, "platform"):
 			return json.Unmarshal(v, &d.Platform)
 		case rawjson.KeyIs(k, "annotations"):
@@ -315,4 +325,13 @@ func pickAnnotations(v []byte, keep []string, m *map[string]string) error {
 		}
 		return nil
 	})
+}
+
+// readString is json.Unmarshal(v, dst), without its cost for a plain string.
+func readString(v []byte, dst *string) error {
+	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 && utf8.Valid(v) {
+		*dst = string(v[1 : len(v)-1])
+		return nil
+	}
+	return json.Unmarshal(v, dst)
 }
