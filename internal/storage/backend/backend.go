@@ -34,12 +34,13 @@ var (
 func ParseDigest(d digest.Digest) (oci.Digest, error) {
 	g, err := oci.ParseDigest(d)
 	switch {
+	case err == nil:
+		return g, nil
 	case errors.Is(err, oci.ErrUnsupportedDigest):
 		return g, fmt.Errorf("digest %q: %w", string(d), storage.ErrUnsupportedDigest)
-	case err != nil:
+	default:
 		return g, fmt.Errorf("digest %q: %w", string(d), ErrInvalidDigest)
 	}
-	return g, nil
 }
 
 // LookupDigest is ParseDigest for lookups: a malformed digest names nothing
