@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/oci"
 )
 
 const ioBuf = 1 << 20
@@ -365,7 +367,7 @@ func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[st
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Accept", mediaManifest)
+		req.Header.Set("Accept", oci.MediaTypeImageManifest)
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			return err

@@ -16,12 +16,10 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
-)
+	specs "github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-const (
-	mediaManifest = "application/vnd.oci.image.manifest.v1+json"
-	mediaConfig   = "application/vnd.oci.image.config.v1+json"
-	mediaLayer    = "application/vnd.oci.image.layer.v1.tar+gzip"
+	"github.com/berth-registry/berth/internal/oci"
 )
 
 // checkLoopback refuses any base URL whose host is not a loopback address.
@@ -265,7 +263,7 @@ func (c *client) pushManifest(ctx context.Context, repo, ref string, m []byte) e
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", mediaManifest)
+	req.Header.Set("Content-Type", oci.MediaTypeImageManifest)
 	resp, err := c.do(req, http.StatusCreated)
 	if err != nil {
 		return err
@@ -280,7 +278,7 @@ func (c *client) getManifest(ctx context.Context, repo, ref string) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", mediaManifest)
+	req.Header.Set("Accept", oci.MediaTypeImageManifest)
 	resp, err := c.do(req, http.StatusOK)
 	if err != nil {
 		return nil, err
@@ -296,29 +294,16 @@ type image struct {
 	manifest []byte
 }
 
-type descriptor struct {
-	MediaType string        `json:"mediaType"`
-	Digest    digest.Digest `json:"digest"`
-	Size      int64         `json:"size"`
-}
-
-type ociManifest struct {
-	SchemaVersion int          `json:"schemaVersion"`
-	MediaType     string       `json:"mediaType"`
-	Config        descriptor   `json:"config"`
-	Layers        []descriptor `json:"layers"`
-}
-
 // makeImage builds an image of the given layers and a small config naming
 // them; tag makes the config, and so the manifest, unique.
 func makeImage(layers [][]byte, tag string) image {
 	var im image
 	var diffIDs []string
-	m := ociManifest{SchemaVersion: 2, MediaType: mediaManifest}
+	m := v1.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: oci.MediaTypeImageManifest}
 	for _, l := range layers {
 		d := digest.FromBytes(l)
 		diffIDs = append(diffIDs, d.String())
-		m.Layers = append(m.Layers, descriptor{MediaType: mediaLayer, Digest: d, Size: int64(len(l))})
+		m.Layers = append(m.Layers, v1.Descriptor{MediaType: oci.MediaTypeLayerGzip, Digest: d, Size: int64(len(l))})
 		im.blobs = append(im.blobs, l)
 		im.digests = append(im.digests, d)
 	}
@@ -329,7 +314,7 @@ func makeImage(layers [][]byte, tag string) image {
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": diffIDs},
 	})
 	cd := digest.FromBytes(cfg)
-	m.Config = descriptor{MediaType: mediaConfig, Digest: cd, Size: int64(len(cfg))}
+	m.Config = v1.Descriptor{MediaType: oci.MediaTypeImageConfig, Digest: cd, Size: int64(len(cfg))}
 	im.blobs = append([][]byte{cfg}, im.blobs...)
 	im.digests = append([]digest.Digest{cd}, im.digests...)
 	im.manifest, _ = json.Marshal(m)

@@ -30,7 +30,6 @@ package gc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +39,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -435,7 +435,7 @@ func (r *run) markManifest(ctx context.Context, repo string, d digest.Digest, ch
 		}
 		return fmt.Errorf("gc: read manifest %s in %s: %w", d, repo, err)
 	}
-	blobs, children := References(m.Data)
+	blobs, children := oci.References(m.Data)
 	r.mark(blobs...)
 	r.mark(children...)
 	for _, c := range children {
@@ -444,37 +444,4 @@ func (r *run) markManifest(ctx context.Context, repo string, d digest.Digest, ch
 		}
 	}
 	return nil
-}
-
-type descriptor struct {
-	Digest digest.Digest `json:"digest"`
-}
-
-// References returns the blobs (config, layers, artifact blobs) and child
-// manifests (index entries) a manifest refers to. It is lenient: what does
-// not parse refers to nothing.
-func References(data []byte) (blobs, children []digest.Digest) {
-	var m struct {
-		Config    *descriptor  `json:"config"`
-		Layers    []descriptor `json:"layers"`
-		Blobs     []descriptor `json:"blobs"`
-		Manifests []descriptor `json:"manifests"`
-	}
-	if json.Unmarshal(data, &m) != nil {
-		return nil, nil
-	}
-	if m.Config != nil && m.Config.Digest != "" {
-		blobs = append(blobs, m.Config.Digest)
-	}
-	for _, l := range append(m.Layers, m.Blobs...) {
-		if l.Digest != "" {
-			blobs = append(blobs, l.Digest)
-		}
-	}
-	for _, c := range m.Manifests {
-		if c.Digest != "" {
-			children = append(children, c.Digest)
-		}
-	}
-	return blobs, children
 }

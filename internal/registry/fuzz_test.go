@@ -3,28 +3,9 @@ package registry
 import (
 	"net/http/httptest"
 	"testing"
-)
 
-func FuzzParseManifest(f *testing.F) {
-	f.Add(mediaTypeOCIManifest, []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}`))
-	f.Add(mediaTypeOCIIndex, []byte(`{"schemaVersion":2,"manifests":[{"mediaType":"a","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2}],"subject":{"mediaType":"b","digest":"sha512:00","size":1}}`))
-	f.Add("", []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}`))
-	f.Add("text/plain; x", []byte(`null`))
-	f.Fuzz(func(t *testing.T, ct string, data []byte) {
-		p, err := parseManifest(ct, data)
-		if err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("error is %T, want *Error", err)
-			}
-			return
-		}
-		for _, r := range append(append([]ref{}, p.Blobs...), p.Children...) {
-			if r.Digest.Validate() != nil || r.Size < 0 {
-				t.Fatalf("invalid reference accepted: %+v", r)
-			}
-		}
-	})
-}
+	"github.com/berth-registry/berth/internal/oci"
+)
 
 func FuzzParseRange(f *testing.F) {
 	for _, s := range []string{"bytes=0-9", "bytes=-5", "bytes=5-", "bytes=1-0", "bytes=0-1,2-3", "bytes=99999999999999999999-", "x", ""} {
@@ -76,7 +57,7 @@ func FuzzResolve(f *testing.F) {
 			}
 			return
 		}
-		if rt.Repo != "" && !validName(rt.Repo) {
+		if rt.Repo != "" && !oci.ValidRepo(rt.Repo) {
 			t.Fatalf("invalid name routed: %q", rt.Repo)
 		}
 		if rt.Action == "" {

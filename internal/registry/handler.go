@@ -19,6 +19,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -185,7 +186,7 @@ func requestID(ctx context.Context) string {
 }
 
 func newRequestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && validTag(id) {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && oci.ValidTag(id) {
 		return id
 	}
 	var b [8]byte

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/opencontainers/go-digest"
 )
@@ -26,7 +27,7 @@ func parseManifestRef(s string) (manifestRef, error) {
 		}
 		return manifestRef{Digest: d}, nil
 	}
-	if !validTag(s) {
+	if !oci.ValidTag(s) {
 		return manifestRef{}, errf(CodeManifestInvalid, "invalid tag %q", truncate(s, 150)).withDetail(map[string]string{"tag": truncate(s, 150)})
 	}
 	return manifestRef{Tag: s}, nil
@@ -93,7 +94,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	}
 	extra := r.URL.Query()["tag"]
 	for _, t := range extra {
-		if !validTag(t) {
+		if !oci.ValidTag(t) {
 			return errf(CodeManifestInvalid, "invalid tag %q", truncate(t, 150))
 		}
 		tags = append(tags, t)
@@ -177,7 +178,7 @@ func manifestTooLarge(limit int64) *Error {
 // references exists in the repository with the declared size. A missing
 // subject is allowed (the spec lets referrers be pushed before their subject).
 // It returns the references found, for storage.PutManifestRequest.Refs.
-func (h *Handler) checkReferences(r *http.Request, repo string, pm *parsedManifest) ([]digest.Digest, error) {
+func (h *Handler) checkReferences(r *http.Request, repo string, pm *oci.Parsed) ([]digest.Digest, error) {
 	ctx := r.Context()
 	refs := make([]digest.Digest, 0, len(pm.Blobs)+len(pm.Children))
 	for i, b := range pm.Blobs {

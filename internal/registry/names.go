@@ -3,27 +3,9 @@ package registry
 import (
 	_ "crypto/sha256" // registers sha256 for go-digest
 	_ "crypto/sha512" // registers sha512 for go-digest
-	"regexp"
 
 	"github.com/opencontainers/go-digest"
 )
-
-// maxNameLength bounds a repository name (distribution's limit), so a name
-// always fits in a path on every backend.
-const maxNameLength = 255
-
-var (
-	nameRe = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRe  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-)
-
-// validName reports whether s is a repository name per the distribution-spec grammar.
-func validName(s string) bool {
-	return len(s) <= maxNameLength && nameRe.MatchString(s)
-}
-
-// validTag reports whether s is a tag per the distribution-spec grammar.
-func validTag(s string) bool { return tagRe.MatchString(s) }
 
 // parseDigest parses a digest and accepts only the algorithms berth stores.
 func parseDigest(s string) (digest.Digest, error) {

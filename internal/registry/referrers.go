@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -81,7 +82,7 @@ func (h *Handler) getReferrers(w http.ResponseWriter, r *http.Request, rt Route)
 		return fmt.Errorf("list referrers: %w", err)
 	}
 
-	const head = `{"schemaVersion":2,"mediaType":"` + mediaTypeOCIIndex + `","manifests":[`
+	const head = `{"schemaVersion":2,"mediaType":"` + oci.MediaTypeImageIndex + `","manifests":[`
 	const tail = `]}`
 	hdr := w.Header()
 	if at != "" {
@@ -94,7 +95,7 @@ func (h *Handler) getReferrers(w http.ResponseWriter, r *http.Request, rt Route)
 		}
 		hdr.Set("Link", fmt.Sprintf("<%s?%s>; rel=\"next\"", "/v2/"+rt.Repo+"/referrers/"+d.String(), next.Encode()))
 	}
-	hdr.Set("Content-Type", mediaTypeOCIIndex)
+	hdr.Set("Content-Type", oci.MediaTypeImageIndex)
 	hdr.Set("Content-Length", strconv.Itoa(len(head)+size+max(len(page)-1, 0)+len(tail)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(head))

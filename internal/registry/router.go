@@ -3,6 +3,8 @@ package registry
 import (
 	"net/http"
 	"strings"
+
+	"github.com/berth-registry/berth/internal/oci"
 )
 
 // Route is a request resolved to a typed action before any handler runs: the
@@ -74,7 +76,7 @@ func resolve(r *http.Request) (Route, error) {
 	if kind == "" {
 		return rt, notFound()
 	}
-	if !validName(rt.Repo) {
+	if !oci.ValidRepo(rt.Repo) {
 		return rt, errf(CodeNameInvalid, "invalid repository name %q", truncate(rt.Repo, 300))
 	}
 
@@ -92,7 +94,7 @@ func resolve(r *http.Request) (Route, error) {
 			if q := r.URL.Query(); q.Has("mount") {
 				rt.Action = ActionMountBlob
 				rt.From = q.Get("from")
-				if rt.From != "" && !validName(rt.From) {
+				if rt.From != "" && !oci.ValidRepo(rt.From) {
 					return rt, errf(CodeNameInvalid, "invalid repository name %q in from", truncate(rt.From, 300))
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/opencontainers/go-digest"
 )
@@ -78,7 +79,7 @@ func (h *Handler) mountBlob(w http.ResponseWriter, r *http.Request, rt Route) er
 		return err
 	}
 	from := q.Get("from")
-	if from != "" && !validName(from) {
+	if from != "" && !oci.ValidRepo(from) {
 		return errf(CodeNameInvalid, "invalid repository name %q in from", truncate(from, 300))
 	}
 	if from != "" || h.mountAny {

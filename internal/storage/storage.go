@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/oci"
 )
 
 // Sentinel errors. Callers test them with errors.Is.
@@ -76,14 +78,9 @@ type Manifest struct {
 	Data      []byte
 }
 
-// Descriptor is an OCI content descriptor as stored in the referrers index.
-type Descriptor struct {
-	MediaType    string            `json:"mediaType"`
-	Digest       digest.Digest     `json:"digest"`
-	Size         int64             `json:"size"`
-	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  map[string]string `json:"annotations,omitempty"`
-}
+// Descriptor is an OCI content descriptor as stored in the referrers index
+// (mediaType, digest, size, artifactType and annotations are set).
+type Descriptor = oci.Descriptor
 
 // PutManifestRequest is what PutManifest stores. The HTTP layer has parsed and
 // validated the manifest; the store only records it.

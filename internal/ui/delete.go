@@ -6,8 +6,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 // delete removes a tag (form field tag) or a manifest (form field digest)
@@ -17,10 +17,10 @@ func (u *UI) delete(w http.ResponseWriter, r *http.Request, rq *request, repo st
 	tag, ds := r.PostForm.Get("tag"), r.PostForm.Get("digest")
 	var ref, what string
 	switch {
-	case tag != "" && ds == "" && layout.ValidTag(tag):
+	case tag != "" && ds == "" && oci.ValidTag(tag):
 		ref, what = tag, "tag "+tag
 	case ds != "" && tag == "":
-		g, err := layout.ParseDigest(digest.Digest(ds))
+		g, err := oci.ParseDigest(digest.Digest(ds))
 		if err != nil {
 			u.fail(w, r, rq, http.StatusBadRequest, "Bad request", "That is not a valid digest.")
 			return

@@ -16,9 +16,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 // Manifest kinds.
@@ -30,33 +30,6 @@ const (
 
 // maxConfigSize bounds an image configuration the UI reads.
 const maxConfigSize = 1 << 20
-
-// descriptor is an OCI / Docker descriptor, as far as the UI shows it.
-type descriptor struct {
-	MediaType    string            `json:"mediaType"`
-	Digest       digest.Digest     `json:"digest"`
-	Size         int64             `json:"size"`
-	ArtifactType string            `json:"artifactType,omitempty"`
-	Annotations  pickedAnnotations `json:"annotations,omitempty"`
-	Platform     *platform         `json:"platform,omitempty"`
-}
-
-type platform struct {
-	OS           string `json:"os"`
-	Architecture string `json:"architecture"`
-	Variant      string `json:"variant,omitempty"`
-}
-
-func (p *platform) String() string {
-	if p == nil || p.OS == "" && p.Architecture == "" {
-		return ""
-	}
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
-}
 
 // imageConfig is the part of an image configuration the UI shows.
 // Environment variables are deliberately left out: they often hold secrets.
@@ -75,10 +48,7 @@ type imageConfig struct {
 	History counted `json:"history"`
 }
 
-var imageConfigTypes = []string{
-	"application/vnd.oci.image.config.v1+json",
-	"application/vnd.docker.container.image.v1+json",
-}
+var imageConfigTypes = []string{oci.MediaTypeImageConfig, oci.MediaTypeDockerConfig}
 
 // summary is what a list row shows about a manifest.
 type summary struct {
@@ -90,7 +60,7 @@ type summary struct {
 	Subject      digest.Digest
 }
 
-func kindOf(mediaType string, sc *manifestScan) string {
+func kindOf(mediaType string, sc *oci.Scan) string {
 	switch {
 	case sc.IsIndex || strings.Contains(mediaType, "index") || strings.Contains(mediaType, "manifest.list"):
 		return kindIndex
@@ -104,7 +74,7 @@ func kindOf(mediaType string, sc *manifestScan) string {
 // summarize describes a manifest; for an image it reads the configuration
 // (bounded) for the platform.
 func (u *UI) summarize(ctx context.Context, repo string, m storage.Manifest) summary {
-	sc, err := scanManifest(m.Data, window{}, window{}, window{})
+	sc, err := oci.ScanManifest(m.Data, oci.Window{}, oci.Window{}, oci.Window{}, shownAnnotations)
 	s := summaryOf(m, sc, err)
 	if s.Kind == kindImage && sc.Config != nil {
 		if cfg, err := u.readConfig(ctx, repo, sc.Config); err == nil {
@@ -115,7 +85,7 @@ func (u *UI) summarize(ctx context.Context, repo string, m storage.Manifest) sum
 }
 
 // summaryOf describes a scanned manifest (err: the scan's).
-func summaryOf(m storage.Manifest, sc *manifestScan, err error) summary {
+func summaryOf(m storage.Manifest, sc *oci.Scan, err error) summary {
 	s := summary{MediaType: m.MediaType, Size: int64(len(m.Data))}
 	if err != nil {
 		s.Kind = "unreadable"
@@ -146,13 +116,13 @@ func summaryOf(m storage.Manifest, sc *manifestScan, err error) summary {
 
 // setPlatform names an image's platform from its configuration.
 func (s *summary) setPlatform(cfg *imageConfig) {
-	p := &platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
+	p := &oci.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
 	if ps := p.String(); ps != "" {
 		s.Platforms = []string{ps}
 	}
 }
 
-func (u *UI) readConfig(ctx context.Context, repo string, d *descriptor) (*imageConfig, error) {
+func (u *UI) readConfig(ctx context.Context, repo string, d *oci.Descriptor) (*imageConfig, error) {
 	if d.Size > maxConfigSize || !slices.Contains(imageConfigTypes, d.MediaType) {
 		return nil, errors.New("ui: not an image configuration")
 	}
@@ -187,9 +157,9 @@ type manifestPage struct {
 	ConfigErr    string
 	Layers       []layerRow
 	LayerPager   pager
-	Children     []descriptor
+	Children     []oci.Descriptor
 	ChildPager   pager
-	Annotations  []annotation
+	Annotations  []oci.Annotation
 	AnnPager     pager
 	Referrers    []referrerGroup
 	JSON         template.HTML
@@ -203,7 +173,7 @@ type manifestPage struct {
 }
 
 type layerRow struct {
-	descriptor
+	oci.Descriptor
 	Index   int
 	Title   string
 	Percent float64 // of the largest layer, for the bar chart
@@ -211,8 +181,8 @@ type layerRow struct {
 
 type referrerGroup struct {
 	Label string
-	Count int          // referrers in the group
-	Items []descriptor // the first manifestListPage of them
+	Count int              // referrers in the group
+	Items []oci.Descriptor // the first manifestListPage of them
 }
 
 // pager describes one page of a list on the manifest page.
@@ -242,8 +212,8 @@ func listPages(r *http.Request) map[string]int {
 	return out
 }
 
-func pageWindow(page int) window {
-	return window{Off: (page - 1) * manifestListPage, N: manifestListPage}
+func pageWindow(page int) oci.Window {
+	return oci.Window{Off: (page - 1) * manifestListPage, N: manifestListPage}
 }
 
 // newPager describes page (1-based) of a list of count items whose links
@@ -288,13 +258,13 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 		tag string
 	)
 	if strings.Contains(ref, ":") {
-		g, err := layout.ParseDigest(digest.Digest(ref))
+		g, err := oci.ParseDigest(digest.Digest(ref))
 		if err != nil {
 			u.fail(w, r, rq, http.StatusNotFound, "Not found", "That is not a valid digest.")
 			return
 		}
 		d = g.D
-	} else if layout.ValidTag(ref) {
+	} else if oci.ValidTag(ref) {
 		tag = ref
 	} else {
 		u.fail(w, r, rq, http.StatusNotFound, "Not found", "That is not a valid tag or digest.")
@@ -321,7 +291,7 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 		return
 	}
 	pages := listPages(r)
-	sc, err := scanManifest(m.Data, pageWindow(pages["layers"]), pageWindow(pages["children"]), pageWindow(pages["annotations"]))
+	sc, err := oci.ScanManifest(m.Data, pageWindow(pages["layers"]), pageWindow(pages["children"]), pageWindow(pages["annotations"]), shownAnnotations)
 	p := manifestPage{Repo: repo, Host: r.Host, Tag: tag, Digest: d, summary: summaryOf(m, sc, err),
 		CanDelete:  u.can(ctx, rq, registry.ActionDeleteManifest, repo, string(d)),
 		CanPullRaw: u.can(ctx, rq, registry.ActionGetBlob, repo, string(d))}
@@ -332,7 +302,7 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 	if err == nil {
 		q := r.URL.Query()
 		for i, l := range sc.Layers.Items {
-			row := layerRow{descriptor: l, Index: sc.Layers.Off + i, Title: l.Annotations["org.opencontainers.image.title"]}
+			row := layerRow{Descriptor: l, Index: sc.Layers.Off + i, Title: l.Annotations["org.opencontainers.image.title"]}
 			if sc.Layers.Largest > 0 {
 				row.Percent = max(float64(l.Size)*100/float64(sc.Layers.Largest), 0.5)
 			}
@@ -347,7 +317,7 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 		p.ChildPager = newPager("manifests", sc.Children.Count, pages["children"], here, q, "children")
 		p.Annotations = sc.Annotations.Items
 		if sc.Annotations.Count <= manifestListPage {
-			slices.SortFunc(p.Annotations, func(a, b annotation) int { return strings.Compare(a.Key, b.Key) })
+			slices.SortFunc(p.Annotations, func(a, b oci.Annotation) int { return strings.Compare(a.Key, b.Key) })
 		}
 		p.AnnPager = newPager("annotations", sc.Annotations.Count, pages["annotations"], here, q, "annotations")
 		if p.Kind == kindImage && sc.Config != nil {
@@ -360,12 +330,11 @@ func (u *UI) manifest(w http.ResponseWriter, r *http.Request, rq *request, repo,
 			}
 		}
 	}
-	refs, err := u.o.Store.ListReferrers(ctx, repo, d)
+	p.Referrers, err = u.referrers(ctx, repo, d)
 	if err != nil && !isUnknown(err) {
 		u.storeErr(w, r, rq, "the referrers of "+shortDigest(d), err)
 		return
 	}
-	p.Referrers = groupReferrers(refs)
 	p.JSON, p.JSONCut = highlightJSON(m.Data, maxRawHTML)
 	title := repo + "@" + shortDigest(d)
 	if tag != "" {
@@ -385,53 +354,96 @@ var referrerKinds = []struct {
 	{"Attestations", []string{"in-toto", "intoto", "attestation", "provenance", "dsse", "slsa", "vex"}},
 }
 
-func groupReferrers(refs []storage.Descriptor) []referrerGroup {
-	groups := map[string][]descriptor{}
+// maxReferrerGroups bounds the groups of a manifest page's referrers: the
+// referrers of further artifact types are counted under otherTypes.
+const (
+	maxReferrerGroups = 32
+	otherTypes        = "Other types"
+	// maxLabel bounds an artifact type as the UI keeps it (a media type is
+	// at most 255 characters; a longer one is cut).
+	maxLabel = 512
+)
+
+// referrers groups the referrers of d in repo by kind, each group in digest
+// order and cut at manifestListPage items, counting them all. The store
+// hands out one stored descriptor at a time and only the shown ones are
+// kept (with only the shown annotations), so memory is bounded whatever the
+// number and size of the referrers.
+func (u *UI) referrers(ctx context.Context, repo string, d digest.Digest) ([]referrerGroup, error) {
+	groups := map[string]*referrerGroup{}
 	var other []string
-	for _, rd := range refs {
-		d := descriptor{MediaType: rd.MediaType, Digest: rd.Digest, Size: rd.Size, ArtifactType: rd.ArtifactType, Annotations: rd.Annotations}
-		at := strings.ToLower(rd.ArtifactType)
-		label := ""
-		for _, k := range referrerKinds {
-			for _, m := range k.match {
-				if strings.Contains(at, m) {
-					label = k.label
-					break
-				}
-			}
-			if label != "" {
-				break
-			}
+	err := u.o.Store.WalkReferrers(ctx, repo, d, "", func(ref digest.Digest, b []byte) (bool, error) {
+		rd, err := oci.ReadDescriptor(b, shownAnnotations)
+		if err != nil {
+			return false, fmt.Errorf("referrer %s of %s: %w", ref, d, err)
 		}
+		rd.MediaType, rd.ArtifactType = cut(rd.MediaType, maxLabel), cut(rd.ArtifactType, maxLabel)
+		label := referrerKind(rd.ArtifactType)
 		if label == "" {
 			label = rd.ArtifactType
 			if label == "" {
 				label = "Other"
 			}
-			if !slices.Contains(other, label) {
-				other = append(other, label)
+			if _, ok := groups[label]; !ok {
+				if len(groups) >= maxReferrerGroups {
+					label = otherTypes
+				} else {
+					other = append(other, label)
+				}
 			}
 		}
-		groups[label] = append(groups[label], d)
+		g := groups[label]
+		if g == nil {
+			g = &referrerGroup{Label: label}
+			groups[label] = g
+		}
+		g.Count++
+		if len(g.Items) < manifestListPage {
+			g.Items = append(g.Items, rd)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	var out []referrerGroup
 	for _, k := range referrerKinds {
-		if items := groups[k.label]; len(items) > 0 {
-			out = append(out, referrerGroup{Label: k.label, Items: items})
+		if g := groups[k.label]; g != nil {
+			out = append(out, *g)
 		}
 	}
 	slices.Sort(other)
-	for _, l := range other {
-		out = append(out, referrerGroup{Label: l, Items: groups[l]})
+	if groups[otherTypes] != nil {
+		other = append(other, otherTypes)
 	}
-	for i, g := range out {
-		slices.SortFunc(g.Items, func(a, b descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
-		out[i].Count = len(g.Items)
-		if len(g.Items) > manifestListPage {
-			out[i].Items = g.Items[:manifestListPage:manifestListPage]
+	for _, l := range other {
+		out = append(out, *groups[l])
+	}
+	for _, g := range out {
+		slices.SortFunc(g.Items, func(a, b oci.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	}
+	return out, nil
+}
+
+// referrerKind is the label of the kind an artifact type belongs to, or "".
+func referrerKind(artifactType string) string {
+	at := strings.ToLower(artifactType)
+	for _, k := range referrerKinds {
+		for _, m := range k.match {
+			if strings.Contains(at, m) {
+				return k.label
+			}
 		}
 	}
-	return out
+	return ""
+}
+
+// cut returns s, or its first n bytes and an ellipsis if it is longer.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // rawManifest sends a manifest's bytes as a download (like a blob: an
@@ -456,7 +468,7 @@ func (u *UI) rawManifest(w http.ResponseWriter, r *http.Request, m storage.Manif
 // origin.
 func (u *UI) blob(w http.ResponseWriter, r *http.Request, rq *request, repo, ds string) {
 	ctx := r.Context()
-	g, err := layout.ParseDigest(digest.Digest(ds))
+	g, err := oci.ParseDigest(digest.Digest(ds))
 	if err != nil {
 		u.fail(w, r, rq, http.StatusNotFound, "Not found", "That is not a valid digest.")
 		return

@@ -271,3 +271,81 @@ func TestHighlightJSONIndents(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestPageReferrersMemory: the page of a manifest with 20 referrers
+// of 3.9 MiB (their descriptors carry the annotations: 80 MB together) and
+// 2,000 small ones allocates less than 32 MiB in all, so it cannot add more
+// than that to the heap, and still counts every referrer of each kind. (It
+// used to load every stored descriptor, annotations and all, at once.)
+func TestManifestPageReferrersMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores 80 MB of referrers")
+	}
+	const (
+		bigRefs   = 20
+		smallRefs = 2000
+		budget    = 32 << 20
+	)
+	e := newEnv(t, true)
+	subject := e.image("signed/app", "amd64", "v1")
+	subj := desc{"mediaType": ociManifest, "digest": subject, "size": 1}
+	put := func(artifactType string, ann map[string]string) {
+		m := desc{"schemaVersion": 2, "mediaType": ociManifest, "artifactType": artifactType,
+			"config": desc{"mediaType": "application/vnd.oci.empty.v1+json", "digest": fakeDigest("{}"), "size": 2},
+			"layers": []desc{}, "subject": subj, "annotations": ann}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := storage.PutManifestRequest{Manifest: storage.Manifest{Digest: sha(b), MediaType: ociManifest, Data: b}, Subject: subject,
+			Referrer: storage.Descriptor{MediaType: ociManifest, Digest: sha(b), Size: int64(len(b)), ArtifactType: artifactType, Annotations: ann}}
+		if err := e.store.PutManifest(context.Background(), "signed/app", req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := map[string]string{"org.opencontainers.image.created": "2026-01-02T03:04:05Z"}
+	for i := 0; len(big) < 3900<<10/64; i++ {
+		big[fmt.Sprintf("org.example.note%06d", i)] = strings.Repeat("n", 36)
+	}
+	for i := range bigRefs {
+		big["org.example.which"] = fmt.Sprint(i)
+		put("application/vnd.dev.sigstore.bundle.v0.3+json", big)
+	}
+	for i := range smallRefs {
+		put("application/spdx+json", map[string]string{"org.opencontainers.image.created": "2026-01-02T03:04:05Z", "n": fmt.Sprint(i)})
+	}
+
+	path := "/r/signed/app/-/manifest/v1"
+	loadConcurrently(t, e.ui, path, 1) // warm up (templates, caches)
+	alloc, peak, size := loadConcurrently(t, e.ui, path, 1)
+	t.Logf("%d referrers of 3.9 MiB and %d small ones: one load allocated %.1f MiB, sampled peak heap +%.1f MiB; the page is %.1f KiB",
+		bigRefs, smallRefs, float64(alloc)/(1<<20), float64(peak)/(1<<20), float64(size)/1024)
+	if alloc >= budget {
+		t.Errorf("one load allocated %.1f MiB, want < %d MiB", float64(alloc)/(1<<20), budget>>20)
+	}
+	p := e.browser().get(path)
+	p.has(t, `Signatures <span class="hint">(20)</span>`, `SBOMs <span class="hint">(2000)</span>`,
+		`data-testid="referrers-cut"`, "Only the first 100 of 2000 are shown")
+	if n := strings.Count(p.body, `data-testid="referrer-link"`); n != bigRefs+manifestListPage {
+		t.Errorf("the page links %d referrers, want %d", n, bigRefs+manifestListPage)
+	}
+}
+
+// TestManifestPageReferrerGroupsBounded: referrers of more artifact types
+// than maxReferrerGroups are counted together under "Other types", last.
+func TestManifestPageReferrerGroupsBounded(t *testing.T) {
+	e := newEnv(t, true)
+	subject := e.image("signed/app", "amd64", "v1")
+	for i := range maxReferrerGroups + 8 {
+		e.manifest("signed/app", ociManifest, desc{"schemaVersion": 2, "n": i}, subject, fmt.Sprintf("application/x.type%02d", i))
+	}
+	p := e.browser().get("/r/signed/app/-/manifest/v1")
+	if n := strings.Count(p.body, `data-testid="referrer-group"`); n != maxReferrerGroups+1 {
+		t.Errorf("%d referrer groups, want %d", n, maxReferrerGroups+1)
+	}
+	p.has(t, `application/x.type31 <span class="hint">(1)</span>`, `Other types <span class="hint">(8)</span>`)
+	p.lacks(t, `application/x.type32 <span class="hint">`)
+	if i, j := strings.Index(p.body, "application/x.type31 <span"), strings.Index(p.body, "Other types <span"); i > j {
+		t.Error(`"Other types" is not the last group`)
+	}
+}

@@ -5,17 +5,17 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 type repoPage struct {
@@ -74,7 +74,7 @@ func (u *UI) repository(w http.ResponseWriter, r *http.Request, rq *request, rep
 		return
 	}
 	p.Info = info
-	if d := q.Get("deleted"); deletedRE.MatchString(d) {
+	if d := q.Get("deleted"); deletedNote(d) {
 		p.Deleted = d // only what delete writes: a link cannot put other words on the page
 	}
 	if q.Get("view") == "manifests" {
@@ -125,7 +125,7 @@ func (u *UI) tagsView(ctx context.Context, r *http.Request, rq *request, p *repo
 		}
 	} else {
 		after := q.Get("after")
-		if after != "" && !layout.ValidTag(after) {
+		if after != "" && !oci.ValidTag(after) {
 			after = ""
 		}
 		got, err := u.o.Store.ListTagInfo(ctx, p.Repo, after, size+1)
@@ -201,7 +201,7 @@ func (u *UI) manifestsView(ctx context.Context, r *http.Request, rq *request, p 
 	}
 	after := digest.Digest(q.Get("after"))
 	if after != "" {
-		if _, err := layout.ParseDigest(after); err != nil {
+		if _, err := oci.ParseDigest(after); err != nil {
 			after = ""
 		}
 	}
@@ -266,8 +266,17 @@ func (u *UI) manifestsView(ctx context.Context, r *http.Request, rq *request, p 
 	return nil
 }
 
-// deletedRE matches the notes delete redirects with.
-var deletedRE = regexp.MustCompile(`^(tag [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|manifest [0-9a-f]{12})$`)
+// deletedNote reports whether d is a note delete redirects with: "tag
+// <tag>" or "manifest <the first 12 hex digits of its digest>".
+func deletedNote(d string) bool {
+	if tag, ok := strings.CutPrefix(d, "tag "); ok {
+		return oci.ValidTag(tag)
+	}
+	if hex, ok := strings.CutPrefix(d, "manifest "); ok {
+		return len(hex) == 12 && oci.IsLowerHex(hex)
+	}
+	return false
+}
 
 func cloneValues(v url.Values) url.Values {
 	out := url.Values{}

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 // scanBudget bounds how many repository names one page of the repository
@@ -59,7 +59,7 @@ func (u *UI) repositories(w http.ResponseWriter, r *http.Request, rq *request) {
 			return
 		}
 		after = name
-	} else if after != "" && (!layout.ValidRepo(after) || !u.canPull(ctx, rq, after)) {
+	} else if after != "" && (!oci.ValidRepo(after) || !u.canPull(ctx, rq, after)) {
 		u.badCursor(w, r, rq)
 		return
 	}
@@ -134,7 +134,7 @@ func (u *UI) openCursor(c string) (string, bool) {
 	}
 	ns := u.cursors.NonceSize()
 	name, err := u.cursors.Open(nil, b[:ns], b[ns:], cursorAAD)
-	if err != nil || !layout.ValidRepo(string(name)) {
+	if err != nil || !oci.ValidRepo(string(name)) {
 		return "", false
 	}
 	return string(name), true

@@ -43,9 +43,9 @@ import (
 
 	"github.com/berth-registry/berth/internal/access"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 //go:embed templates/*.html
@@ -214,7 +214,7 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (u *UI) repoRoute(w http.ResponseWriter, r *http.Request, rq *request, rest string) {
 	name, tail, _ := strings.Cut(rest, "/-/")
 	name = strings.TrimSuffix(name, "/")
-	if !layout.ValidRepo(name) {
+	if !oci.ValidRepo(name) {
 		u.notFound(w, r, rq)
 		return
 	}

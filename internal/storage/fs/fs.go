@@ -88,7 +88,8 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 
 	"github.com/opencontainers/go-digest"
 
@@ -98,7 +99,7 @@ import (
 // ErrInvalidName is wrapped by the errors returned for a repository name, tag
 // or upload id that does not match its grammar. Lookups wrap the matching
 // storage "unknown" sentinel as well.
-var ErrInvalidName = layout.ErrInvalidName
+var ErrInvalidName = backend.ErrInvalidName
 
 const (
 	tmpPrefix   = ".tmp-"
@@ -197,27 +198,27 @@ func (s *Store) Root() string { return s.root }
 // repoDir returns the directory of repo; unknown, if not nil, is wrapped
 // into the error for an invalid name.
 func (s *Store) repoDir(repo string, unknown error) (string, error) {
-	if !layout.ValidRepo(repo) {
+	if !oci.ValidRepo(repo) {
 		return "", fsNameErr("repository name", repo, unknown)
 	}
 	return filepath.Join(s.reposDir, filepath.FromSlash(repo)), nil
 }
 
-func (s *Store) blobPath(g layout.Digest) string {
+func (s *Store) blobPath(g oci.Digest) string {
 	return filepath.Join(s.blobsDir, g.Alg, g.Hex[:2], g.Hex)
 }
 
-func blobLinkPath(rdir string, g layout.Digest) string {
+func blobLinkPath(rdir string, g oci.Digest) string {
 	return filepath.Join(rdir, dirBlobs, g.Alg, g.Hex)
 }
 
-func revisionPath(rdir string, g layout.Digest) string {
+func revisionPath(rdir string, g oci.Digest) string {
 	return filepath.Join(rdir, dirManifests, "revisions", g.Alg, g.Hex)
 }
 
 func tagsDir(rdir string) string { return filepath.Join(rdir, dirManifests, "tags") }
 
-func referrersDir(rdir string, subject layout.Digest) string {
+func referrersDir(rdir string, subject oci.Digest) string {
 	return filepath.Join(rdir, dirReferrers, subject.Alg, subject.Hex)
 }
 
@@ -539,7 +540,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // linkedBlob reports how g is linked into the repository at rdir: as a blob,
 // as a manifest (with its revision content), or not at all.
-func linkedBlob(rdir string, g layout.Digest) (asBlob bool, revision []byte, err error) {
+func linkedBlob(rdir string, g oci.Digest) (asBlob bool, revision []byte, err error) {
 	asBlob, err = exists(blobLinkPath(rdir, g))
 	if err != nil {
 		return false, nil, err
@@ -556,7 +557,7 @@ func linkedBlob(rdir string, g layout.Digest) (asBlob bool, revision []byte, err
 
 // statLinked returns the size of a blob linked into rdir (as a blob or as a
 // manifest), or ErrBlobUnknown.
-func (s *Store) statLinked(rdir, repo string, g layout.Digest) (int64, error) {
+func (s *Store) statLinked(rdir, repo string, g oci.Digest) (int64, error) {
 	linked, err := exists(blobLinkPath(rdir, g))
 	if err == nil && !linked {
 		linked, err = exists(revisionPath(rdir, g))
@@ -708,7 +709,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		}
 	}
 	if rev != nil {
-		mediaType, _ := layout.ParseRevision(rev)
+		mediaType, _ := backend.ParseRevision(rev)
 		mu := s.repoLock(repo)
 		mu.RLock()
 		err := s.linkMountedManifest(rdir, g, mediaType)
@@ -722,13 +723,13 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 
 // linkMountedManifest links a mounted manifest into rdir unless it is
 // already there (keeping an existing revision, which may carry a subject).
-func (s *Store) linkMountedManifest(rdir string, g layout.Digest, mediaType string) error {
+func (s *Store) linkMountedManifest(rdir string, g oci.Digest, mediaType string) error {
 	path := revisionPath(rdir, g)
 	ok, err := touch(path)
 	if err != nil || ok {
 		return err
 	}
-	return s.writeFileAtomic(path, layout.FormatRevision(mediaType, ""))
+	return s.writeFileAtomic(path, backend.FormatRevision(mediaType, ""))
 }
 
 // DeleteBlob removes the blob link from repo. Manifests are deleted with DeleteManifest.
@@ -755,31 +756,31 @@ func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) (e
 	return nil
 }
 
-// fsNameErr is layout.NameErr with this package's error prefix.
+// fsNameErr is backend.NameErr with this package's error prefix.
 func fsNameErr(what, name string, unknown error) error {
-	return fmt.Errorf("fs: %w", layout.NameErr(what, name, unknown))
+	return fmt.Errorf("fs: %w", backend.NameErr(what, name, unknown))
 }
 
-// fsCheckTag is layout.CheckTag with this package's error prefix.
+// fsCheckTag is backend.CheckTag with this package's error prefix.
 func fsCheckTag(tag string, unknown error) error {
-	if err := layout.CheckTag(tag, unknown); err != nil {
+	if err := backend.CheckTag(tag, unknown); err != nil {
 		return fmt.Errorf("fs: %w", err)
 	}
 	return nil
 }
 
-// parseDigest is layout.ParseDigest with this package's error prefix.
-func parseDigest(d digest.Digest) (layout.Digest, error) {
-	g, err := layout.ParseDigest(d)
+// parseDigest is backend.ParseDigest with this package's error prefix.
+func parseDigest(d digest.Digest) (oci.Digest, error) {
+	g, err := backend.ParseDigest(d)
 	if err != nil {
 		err = fmt.Errorf("fs: %w", err)
 	}
 	return g, err
 }
 
-// lookupDigest is layout.LookupDigest with this package's error prefix.
-func lookupDigest(d digest.Digest, unknown error) (layout.Digest, error) {
-	g, err := layout.LookupDigest(d, unknown)
+// lookupDigest is backend.LookupDigest with this package's error prefix.
+func lookupDigest(d digest.Digest, unknown error) (oci.Digest, error) {
+	g, err := backend.LookupDigest(d, unknown)
 	if err != nil {
 		err = fmt.Errorf("fs: %w", err)
 	}

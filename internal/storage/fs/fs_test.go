@@ -19,7 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
 
@@ -547,7 +547,7 @@ func BenchmarkCommitUpload(b *testing.B) {
 				info, err := s.CommitUpload(ctx, "bench", u.ID, d)
 				must(b, err)
 				b.StopTimer()
-				g, _ := layout.ParseDigest(info.Digest)
+				g, _ := backend.ParseDigest(info.Digest)
 				must(b, os.Remove(s.blobPath(g))) // keep the disk use flat
 				b.StartTimer()
 			}

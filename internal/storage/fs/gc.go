@@ -25,8 +25,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 )
 
 var _ storage.Collector = (*Store)(nil)
@@ -155,7 +156,7 @@ func (s *Store) WalkBlobs(ctx context.Context, fn func(storage.StoredBlob) error
 					recoverTrash(dir, name)
 					continue
 				}
-				g, err := layout.ParseDigest(digest.Digest(alg + ":" + name))
+				g, err := backend.ParseDigest(digest.Digest(alg + ":" + name))
 				if err != nil || g.Hex[:2] != sh.Name() {
 					continue
 				}
@@ -206,7 +207,7 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 	if err != nil {
 		return scan, err
 	}
-	err = eachLink(filepath.Join(rdir, dirManifests, "revisions"), func(g layout.Digest, path string, mod time.Time) error {
+	err = eachLink(filepath.Join(rdir, dirManifests, "revisions"), func(g oci.Digest, path string, mod time.Time) error {
 		rev, err := os.ReadFile(path)
 		if err != nil {
 			if isNotExist(err) {
@@ -214,14 +215,14 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 			}
 			return fmt.Errorf("fs: scan %s: %w", repo, err)
 		}
-		mt, subj := layout.ParseRevision(rev)
+		mt, subj := backend.ParseRevision(rev)
 		scan.Manifests = append(scan.Manifests, storage.LinkedManifest{Digest: g.D, MediaType: mt, Subject: subj, LastPushed: mod})
 		return nil
 	})
 	if err != nil {
 		return scan, err
 	}
-	err = eachLink(filepath.Join(rdir, dirBlobs), func(g layout.Digest, _ string, mod time.Time) error {
+	err = eachLink(filepath.Join(rdir, dirBlobs), func(g oci.Digest, _ string, mod time.Time) error {
 		scan.Blobs = append(scan.Blobs, storage.BlobLink{Digest: g.D, LastUsed: mod})
 		return nil
 	})
@@ -234,7 +235,7 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 		return scan, fmt.Errorf("fs: scan %s: %w", repo, err)
 	}
 	for _, e := range entries {
-		if !layout.ValidTag(e.Name()) || e.IsDir() {
+		if !oci.ValidTag(e.Name()) || e.IsDir() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(tdir, e.Name()))
@@ -250,7 +251,7 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 }
 
 // eachLink calls fn for every <alg>/<hex> file under dir.
-func eachLink(dir string, fn func(g layout.Digest, path string, mod time.Time) error) error {
+func eachLink(dir string, fn func(g oci.Digest, path string, mod time.Time) error) error {
 	algs, err := os.ReadDir(dir)
 	if err != nil {
 		if isNotExist(err) {
@@ -275,7 +276,7 @@ func eachLink(dir string, fn func(g layout.Digest, path string, mod time.Time) e
 				recoverTrash(adir, e.Name()) // a deletion interrupted by a crash
 				continue
 			}
-			g, err := layout.ParseDigest(digest.Digest(a.Name() + ":" + e.Name()))
+			g, err := backend.ParseDigest(digest.Digest(a.Name() + ":" + e.Name()))
 			if err != nil || e.IsDir() {
 				continue
 			}
@@ -345,13 +346,13 @@ func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d diges
 	if _, err := removeUnused(revPath, cutoff); err != nil {
 		return err
 	}
-	if _, subj := layout.ParseRevision(rev); subj != "" {
+	if _, subj := backend.ParseRevision(rev); subj != "" {
 		// Pushed again meanwhile (another process): the entry is its own again.
 		if again, err := exists(revPath); err != nil || again {
 			return err
 		}
 		if sg, err := parseDigest(subj); err == nil {
-			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), layout.ReferrerName(g))); err != nil {
+			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), backend.ReferrerName(g))); err != nil {
 				return err
 			}
 		}
@@ -559,7 +560,7 @@ func (s *Store) scanRepoTree(ctx context.Context, dir string, named bool) (repoT
 			if err != nil {
 				return t, err
 			}
-			if childNamed && !layout.ValidRepoComponent(name) {
+			if childNamed && !oci.ValidRepoComponent(name) {
 				c.content = true // not a repository: left alone
 			}
 			t.add(c.size, c.newest)
@@ -593,7 +594,7 @@ func (s *Store) DeleteTempFile(ctx context.Context, path string, cutoff time.Tim
 	}
 	full := filepath.Join(s.root, rel)
 	if !strings.HasPrefix(filepath.Base(rel), tmpPrefix) {
-		if len(parts) < 2 || parts[0] != filepath.Base(s.reposDir) || !layout.ValidRepo(strings.Join(parts[1:], "/")) {
+		if len(parts) < 2 || parts[0] != filepath.Base(s.reposDir) || !oci.ValidRepo(strings.Join(parts[1:], "/")) {
 			return 0, notTemp
 		}
 		return s.removeEmptyRepo(ctx, full, path, cutoff)
@@ -683,7 +684,7 @@ func (s *Store) removeEmptyRepo(ctx context.Context, dir, path string, cutoff ti
 		return 0, err
 	}
 	parent := filepath.Dir(dir)
-	gone := filepath.Join(parent, tmpPrefix+"gc-"+filepath.Base(dir)+"-"+layout.RandomHex(4))
+	gone := filepath.Join(parent, tmpPrefix+"gc-"+filepath.Base(dir)+"-"+backend.RandomHex(4))
 	if err := os.Rename(dir, gone); err != nil {
 		if isNotExist(err) {
 			return 0, nil

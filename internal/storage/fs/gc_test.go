@@ -13,7 +13,7 @@ import (
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/storage"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
 
@@ -28,14 +28,14 @@ func BenchmarkGC(b *testing.B) {
 			b.Fatal(err)
 		}
 		for d, data := range img.Blobs {
-			g, _ := layout.ParseDigest(d)
+			g, _ := backend.ParseDigest(d)
 			must(b, st.writeFileAtomic(st.blobPath(g), data))
 			must(b, st.writeFileAtomic(blobLinkPath(rdir, g), []byte(d)))
 		}
-		g, _ := layout.ParseDigest(img.Manifest.Digest)
+		g, _ := backend.ParseDigest(img.Manifest.Digest)
 		must(b, st.writeFileAtomic(st.blobPath(g), img.Manifest.Data))
 		if img.Live {
-			must(b, st.writeFileAtomic(revisionPath(rdir, g), layout.FormatRevision(img.Manifest.MediaType, "")))
+			must(b, st.writeFileAtomic(revisionPath(rdir, g), backend.FormatRevision(img.Manifest.MediaType, "")))
 			must(b, st.writeFileAtomic(filepath.Join(tagsDir(rdir), img.Tag), []byte(img.Manifest.Digest)))
 		}
 	}
@@ -57,7 +57,7 @@ func TestTrashRecovered(t *testing.T) {
 	must(t, err)
 	_, err = st.CommitUpload(ctx, "repo", u.ID, d)
 	must(t, err)
-	g, _ := layout.ParseDigest(d)
+	g, _ := backend.ParseDigest(d)
 	rdir, _ := st.repoDir("repo", nil)
 	blob, link := st.blobPath(g), blobLinkPath(rdir, g)
 	crashed := func(path string, at time.Time) string {

@@ -8,7 +8,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 )
 
 func hasEntry(entries []os.DirEntry, name string) bool {
@@ -38,7 +39,7 @@ func isRepository(dir string, entries []os.DirEntry) bool {
 		return false
 	}
 	for _, e := range sessions {
-		if layout.ValidUploadID(e.Name()) {
+		if backend.ValidUploadID(e.Name()) {
 			return true
 		}
 	}
@@ -90,7 +91,7 @@ func (s *Store) walkRepos(ctx context.Context, fn func(name, dir string, entries
 		}
 		for _, e := range entries {
 			c := e.Name()
-			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !layout.ValidRepoComponent(c) {
+			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !oci.ValidRepoComponent(c) {
 				continue
 			}
 			child := c
@@ -144,7 +145,7 @@ func (s *Store) ListRepositories(ctx context.Context, after string, n int) ([]st
 		steps := make([]step, 0, 2*len(entries))
 		for _, e := range entries {
 			c := e.Name()
-			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !layout.ValidRepoComponent(c) {
+			if !e.IsDir() || strings.HasPrefix(c, "_") || strings.HasPrefix(c, ".") || !oci.ValidRepoComponent(c) {
 				continue
 			}
 			steps = append(steps, step{prefix + c, c, false}, step{prefix + c + "/", c, true})

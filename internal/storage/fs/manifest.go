@@ -11,7 +11,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 
 	"github.com/opencontainers/go-digest"
 
@@ -41,7 +42,7 @@ func (s *Store) manifest(ctx context.Context, repo string, d digest.Digest, with
 		}
 		return storage.Manifest{}, fmt.Errorf("fs: get manifest: %w", err)
 	}
-	mediaType, _ := layout.ParseRevision(rev)
+	mediaType, _ := backend.ParseRevision(rev)
 	m := storage.Manifest{Digest: d, MediaType: mediaType}
 	if withData {
 		m.Data, err = os.ReadFile(s.blobPath(g))
@@ -80,7 +81,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		return err
 	}
 	m := req.Manifest
-	cm, err := layout.CheckManifest(req)
+	cm, err := backend.CheckManifest(req)
 	if err != nil {
 		return fmt.Errorf("fs: %w", err)
 	}
@@ -106,12 +107,12 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		}
 	}
 	// 2. revision (its time is when the manifest was last pushed)
-	if err := s.writeOrTouch(revisionPath(rdir, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
+	if err := s.writeOrTouch(revisionPath(rdir, g), backend.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer
 	if req.Subject != "" {
-		if err := s.writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), layout.ReferrerName(g)), referrer); err != nil {
+		if err := s.writeFileIfChanged(filepath.Join(referrersDir(rdir, subject), backend.ReferrerName(g)), referrer); err != nil {
 			return err
 		}
 	}
@@ -167,9 +168,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		}
 	}
 
-	if _, subj := layout.ParseRevision(rev); subj != "" {
+	if _, subj := backend.ParseRevision(rev); subj != "" {
 		if sg, err := parseDigest(subj); err == nil {
-			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), layout.ReferrerName(g))); err != nil {
+			if _, err := removeDurable(filepath.Join(referrersDir(rdir, sg), backend.ReferrerName(g))); err != nil {
 				return err
 			}
 		}
@@ -282,7 +283,7 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 		if err != nil {
 			return err
 		}
-		cursor = layout.ReferrerName(g)
+		cursor = backend.ReferrerName(g)
 	}
 	dir := referrersDir(rdir, subject)
 	var buf []byte // reused for every entry
@@ -418,7 +419,7 @@ func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]stri
 	tags := []string{}
 	for _, e := range entries { // sorted by name
 		name := e.Name()
-		if name > after && layout.ValidTag(name) && !e.IsDir() {
+		if name > after && oci.ValidTag(name) && !e.IsDir() {
 			tags = append(tags, name)
 		}
 	}
@@ -433,7 +434,7 @@ func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]stri
 // write lock; unlock releases the lock.
 type lockedRevision struct {
 	rdir, path string
-	g          layout.Digest
+	g          oci.Digest
 	rev        []byte
 	unlock     func()
 }

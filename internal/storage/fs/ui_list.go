@@ -9,8 +9,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 )
 
 // Browsing listings (storage.Browser). Times are file modification times:
@@ -53,7 +54,7 @@ func (s *Store) ListTagInfo(ctx context.Context, repo, after string, n int) ([]s
 			break
 		}
 		name := e.Name()
-		if name <= after || e.IsDir() || !layout.ValidTag(name) {
+		if name <= after || e.IsDir() || !oci.ValidTag(name) {
 			continue
 		}
 		fi, err := e.Info()
@@ -116,7 +117,7 @@ func (s *Store) StatRepository(ctx context.Context, repo string) (storage.Reposi
 			return
 		}
 		seen[d] = true
-		g, err := layout.ParseDigest(d)
+		g, err := backend.ParseDigest(d)
 		if err != nil {
 			return
 		}
@@ -181,7 +182,7 @@ func eachLinkAfter(dir, after string, fn func(d digest.Digest, fi os.FileInfo) b
 			if string(d) <= after {
 				continue
 			}
-			if _, err := layout.ParseDigest(d); err != nil {
+			if _, err := backend.ParseDigest(d); err != nil {
 				continue // temporary or foreign file
 			}
 			fi, err := os.Lstat(filepath.Join(dir, alg, hex))

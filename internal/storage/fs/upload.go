@@ -15,7 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 
 	"github.com/opencontainers/go-digest"
 
@@ -28,7 +29,7 @@ func (s *Store) uploadDir(repo, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !layout.ValidUploadID(id) {
+	if !backend.ValidUploadID(id) {
 		return "", fsNameErr("upload id", id, storage.ErrUploadUnknown)
 	}
 	return filepath.Join(rdir, dirUploads, id), nil
@@ -53,7 +54,7 @@ func (s *Store) BeginUpload(ctx context.Context, repo string) (_ storage.UploadI
 	if err := mkdirAll(udir); err != nil {
 		return storage.UploadInfo{}, err
 	}
-	id := layout.RandomHex(16)
+	id := backend.RandomHex(16)
 	started := time.Now().UTC().Round(0)
 
 	tmp, err := os.MkdirTemp(udir, tmpPrefix+"*")
@@ -315,7 +316,7 @@ func writeStateFile(path string, b []byte) {
 func sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Digest, error) {
 	if alg == "sha256" {
 		if h := loadHashState(dir, size); h != nil {
-			return layout.HashDigest(alg, h), nil
+			return oci.HashDigest(alg, h), nil
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, fileData))
@@ -323,20 +324,20 @@ func sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Dig
 		return "", err
 	}
 	defer f.Close()
-	h := layout.NewHash(alg)
+	h := oci.NewHash(alg)
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	if _, err := io.CopyBuffer(h, ctxReader{ctx: ctx, r: io.LimitReader(f, size)}, *bp); err != nil {
 		return "", fmt.Errorf("fs: hash upload: %w", err)
 	}
-	return layout.HashDigest(alg, h), nil
+	return oci.HashDigest(alg, h), nil
 }
 
 // removeSession makes the session disappear at once (rename) and then
 // deletes its files.
 func removeSession(dir string) error {
 	parent := filepath.Dir(dir)
-	gone := filepath.Join(parent, delPrefix+filepath.Base(dir)+"-"+layout.RandomHex(4))
+	gone := filepath.Join(parent, delPrefix+filepath.Base(dir)+"-"+backend.RandomHex(4))
 	if err := os.Rename(dir, gone); err != nil {
 		if isNotExist(err) {
 			return nil
@@ -450,7 +451,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 
 // finishCommit links the stored blob g into the repository at rdir and
 // removes the session.
-func (s *Store) finishCommit(dir, rdir string, g layout.Digest, size int64) (storage.BlobInfo, error) {
+func (s *Store) finishCommit(dir, rdir string, g oci.Digest, size int64) (storage.BlobInfo, error) {
 	if err := s.commitFault("link"); err != nil {
 		return storage.BlobInfo{}, err
 	}
@@ -469,14 +470,14 @@ func (s *Store) finishCommit(dir, rdir string, g layout.Digest, size int64) (sto
 // committedBlob returns the digest recorded in the session dir by a commit
 // (see CommitUpload) and the path of its blob; ok is false when none is
 // recorded.
-func (s *Store) committedBlob(dir string) (g layout.Digest, blob string, ok bool) {
+func (s *Store) committedBlob(dir string) (g oci.Digest, blob string, ok bool) {
 	b, err := os.ReadFile(filepath.Join(dir, fileCommitted))
 	if err != nil {
-		return layout.Digest{}, "", false
+		return oci.Digest{}, "", false
 	}
 	g, err = parseDigest(digest.Digest(strings.TrimSpace(string(b))))
 	if err != nil {
-		return layout.Digest{}, "", false
+		return oci.Digest{}, "", false
 	}
 	return g, s.blobPath(g), true
 }
@@ -564,7 +565,7 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 			name := e.Name()
 			path := filepath.Join(udir, name)
 			switch {
-			case layout.ValidUploadID(name):
+			case backend.ValidUploadID(name):
 				removed, err := s.purgeSession(path, name, olderThan)
 				if err != nil {
 					return err

@@ -35,8 +35,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 )
 
 var _ storage.Collector = (*Store)(nil)
@@ -47,11 +48,11 @@ const timeMargin = time.Second
 // touchConcurrency bounds the marker writes of one manifest push.
 const touchConcurrency = 8
 
-func (s *Store) usedKey(g layout.Digest) string { return s.prefix + "_used/" + g.Alg + "/" + g.Hex }
+func (s *Store) usedKey(g oci.Digest) string { return s.prefix + "_used/" + g.Alg + "/" + g.Hex }
 
 // touchBlob marks g's content used and reports whether the content exists.
 // The marker is written before the content is looked at.
-func (s *Store) touchBlob(ctx context.Context, g layout.Digest) (size int64, found bool, err error) {
+func (s *Store) touchBlob(ctx context.Context, g oci.Digest) (size int64, found bool, err error) {
 	unlock, err := s.lockBlob(ctx, g)
 	if err != nil {
 		return 0, false, err
@@ -65,7 +66,7 @@ func (s *Store) touchBlob(ctx context.Context, g layout.Digest) (size int64, fou
 
 // lockBlob serialises marking g used and deleting it: the in-process stripe,
 // then the cross-process Locker when there is one.
-func (s *Store) lockBlob(ctx context.Context, g layout.Digest) (unlock func(), err error) {
+func (s *Store) lockBlob(ctx context.Context, g oci.Digest) (unlock func(), err error) {
 	h := fnv.New32a()
 	h.Write([]byte(g.Hex))
 	mu := &s.blobLocks[h.Sum32()%lockStripes]
@@ -84,7 +85,7 @@ func (s *Store) lockBlob(ctx context.Context, g layout.Digest) (unlock func(), e
 // touchRefs marks every ref used; a ref whose content is gone wraps
 // storage.ErrBlobUnknown.
 func (s *Store) touchRefs(ctx context.Context, refs []digest.Digest) error {
-	gs := make([]layout.Digest, 0, len(refs))
+	gs := make([]oci.Digest, 0, len(refs))
 	for _, d := range refs {
 		g, err := lookupDigest(d, storage.ErrBlobUnknown)
 		if err != nil {
@@ -158,7 +159,7 @@ func (s *Store) WalkBlobs(ctx context.Context, fn func(storage.StoredBlob) error
 		if !ok {
 			return nil
 		}
-		g, err := layout.ParseDigest(digest.Digest(alg + ":" + hex))
+		g, err := backend.ParseDigest(digest.Digest(alg + ":" + hex))
 		if err != nil {
 			return nil
 		}
@@ -190,7 +191,7 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 			}
 			return fmt.Errorf("s3: scan %s: %w", repo, err)
 		}
-		mt, subj := layout.ParseRevision(rev)
+		mt, subj := backend.ParseRevision(rev)
 		scan.Manifests = append(scan.Manifests, storage.LinkedManifest{Digest: g.D, MediaType: mt, Subject: subj,
 			LastPushed: aws.ToTime(o.LastModified).Add(timeMargin)})
 		return nil
@@ -211,7 +212,7 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 	tk := tagsKey(rk)
 	err = s.listObjects(ctx, tk, func(o types.Object) error {
 		tag := strings.TrimPrefix(aws.ToString(o.Key), tk)
-		if !layout.ValidTag(tag) {
+		if !oci.ValidTag(tag) {
 			return nil
 		}
 		b, err := s.get(ctx, aws.ToString(o.Key))
@@ -228,12 +229,12 @@ func (s *Store) ScanRepository(ctx context.Context, repo string) (storage.Reposi
 }
 
 // keyDigest parses "<alg>/<hex>".
-func keyDigest(rel string) (layout.Digest, bool) {
+func keyDigest(rel string) (oci.Digest, bool) {
 	alg, hex, ok := strings.Cut(rel, "/")
 	if !ok {
-		return layout.Digest{}, false
+		return oci.Digest{}, false
 	}
-	g, err := layout.ParseDigest(digest.Digest(alg + ":" + hex))
+	g, err := backend.ParseDigest(digest.Digest(alg + ":" + hex))
 	return g, err == nil
 }
 
@@ -241,7 +242,7 @@ func keyDigest(rel string) (layout.Digest, bool) {
 // is a Locker: PutManifest and DeleteUntaggedManifest hold it, so a manifest
 // pushed (or tagged) again is never unlinked halfway. In one process the
 // repository lock already excludes them.
-func (s *Store) lockManifest(ctx context.Context, repo string, g layout.Digest) (unlock func(), err error) {
+func (s *Store) lockManifest(ctx context.Context, repo string, g oci.Digest) (unlock func(), err error) {
 	if s.locker == nil {
 		return func() {}, nil
 	}
@@ -366,12 +367,12 @@ func (s *Store) DeleteUntaggedManifest(ctx context.Context, repo string, d diges
 	if err := s.del(ctx, revKey); err != nil {
 		return err
 	}
-	if _, subj := layout.ParseRevision(rev); subj != "" {
+	if _, subj := backend.ParseRevision(rev); subj != "" {
 		if again, err := s.exists(ctx, revKey); err != nil || again {
 			return err
 		}
 		if sg, err := parseDigest(subj); err == nil {
-			return s.del(ctx, referrersKey(rk, sg)+layout.ReferrerName(g))
+			return s.del(ctx, referrersKey(rk, sg)+backend.ReferrerName(g))
 		}
 	}
 	return nil

@@ -12,7 +12,7 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
 
@@ -94,13 +94,13 @@ func BenchmarkGC(b *testing.B) {
 		}
 		objs = append(objs, obj{st.reposKey() + encodeRepo(img.Repo), nil})
 		for d, data := range img.Blobs {
-			g, _ := layout.ParseDigest(d)
+			g, _ := backend.ParseDigest(d)
 			objs = append(objs, obj{st.blobKey(g), data}, obj{linkKey(rk, g), []byte(d)})
 		}
-		g, _ := layout.ParseDigest(img.Manifest.Digest)
+		g, _ := backend.ParseDigest(img.Manifest.Digest)
 		objs = append(objs, obj{st.blobKey(g), img.Manifest.Data})
 		if img.Live {
-			objs = append(objs, obj{revisionKey(rk, g), layout.FormatRevision(img.Manifest.MediaType, "")},
+			objs = append(objs, obj{revisionKey(rk, g), backend.FormatRevision(img.Manifest.MediaType, "")},
 				obj{tagsKey(rk) + img.Tag, []byte(img.Manifest.Digest)})
 		}
 	}

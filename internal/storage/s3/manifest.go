@@ -9,7 +9,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -39,7 +40,7 @@ func (s *Store) manifest(ctx context.Context, repo string, d digest.Digest, with
 		}
 		return storage.Manifest{}, fmt.Errorf("s3: get manifest: %w", err)
 	}
-	mediaType, _ := layout.ParseRevision(rev)
+	mediaType, _ := backend.ParseRevision(rev)
 	m := storage.Manifest{Digest: d, MediaType: mediaType}
 	if withData {
 		m.Data, err = s.get(ctx, s.blobKey(g))
@@ -80,7 +81,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		return err
 	}
 	m := req.Manifest
-	cm, err := layout.CheckManifest(req)
+	cm, err := backend.CheckManifest(req)
 	if err != nil {
 		return fmt.Errorf("s3: %w", err)
 	}
@@ -120,12 +121,12 @@ func (s *Store) PutManifest(ctx context.Context, repo string, req storage.PutMan
 		}
 	}
 	// 2. revision, always written: its time is the last push (gc.go)
-	if err := s.put(ctx, revisionKey(rk, g), layout.FormatRevision(m.MediaType, req.Subject)); err != nil {
+	if err := s.put(ctx, revisionKey(rk, g), backend.FormatRevision(m.MediaType, req.Subject)); err != nil {
 		return err
 	}
 	// 3. referrer
 	if req.Subject != "" {
-		if err := s.putIfChanged(ctx, referrersKey(rk, subject)+layout.ReferrerName(g), referrer); err != nil {
+		if err := s.putIfChanged(ctx, referrersKey(rk, subject)+backend.ReferrerName(g), referrer); err != nil {
 			return err
 		}
 	}
@@ -183,9 +184,9 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		return err
 	}
 
-	if _, subj := layout.ParseRevision(rev); subj != "" {
+	if _, subj := backend.ParseRevision(rev); subj != "" {
 		if sg, err := parseDigest(subj); err == nil {
-			if err := s.del(ctx, referrersKey(rk, sg)+layout.ReferrerName(g)); err != nil {
+			if err := s.del(ctx, referrersKey(rk, sg)+backend.ReferrerName(g)); err != nil {
 				return err
 			}
 		}
@@ -280,7 +281,7 @@ func (s *Store) WalkReferrers(ctx context.Context, repo string, d, after digest.
 		if err != nil {
 			return err
 		}
-		start = layout.ReferrerName(g)
+		start = backend.ReferrerName(g)
 	}
 	prefix := referrersKey(rk, subject)
 	var buf []byte // reused for every entry
@@ -392,7 +393,7 @@ func (s *Store) ListTags(ctx context.Context, repo, after string, n int) ([]stri
 		prefix := tagsKey(rk)
 		err = s.listKeys(ctx, prefix, after, n, func(key string, _ int64) (bool, error) {
 			tag := strings.TrimPrefix(key, prefix)
-			if tag > after && layout.ValidTag(tag) {
+			if tag > after && oci.ValidTag(tag) {
 				tags = append(tags, tag)
 			}
 			return n < 0 || len(tags) < n, nil

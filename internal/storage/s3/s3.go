@@ -72,7 +72,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -90,7 +91,7 @@ import (
 // ErrInvalidName is wrapped by the errors returned for a repository name, tag
 // or upload id that does not match its grammar. Lookups wrap the matching
 // storage "unknown" sentinel as well.
-var ErrInvalidName = layout.ErrInvalidName
+var ErrInvalidName = backend.ErrInvalidName
 
 const (
 	// MinPartSize is the S3 minimum size of every multipart part but the last.
@@ -265,23 +266,23 @@ var ()
 
 // repoKey returns the key prefix of repo (ending in "/").
 func (s *Store) repoKey(repo string, unknown error) (string, error) {
-	if !layout.ValidRepo(repo) {
+	if !oci.ValidRepo(repo) {
 		return "", s3NameErr("repository name", repo, unknown)
 	}
 	return s.prefix + "repositories/" + repo + "/", nil
 }
 
-func (s *Store) blobKey(g layout.Digest) string { return s.prefix + "blobs/" + g.Alg + "/" + g.Hex }
+func (s *Store) blobKey(g oci.Digest) string { return s.prefix + "blobs/" + g.Alg + "/" + g.Hex }
 
-func linkKey(rk string, g layout.Digest) string { return rk + "_blobs/" + g.Alg + "/" + g.Hex }
+func linkKey(rk string, g oci.Digest) string { return rk + "_blobs/" + g.Alg + "/" + g.Hex }
 
-func revisionKey(rk string, g layout.Digest) string {
+func revisionKey(rk string, g oci.Digest) string {
 	return rk + "_manifests/revisions/" + g.Alg + "/" + g.Hex
 }
 
 func tagsKey(rk string) string { return rk + "_manifests/tags/" }
 
-func referrersKey(rk string, subject layout.Digest) string {
+func referrersKey(rk string, subject oci.Digest) string {
 	return rk + "_referrers/" + subject.Alg + "/" + subject.Hex + "/"
 }
 
@@ -334,7 +335,7 @@ func decodeRepo(enc string) (string, bool) {
 		}
 	}
 	name := b.String()
-	return name, layout.ValidRepo(name)
+	return name, oci.ValidRepo(name)
 }
 
 func (s *Store) uploadLock(id string) *sync.Mutex {
@@ -540,7 +541,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // linkedBlob reports how g is linked into the repository at rk: as a blob,
 // as a manifest (with its revision content), or not at all.
-func (s *Store) linkedBlob(ctx context.Context, rk string, g layout.Digest) (asBlob bool, revision []byte, err error) {
+func (s *Store) linkedBlob(ctx context.Context, rk string, g oci.Digest) (asBlob bool, revision []byte, err error) {
 	asBlob, err = s.exists(ctx, linkKey(rk, g))
 	if err != nil {
 		return false, nil, err
@@ -557,7 +558,7 @@ func (s *Store) linkedBlob(ctx context.Context, rk string, g layout.Digest) (asB
 
 // statLinked returns the size of a blob linked into rk (as a blob or as a
 // manifest), or ErrBlobUnknown.
-func (s *Store) statLinked(ctx context.Context, rk, repo string, g layout.Digest) (int64, error) {
+func (s *Store) statLinked(ctx context.Context, rk, repo string, g oci.Digest) (int64, error) {
 	linked, err := s.exists(ctx, linkKey(rk, g))
 	if err == nil && !linked {
 		linked, err = s.exists(ctx, revisionKey(rk, g))
@@ -728,7 +729,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 		}
 	}
 	if rev != nil {
-		mediaType, _ := layout.ParseRevision(rev)
+		mediaType, _ := backend.ParseRevision(rev)
 		mu := s.repoLock(repo)
 		mu.RLock()
 		err := s.linkMountedManifest(ctx, rk, g, mediaType)
@@ -742,7 +743,7 @@ func (s *Store) MountBlob(ctx context.Context, repo, from string, d digest.Diges
 
 // linkMountedManifest links a mounted manifest into rk unless it is already
 // there (keeping an existing revision, which may carry a subject).
-func (s *Store) linkMountedManifest(ctx context.Context, rk string, g layout.Digest, mediaType string) error {
+func (s *Store) linkMountedManifest(ctx context.Context, rk string, g oci.Digest, mediaType string) error {
 	key := revisionKey(rk, g)
 	rev, err := s.get(ctx, key)
 	switch {
@@ -751,7 +752,7 @@ func (s *Store) linkMountedManifest(ctx context.Context, rk string, g layout.Dig
 	case !isNotFound(err):
 		return fmt.Errorf("s3: %w", err)
 	}
-	return s.put(ctx, key, layout.FormatRevision(mediaType, ""))
+	return s.put(ctx, key, backend.FormatRevision(mediaType, ""))
 }
 
 // DeleteBlob removes the blob link from repo. Manifests are deleted with DeleteManifest.
@@ -775,31 +776,31 @@ func (s *Store) DeleteBlob(ctx context.Context, repo string, d digest.Digest) er
 	return s.del(ctx, key)
 }
 
-// s3NameErr is layout.NameErr with this package's error prefix.
+// s3NameErr is backend.NameErr with this package's error prefix.
 func s3NameErr(what, name string, unknown error) error {
-	return fmt.Errorf("s3: %w", layout.NameErr(what, name, unknown))
+	return fmt.Errorf("s3: %w", backend.NameErr(what, name, unknown))
 }
 
-// s3CheckTag is layout.CheckTag with this package's error prefix.
+// s3CheckTag is backend.CheckTag with this package's error prefix.
 func s3CheckTag(tag string, unknown error) error {
-	if err := layout.CheckTag(tag, unknown); err != nil {
+	if err := backend.CheckTag(tag, unknown); err != nil {
 		return fmt.Errorf("s3: %w", err)
 	}
 	return nil
 }
 
-// parseDigest is layout.ParseDigest with this package's error prefix.
-func parseDigest(d digest.Digest) (layout.Digest, error) {
-	g, err := layout.ParseDigest(d)
+// parseDigest is backend.ParseDigest with this package's error prefix.
+func parseDigest(d digest.Digest) (oci.Digest, error) {
+	g, err := backend.ParseDigest(d)
 	if err != nil {
 		err = fmt.Errorf("s3: %w", err)
 	}
 	return g, err
 }
 
-// lookupDigest is layout.LookupDigest with this package's error prefix.
-func lookupDigest(d digest.Digest, unknown error) (layout.Digest, error) {
-	g, err := layout.LookupDigest(d, unknown)
+// lookupDigest is backend.LookupDigest with this package's error prefix.
+func lookupDigest(d digest.Digest, unknown error) (oci.Digest, error) {
+	g, err := backend.LookupDigest(d, unknown)
 	if err != nil {
 		err = fmt.Errorf("s3: %w", err)
 	}

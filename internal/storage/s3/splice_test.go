@@ -11,8 +11,8 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 // Large blobs from a plain-HTTP endpoint are read over a connection of the
@@ -92,7 +92,7 @@ func TestOpenBlobSpliced(t *testing.T) {
 
 }
 
-func mustGet(t *testing.T, d digest.Digest) layout.Digest {
+func mustGet(t *testing.T, d digest.Digest) oci.Digest {
 	t.Helper()
 	g, err := lookupDigest(d, storage.ErrBlobUnknown)
 	if err != nil {

@@ -11,8 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/storage/backend"
 )
 
 // Browsing listings (storage.Browser). Times are the objects' LastModified:
@@ -58,7 +59,7 @@ func (s *Store) ListTagInfo(ctx context.Context, repo, after string, n int) ([]s
 	prefix := tagsKey(rk)
 	err = s.listObjectsAfter(ctx, prefix, after, n, func(key string, mod time.Time) bool {
 		tag := strings.TrimPrefix(key, prefix)
-		if tag > after && layout.ValidTag(tag) {
+		if tag > after && oci.ValidTag(tag) {
 			out = append(out, storage.TagInfo{Name: tag, Updated: mod})
 		}
 		return n < 0 || len(out) < n
@@ -100,7 +101,7 @@ func (s *Store) eachLinkAfter(ctx context.Context, prefix string, after digest.D
 			return true
 		}
 		d := digest.Digest(alg + ":" + hex)
-		if _, err := layout.ParseDigest(d); err != nil || d <= after {
+		if _, err := backend.ParseDigest(d); err != nil || d <= after {
 			return true
 		}
 		return fn(d, mod)
@@ -122,7 +123,7 @@ func (s *Store) StatRepository(ctx context.Context, repo string) (storage.Reposi
 	}
 	prefix := tagsKey(rk)
 	err = s.listObjectsAfter(ctx, prefix, "", 0, func(key string, mod time.Time) bool {
-		if layout.ValidTag(strings.TrimPrefix(key, prefix)) {
+		if oci.ValidTag(strings.TrimPrefix(key, prefix)) {
 			info.Tags++
 			newer(mod)
 		}
@@ -161,7 +162,7 @@ func (s *Store) StatRepository(ctx context.Context, repo string) (storage.Reposi
 		sem      = make(chan struct{}, statConcurrency)
 	)
 	for _, d := range digests {
-		g, _ := layout.ParseDigest(d)
+		g, _ := backend.ParseDigest(d)
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()

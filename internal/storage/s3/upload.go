@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/berth-registry/berth/internal/storage/layout"
+	"github.com/berth-registry/berth/internal/oci"
+	"github.com/berth-registry/berth/internal/storage/backend"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
@@ -80,10 +81,10 @@ func uploadUnknown(repo, id string) error {
 
 // loadSession reads the state of session id and checks it belongs to repo.
 func (s *Store) loadSession(ctx context.Context, repo, id string) (*session, error) {
-	if !layout.ValidRepo(repo) {
+	if !oci.ValidRepo(repo) {
 		return nil, s3NameErr("repository name", repo, storage.ErrUploadUnknown)
 	}
-	if !layout.ValidUploadID(id) {
+	if !backend.ValidUploadID(id) {
 		return nil, s3NameErr("upload id", id, storage.ErrUploadUnknown)
 	}
 	key := s.uploadKey(id) + keyState
@@ -150,10 +151,10 @@ func (s *Store) saveSession(ctx context.Context, id string, ss *session) error {
 
 // BeginUpload creates the session's multipart upload and its state object.
 func (s *Store) BeginUpload(ctx context.Context, repo string) (storage.UploadInfo, error) {
-	if !layout.ValidRepo(repo) {
+	if !oci.ValidRepo(repo) {
 		return storage.UploadInfo{}, s3NameErr("repository name", repo, nil)
 	}
-	id := layout.RandomHex(16)
+	id := backend.RandomHex(16)
 	dataKey := s.uploadKey(id) + keyData
 	mpu, err := s.c.CreateMultipartUpload(ctx, &awss3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dataKey})
 	if err != nil {
@@ -409,7 +410,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	}
 	g, err := parseDigest(d)
 	if err != nil {
-		if errors.Is(err, layout.ErrInvalidDigest) {
+		if errors.Is(err, backend.ErrInvalidDigest) {
 			return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 		}
 		return storage.BlobInfo{}, err
@@ -428,7 +429,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if err != nil {
 			return storage.BlobInfo{}, err
 		}
-		if got := layout.HashDigest("sha256", h); got != d {
+		if got := oci.HashDigest("sha256", h); got != d {
 			return mismatch(got)
 		}
 	}
@@ -496,7 +497,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	}
 
 	if g.Alg != "sha256" {
-		h := layout.NewHash(g.Alg)
+		h := oci.NewHash(g.Alg)
 		if src != "" {
 			out, err := s.c.GetObject(ctx, &awss3.GetObjectInput{Bucket: &s.bucket, Key: &src})
 			if err != nil {
@@ -508,7 +509,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 				return storage.BlobInfo{}, fmt.Errorf("s3: commit upload %s: re-hash: %w", id, err)
 			}
 		}
-		if got := layout.HashDigest(g.Alg, h); got != d {
+		if got := oci.HashDigest(g.Alg, h); got != d {
 			return mismatch(got)
 		}
 	}
@@ -593,7 +594,7 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 	err := s.listObjects(ctx, prefix, func(o types.Object) error {
 		id, rest, ok := strings.Cut(strings.TrimPrefix(aws.ToString(o.Key), prefix), "/")
 		switch {
-		case !ok || !layout.ValidUploadID(id):
+		case !ok || !backend.ValidUploadID(id):
 		case rest == keyState:
 			ids = append(ids, id)
 		default:
@@ -662,7 +663,7 @@ func (s *Store) PurgeUploads(ctx context.Context, olderThan time.Time) (int, err
 			}
 			key := aws.ToString(u.Key)
 			id, _, _ := strings.Cut(strings.TrimPrefix(key, prefix), "/")
-			if !layout.ValidUploadID(id) {
+			if !backend.ValidUploadID(id) {
 				continue
 			}
 			if ok, err := s.exists(ctx, s.uploadKey(id)+keyState); err != nil || ok {
@@ -703,7 +704,7 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 	}
 	g, err := parseDigest(d)
 	if err != nil {
-		if errors.Is(err, layout.ErrInvalidDigest) {
+		if errors.Is(err, backend.ErrInvalidDigest) {
 			return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 		}
 		return storage.BlobInfo{}, err
@@ -720,13 +721,13 @@ func (s *Store) UploadWhole(ctx context.Context, repo, id string, d digest.Diges
 		defer cancel()
 		s.c.AbortMultipartUpload(actx, &awss3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &blob, UploadId: mpu.UploadId})
 	}
-	h := layout.NewHash(g.Alg)
+	h := oci.NewHash(g.Alg)
 	parts, size, err := s.streamParts(ctx, blob, aws.ToString(mpu.UploadId), h, r)
 	if err != nil {
 		abort()
 		return storage.BlobInfo{}, fmt.Errorf("s3: upload %s: %w", id, err)
 	}
-	if got := layout.HashDigest(g.Alg, h); got != d {
+	if got := oci.HashDigest(g.Alg, h); got != d {
 		abort()
 		if err := s.removeSession(ctx, id, ss); err != nil {
 			return storage.BlobInfo{}, err

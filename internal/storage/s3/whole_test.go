@@ -10,8 +10,8 @@ import (
 	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/layout"
 )
 
 // failingReader yields data, then fails.
@@ -128,7 +128,7 @@ func TestUploadWhole(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, d digest.Digest) layout.Digest {
+func mustParse(t *testing.T, d digest.Digest) oci.Digest {
 	t.Helper()
 	g, err := parseDigest(d)
 	if err != nil {

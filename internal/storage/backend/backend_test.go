@@ -1,4 +1,4 @@
-package layout
+package backend
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -32,7 +33,7 @@ func TestParseDigest(t *testing.T) {
 
 func TestNames(t *testing.T) {
 	for repo, want := range map[string]bool{"a": true, "a/b-c/d__e.f": true, "": false, "A": false, "a//b": false, "../a": false, "a/": false} {
-		if ValidRepo(repo) != want {
+		if oci.ValidRepo(repo) != want {
 			t.Errorf("ValidRepo(%q) != %v", repo, want)
 		}
 	}
