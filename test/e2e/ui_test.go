@@ -41,13 +41,36 @@ func needBrowser(t *testing.T) {
 	}
 }
 
+// removeProfile removes a Chromium profile directory, retrying while
+// Chromium's helper processes finish writing into it; a profile that cannot
+// be removed is only logged (it is under the system's temp directory).
+func removeProfile(t *testing.T, dir string) {
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(dir); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("chromium profile %s not removed: %v", dir, err)
+}
+
 // newBrowser starts a headless Chromium with a fresh profile and nothing
 // that reaches for the network on its own.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	// Not t.TempDir: Chromium's helper processes (crashpad) may still write
+	// into the profile for a moment after the browser exited, which made
+	// TempDir's cleanup fail the test with "directory not empty". The
+	// profile is removed after the browser, retried briefly.
+	profile, err := os.MkdirTemp("", "berth-ui-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeProfile(t, profile) })
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Headless,
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
