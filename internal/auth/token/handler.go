@@ -341,6 +341,17 @@ func (s *Service) authenticate(ctx context.Context, user, pass, ip string, basic
 		}
 		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: desc, reason: err}
 	}
+	// An ID token (not a berth token, whose record holds its own list)
+	// from outside its provider's token_trusted_ips; Authenticate
+	// normally refuses it itself (access.Authenticator).
+	if id.OIDC != nil && !isOpaque(pass) && !auth.AddrTrusted(s.limitsFor(id).TrustedIPs, ip) {
+		err := fmt.Errorf("%w (identity %s, client %s)", auth.ErrUntrustedAddress, id.ID, ip)
+		s.countRefusal(ctx, ip, err)
+		if basic {
+			return nil, &reqError{status: http.StatusUnauthorized, code: "invalid_client", desc: untrustedDesc, reason: err}
+		}
+		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: untrustedDesc, reason: err}
+	}
 	cp := *id
 	if cp.ClientIP == "" {
 		cp.ClientIP = ip
