@@ -86,6 +86,8 @@ type OIDCProvider struct {
 	TokenTTL        time.Duration
 	TokenMaxTTL     time.Duration
 	TokenMaxUses    int
+	// TokenTrustedIPs also bounds where the provider's ID tokens and the
+	// registry access tokens issued for its identities may be used.
 	TokenTrustedIPs []netip.Prefix
 }
 
