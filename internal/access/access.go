@@ -20,8 +20,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -62,6 +64,11 @@ type Authenticator struct {
 	// Limiter, when set, refuses credential checks from a client address
 	// with too many refused credentials (429).
 	Limiter *Limiter
+	// TrustedIPs are the token_trusted_ips of OIDC providers, by provider
+	// name: an ID token of such a provider is refused from other client
+	// addresses (auth.ErrUntrustedAddress), and so are the registry access
+	// tokens issued for it (they carry the list).
+	TrustedIPs map[string][]netip.Prefix
 
 	creds credCache
 }
@@ -102,7 +109,9 @@ func (a *Authenticator) basic(ctx context.Context, username, password, clientIP 
 	var err error
 	switch {
 	case a.OIDC != nil && a.OIDC.Has(username):
-		id, err = a.OIDC.VerifyFor(ctx, username, password)
+		if id, err = a.OIDC.VerifyFor(ctx, username, password); err == nil {
+			a.fromProvider(id)
+		}
 	case a.Tokens != nil && a.Tokens.IsBerthToken(password):
 		id, err = a.Tokens.VerifySessionToken(ctx, password, clientIP)
 	case a.Users != nil:
@@ -113,8 +122,32 @@ func (a *Authenticator) basic(ctx context.Context, username, password, clientIP 
 	if err != nil {
 		return nil, err
 	}
+	if err := a.trusted(id, clientIP); err != nil {
+		return nil, err
+	}
 	id.ClientIP = clientIP
 	return id, nil
+}
+
+// fromProvider sets the token_trusted_ips of the OIDC provider id's ID token
+// came from on id (fresh from a verifier, not shared).
+func (a *Authenticator) fromProvider(id *auth.Identity) {
+	if id.OIDC != nil {
+		id.TrustedIPs = a.TrustedIPs[id.OIDC.ProviderName]
+	}
+}
+
+// trusted refuses id's credential from clientIP when the client address is
+// not among its TrustedIPs.
+func (a *Authenticator) trusted(id *auth.Identity, clientIP string) error {
+	if auth.AddrTrusted(id.TrustedIPs, clientIP) {
+		return nil
+	}
+	provider := ""
+	if id.OIDC != nil {
+		provider = id.OIDC.ProviderName
+	}
+	return fmt.Errorf("%w (identity %s, provider %s, client %s)", auth.ErrUntrustedAddress, id.ID, provider, clientIP)
 }
 
 // Authenticate returns the request's identity: anonymous without credentials,
@@ -140,6 +173,10 @@ func (a *Authenticator) authenticate(r *http.Request) (*auth.Identity, *credEntr
 		// Remembered, so not checked again, but still a credentialed
 		// request: refused while the address is over its limit.
 		if err := a.Limiter.checkRemembered(ip); err != nil {
+			return nil, nil, err
+		}
+		if err := a.trusted(e.id, ip); err != nil {
+			a.Limiter.record(r.Context(), ip, err)
 			return nil, nil, err
 		}
 		return e.identity(ip), e, nil
@@ -192,11 +229,16 @@ func (a *Authenticator) verify(r *http.Request, h, ip string) (*auth.Identity, e
 				}
 			}
 		case a.OIDC != nil:
-			id, err = a.OIDC.Verify(ctx, cred)
+			if id, err = a.OIDC.Verify(ctx, cred); err == nil {
+				a.fromProvider(id)
+			}
 		default:
 			err = auth.ErrInvalidCredentials
 		}
 		if err != nil {
+			return nil, err
+		}
+		if err := a.trusted(id, ip); err != nil {
 			return nil, err
 		}
 		id.ClientIP = ip
@@ -276,6 +318,8 @@ func (a *Authenticator) challenge(r *http.Request, rt registry.Route, errCode st
 	msg := "authentication required"
 	if errCode == "insufficient_scope" {
 		msg = "the token does not grant " + string(rt.Action.Kind()) + " access to " + rt.Repo
+	} else if errors.Is(cause, auth.ErrUntrustedAddress) {
+		msg = "client address not in the provider's token_trusted_ips"
 	} else if cause != nil {
 		msg = "invalid credentials"
 	}

@@ -15,6 +15,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -31,7 +32,37 @@ var (
 	// credentials recently. Answered with 429 and Retry-After; it is wrapped
 	// by a *RateLimitError.
 	ErrRateLimited = errors.New("auth: too many failed authentication attempts")
+	// ErrUntrustedAddress: the credential is refused because the client
+	// address is not in the token_trusted_ips of the OIDC provider it came
+	// from. It wraps ErrInvalidCredentials.
+	ErrUntrustedAddress error = untrustedAddress{}
 )
+
+type untrustedAddress struct{}
+
+func (untrustedAddress) Error() string {
+	return "auth: client address not in the provider's token_trusted_ips"
+}
+func (untrustedAddress) Unwrap() error { return ErrInvalidCredentials }
+
+// AddrTrusted reports whether clientIP is in one of prefixes; any address is
+// when prefixes is empty, none that does not parse otherwise.
+func AddrTrusted(prefixes []netip.Prefix, clientIP string) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	ip, err := netip.ParseAddr(clientIP)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap().WithZone("")
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
 
 // RateLimitError is returned instead of checking credentials while the client
 // address is over its failure limit.
@@ -73,6 +104,10 @@ type Identity struct {
 	// so the authenticator may remember it. Credentials checked against state
 	// on every use (session tokens with use limits, static users) leave it zero.
 	Expires time.Time
+	// TrustedIPs, when not empty, are the only client addresses the
+	// presented credential may be used from: the token_trusted_ips of the
+	// OIDC provider it came from (carried in registry access tokens).
+	TrustedIPs []netip.Prefix
 }
 
 // OIDC is the OIDC part of an identity.

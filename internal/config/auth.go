@@ -86,7 +86,7 @@ type OIDCProvider struct {
 	TokenTTL        time.Duration
 	TokenMaxTTL     time.Duration
 	TokenMaxUses    int
-	TokenTrustedIPs []netip.Prefix
+	TokenTrustedIPs []netip.Prefix // also bounds the provider's ID tokens and the access tokens issued for it
 }
 
 // ClaimMapping is [auth.oidc.<name>.claim_mapping] (zot's model in snake_case).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -194,6 +195,12 @@ func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, s
 		}
 		for _, p := range cfg.Auth.OIDC {
 			st.limits[p.Name] = token.Limits{TTL: p.TokenTTL, MaxTTL: p.TokenMaxTTL, MaxUses: p.TokenMaxUses, TrustedIPs: p.TokenTrustedIPs}
+			if len(p.TokenTrustedIPs) > 0 {
+				if a.TrustedIPs == nil {
+					a.TrustedIPs = map[string][]netip.Prefix{}
+				}
+				a.TrustedIPs[p.Name] = p.TokenTrustedIPs
+			}
 		}
 		st.gate.Authn = a
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -41,6 +42,11 @@ type accessClaims struct {
 	Groups       []string       `json:"groups,omitempty"`
 	OIDCProvider string         `json:"oidc_provider,omitempty"`
 	OIDCClaims   map[string]any `json:"oidc_claims,omitempty"`
+	// TrustedIPs are the CIDRs of the OIDC provider's token_trusted_ips:
+	// the token is refused from other client addresses.
+	TrustedIPs []string `json:"trusted_ips,omitempty"`
+
+	trusted []netip.Prefix // TrustedIPs, parsed once per verification
 }
 
 // signAccess issues an access token for id granting access.
@@ -68,6 +74,13 @@ func (s *Service) signAccessDenied(id *auth.Identity, access, denied []auth.Acce
 		},
 		Access: access, Denied: denied, Username: sn.Username, Groups: sn.Groups,
 		OIDCProvider: sn.OIDCProvider, OIDCClaims: sn.OIDCClaims,
+	}
+	ips := id.TrustedIPs
+	if len(ips) == 0 && id.OIDC != nil {
+		ips = s.limitsFor(id).TrustedIPs
+	}
+	for _, p := range ips {
+		c.TrustedIPs = append(c.TrustedIPs, p.String())
 	}
 	payload, err := json.Marshal(c)
 	if err != nil {
@@ -119,6 +132,7 @@ func (s *Service) VerifyAccessToken(ctx context.Context, raw string) (*auth.Iden
 	id := snapshot{ID: c.Subject, Username: c.Username, Groups: c.Groups, OIDCProvider: c.OIDCProvider, OIDCClaims: c.OIDCClaims}.identity("")
 	id.Access, id.Denied = c.Access, c.Denied
 	id.Expires = c.Expiry.Time().Add(clockSkew)
+	id.TrustedIPs = c.trusted
 	if id.Access == nil {
 		id.Access = []auth.Access{} // bound to its (empty) grants, never unbounded
 	}
@@ -205,6 +219,13 @@ func (s *Service) verifyAccess(raw string, now time.Time) (*accessClaims, error)
 	}
 	if c.Expiry == nil || c.Subject == "" {
 		return nil, errors.New("token: access token without exp or sub")
+	}
+	for _, t := range c.TrustedIPs {
+		p, err := netip.ParsePrefix(t)
+		if err != nil {
+			return nil, errors.New("token: malformed trusted_ips claim")
+		}
+		c.trusted = append(c.trusted, p)
 	}
 	err = c.Claims.ValidateWithLeeway(jwt.Expected{
 		Issuer: s.o.Issuer, AnyAudience: jwt.Audience{s.o.Service}, Time: now,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -328,10 +329,28 @@ func (s *Service) authenticate(ctx context.Context, user, pass, ip string, basic
 		if limited := (*auth.RateLimitError)(nil); errors.As(err, &limited) {
 			return nil, rateLimited(err, limited.RetryAfter)
 		}
-		if basic {
-			return nil, &reqError{status: http.StatusUnauthorized, code: "invalid_client", desc: "invalid credentials", reason: err}
+		desc := "invalid credentials"
+		if errors.Is(err, auth.ErrUntrustedAddress) {
+			desc = untrustedDesc
 		}
-		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: "invalid username or password", reason: err}
+		if basic {
+			return nil, &reqError{status: http.StatusUnauthorized, code: "invalid_client", desc: desc, reason: err}
+		}
+		if desc != untrustedDesc {
+			desc = "invalid username or password"
+		}
+		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: desc, reason: err}
+	}
+	// An ID token (not a berth token, whose record holds its own list)
+	// from outside its provider's token_trusted_ips; Authenticate
+	// normally refuses it itself (access.Authenticator).
+	if id.OIDC != nil && !isOpaque(pass) && !auth.AddrTrusted(s.limitsFor(id).TrustedIPs, ip) {
+		err := fmt.Errorf("%w (identity %s, client %s)", auth.ErrUntrustedAddress, id.ID, ip)
+		s.countRefusal(ctx, ip, err)
+		if basic {
+			return nil, &reqError{status: http.StatusUnauthorized, code: "invalid_client", desc: untrustedDesc, reason: err}
+		}
+		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: untrustedDesc, reason: err}
 	}
 	cp := *id
 	if cp.ClientIP == "" {
@@ -358,10 +377,19 @@ func (s *Service) verifyIDToken(ctx context.Context, raw, ip string) (*auth.Iden
 		}
 		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: "invalid ID token", reason: err}
 	}
+	if !auth.AddrTrusted(s.limitsFor(id).TrustedIPs, ip) {
+		err := fmt.Errorf("%w (identity %s, client %s)", auth.ErrUntrustedAddress, id.ID, ip)
+		s.countRefusal(ctx, ip, err)
+		return nil, &reqError{status: http.StatusBadRequest, code: "invalid_grant", desc: untrustedDesc, reason: err}
+	}
 	cp := *id
 	cp.ClientIP = ip
 	return &cp, nil
 }
+
+// untrustedDesc answers an ID token presented from outside its provider's
+// token_trusted_ips.
+const untrustedDesc = "client address not in the provider's token_trusted_ips"
 
 func (s *Service) useOpaque(ctx context.Context, raw, ip string) (*record, *reqError) {
 	if e := s.limit(ctx, ip); e != nil {

@@ -39,7 +39,8 @@ type Limits struct {
 	// MaxUses is how many times it may be used; 0 means unlimited.
 	MaxUses int
 	// TrustedIPs restricts the client addresses it may be used from; empty
-	// means any.
+	// means any. For an OIDC identity it also bounds the ID token on every
+	// grant that takes one, and the access tokens issued (trusted_ips claim).
 	TrustedIPs []netip.Prefix
 }
 

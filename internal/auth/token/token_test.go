@@ -372,9 +372,19 @@ func TestMaxUses(t *testing.T) {
 func TestTrustedIPs(t *testing.T) {
 	f := newFixture(t, func(f *fixture) {
 		f.limits = Limits{TrustedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}}
+		f.opts.ClientIP = func(r *http.Request) string {
+			if ip := r.Header.Get("X-Test-Client"); ip != "" {
+				return ip
+			}
+			return remoteIP(r)
+		}
 	})
-	st := f.post("/token", url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {testIDToken},
-		"subject_token_type": {TokenTypeIDToken}, "requested_token_type": {TokenTypeSession}}).str("access_token")
+	// The ID token is exchanged from a trusted address (from any other it
+	// is refused: TestTrustedIPsEveryExchange).
+	req := postReq(f, url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {testIDToken},
+		"subject_token_type": {TokenTypeIDToken}, "requested_token_type": {TokenTypeSession}})
+	req.Header.Set("X-Test-Client", "10.9.9.9")
+	st := f.do(req).str("access_token")
 	ctx := context.Background()
 	for ip, ok := range map[string]bool{
 		"10.1.2.3": true, "::ffff:10.1.2.3": true, "2001:db8::1": true,
