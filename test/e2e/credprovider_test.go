@@ -65,7 +65,8 @@ type kubeletResponse struct {
 
 // TestCredentialProvider runs the kubelet image credential provider the way
 // the kubelet does (request on stdin, args, a deadline) against berth with a
-// kubernetes provider whose policy lets only namespace team-a pull.
+// kubernetes provider whose policy lets namespace team-a (and no other)
+// pull team-a/app.
 func TestCredentialProvider(t *testing.T) {
 	bin := buildCredentialProvider(t)
 	iss := newIssuer(t)
@@ -87,7 +88,8 @@ password = %q
 default_allow = false
 rules = [
   "identity.username == 'alice'",
-  "identity.oidc != null && identity.oidc.claims['kubernetes.io'].namespace == 'team-a' && request.action == 'pull'",
+  # docs/auth/kubernetes.md: a namespace pulls the repositories under its own name.
+  "identity.oidc != null && identity.oidc.provider_name == 'cluster' && request.action == 'pull' && request.repository.startsWith(identity.oidc.claims['kubernetes.io'].namespace + '/')",
 ]
 `, iss.URL(), string(hash)))
 
