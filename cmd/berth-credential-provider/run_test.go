@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -157,5 +160,22 @@ func TestSplitImage(t *testing.T) {
 		if _, _, err := splitImage(in); err == nil {
 			t.Errorf("splitImage(%q) accepted", in)
 		}
+	}
+}
+
+// TestCAFile: berth behind a private CA is trusted with --ca-file, and only
+// with it.
+func TestCAFile(t *testing.T) {
+	srv := httptest.NewTLSServer(&fakeTokenService{scope: "repository:team-a/app:pull"})
+	defer srv.Close()
+	if code, _, errs := runWith(t, srv, goodRequest); code != 1 || !strings.Contains(errs, "certificate") {
+		t.Fatalf("without --ca-file: exit %d, stderr %q", code, errs)
+	}
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := runWith(t, srv, goodRequest, "--ca-file", ca); code != 0 {
+		t.Fatalf("with --ca-file: exit %d, stderr %q", code, errs)
 	}
 }
