@@ -16,6 +16,7 @@ run:
 
 build:
 	$(GO) build -o bin/berth ./cmd/berth
+	$(GO) build -o bin/berth-credential-provider ./cmd/berth-credential-provider
 
 # Every test: vet and staticcheck, unit, spec, storage contract, real-client
 # end-to-end and crash tests; then the spec tests and the whole end-to-end
