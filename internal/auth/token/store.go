@@ -387,21 +387,19 @@ func (t *tokens) revoke(ctx context.Context, raw string) (bool, error) {
 	return true, nil
 }
 
+// ipTrusted is auth.AddrTrusted over a record's stored prefixes; one that
+// no longer parses trusts nothing.
 func ipTrusted(prefixes []string, clientIP string) bool {
 	if len(prefixes) == 0 {
 		return true
 	}
-	ip, err := netip.ParseAddr(clientIP)
-	if err != nil {
-		return false
-	}
-	ip = ip.Unmap().WithZone("")
+	parsed := make([]netip.Prefix, 0, len(prefixes))
 	for _, s := range prefixes {
-		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(ip) {
-			return true
+		if p, err := netip.ParsePrefix(s); err == nil {
+			parsed = append(parsed, p)
 		}
 	}
-	return false
+	return len(parsed) > 0 && auth.AddrTrusted(parsed, clientIP)
 }
 
 func minTime(a, b time.Time) time.Time {
