@@ -45,12 +45,13 @@ lint:
 # The pinned command-line clients the end-to-end tests drive (crane, oras,
 # regctl, cosign, skopeo, podman), the S3 server the S3 backend is tested
 # against (versitygw), the Redis the shared-state and two-replica tests
-# start (redis-server), the Chromium the web UI test drives and the
+# start (redis-server), the strace the commit-kill test runs berth under, the Chromium the web UI test drives and the
 # staticcheck `make lint` runs; skipped quickly when already installed.
 clients:
 	bash scripts/install-test-clients.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-s3.sh "$$($(GO) env GOPATH)/bin"
 	bash scripts/install-test-redis.sh
+	bash scripts/install-test-strace.sh
 	bash scripts/install-test-browser.sh
 	bash scripts/install-lint.sh "$$($(GO) env GOPATH)/bin"
 
