@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // LoginOptions are berth login's flags.
@@ -58,9 +59,16 @@ func (h *Helper) Login(ctx context.Context, o LoginOptions, out io.Writer) error
 	if old := s.Registries[host]; old != nil {
 		reg.Changed = old.Changed // a second login keeps what the first replaced
 	}
+	var cred Credential
 	if !o.NoVerify {
-		if _, err := h.obtain(ctx, host, reg); err != nil {
+		now := h.Env.Now()
+		if cred, err = h.obtain(ctx, host, reg); err != nil {
 			return fmt.Errorf("login %s: %w (nothing was changed; --no-verify records the settings without this check)", host, err)
+		}
+		// The first get uses it.
+		e := &cacheEntry{Key: reg.cacheKey(), Token: cred.Token, Obtained: now, Lifetime: int64(cred.Lifetime / time.Second)}
+		if err := h.Paths.writeCache(host, e); err != nil {
+			return fmt.Errorf("login %s: caching the credential: %w", host, err)
 		}
 	}
 	s.Registries[host] = reg
