@@ -45,7 +45,7 @@ rules = ['identity.id != "anonymous"']
 	return startBerthWith(t, t.TempDir(), cfg)
 }
 
-func newIssuer(t *testing.T) *devissuer.Issuer {
+func newIssuer(t testing.TB) *devissuer.Issuer {
 	t.Helper()
 	iss, err := devissuer.New(devissuer.Options{})
 	if err != nil {

@@ -23,7 +23,7 @@ import (
 
 // buildCredentialProvider builds cmd/berth-credential-provider from the
 // product module, as `make build` does.
-func buildCredentialProvider(t *testing.T) string {
+func buildCredentialProvider(t testing.TB) string {
 	t.Helper()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/berth-registry/berth").Output()
 	if err != nil {
