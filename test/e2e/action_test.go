@@ -399,3 +399,118 @@ cat pulled/artifact.txt
 		}
 	})
 }
+
+// gitlabTemplate is the subset of deploy/gitlab/berth-login.gitlab-ci.yml
+// the harness runs, decoded strictly.
+type gitlabTemplate struct {
+	BerthLogin struct {
+		IDTokens map[string]struct {
+			Aud string `json:"aud"`
+		} `json:"id_tokens"`
+		BeforeScript []string `json:"before_script"`
+	} `json:".berth-login"`
+}
+
+// TestGitLabSnippet runs the GitLab CI/CD template's before_script as a job
+// that extends .berth-login would: GitLab puts the ID token its id_tokens:
+// declares (a GitLab-shaped token of the in-repo issuer living 3 seconds,
+// with the template's aud) in BERTH_ID_TOKEN, and the job's script pushes
+// with crane after that token has expired.
+func TestGitLabSnippet(t *testing.T) {
+	const ttl = 3 * time.Second
+	crane := needClient(t, "crane")
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/berth-registry/berth").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "deploy", "gitlab", "berth-login.gitlab-ci.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tpl gitlabTemplate
+	if err := yaml.UnmarshalStrict(b, &tpl); err != nil {
+		t.Fatalf("berth-login.gitlab-ci.yml: %v", err)
+	}
+	idt, ok := tpl.BerthLogin.IDTokens["BERTH_ID_TOKEN"]
+	if !ok || idt.Aud != "$BERTH_AUDIENCE" || len(tpl.BerthLogin.BeforeScript) == 0 {
+		t.Fatalf(".berth-login: %+v", tpl.BerthLogin)
+	}
+
+	iss := newIssuer(t)
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startBerthWith(t, t.TempDir(), fmt.Sprintf(`
+[auth.oidc.gitlab]
+provider = "gitlab"
+issuer = %q
+audiences = ["https://registry.example.com"]
+clock_skew = "1s"
+
+[auth.identity.alice]
+username = "alice"
+password = %q
+
+[global.access_policy]
+default_allow = false
+rules = [
+  "identity.username == 'alice'",
+  "identity.oidc != null && request.repository.startsWith(identity.oidc.claims['project_path'] + '/')",
+]
+`, iss.URL(), string(hash)))
+	host := p.host()
+	ref, err := name.ParseReference(host+"/mygroup/app/base:v1", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(2048, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "secret"})); err != nil {
+		t.Fatalf("seed push: %v", err)
+	}
+	digest, _ := img.Digest()
+
+	const audience = "https://registry.example.com"
+	bin := t.TempDir()
+	for _, f := range []string{berthBin, filepath.Join(buildCredentialHelper(t), "docker-credential-berth")} {
+		if err := os.Symlink(f, filepath.Join(bin, filepath.Base(f))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// GitLab mints the token when the job starts.
+	now := time.Now()
+	idToken := iss.Mint(map[string]any{
+		"aud": audience, "sub": "project_path:mygroup/app:ref_type:branch:ref:main",
+		"namespace_path": "mygroup", "project_path": "mygroup/app", "ref": "main", "ref_type": "branch",
+		"pipeline_source": "push", "user_login": "dev",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix(),
+	})
+	home := t.TempDir()
+	env := append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME=", "XDG_CACHE_HOME=", "XDG_RUNTIME_DIR=",
+		"DOCKER_CONFIG=", "REGISTRY_AUTH_FILE=",
+		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"CI=true", "GITLAB_CI=true",
+		"BERTH_REGISTRY=http://"+host, "BERTH_PROVIDER=gitlab", "BERTH_AUDIENCE="+audience,
+		"BERTH_ID_TOKEN="+idToken)
+	// GitLab runs before_script and script in one shell, each line failing the job.
+	job := strings.Join(tpl.BerthLogin.BeforeScript, "\n") + fmt.Sprintf(`
+sleep %d
+%s copy --insecure "$BERTH_REGISTRY/mygroup/app/base:v1" "$BERTH_REGISTRY/mygroup/app/api:ci"
+%s digest --insecure "$BERTH_REGISTRY/mygroup/app/api:ci"
+`, int((ttl+2*time.Second)/time.Second), crane, crane)
+	job = strings.ReplaceAll(job, "$BERTH_REGISTRY/mygroup", host+"/mygroup")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // a guard, not an assertion
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-e", "-c", job)
+	cmd.Env, cmd.Dir = env, home
+	got, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the GitLab job: %v\n%s", err, got)
+	}
+	if !strings.Contains(string(got), `credHelpers["`+host+`"] = "berth"`) || !strings.Contains(string(got), digest.String()) {
+		t.Fatalf("the GitLab job's output:\n%s", got)
+	}
+}
