@@ -17,6 +17,7 @@ run:
 build:
 	$(GO) build -o bin/berth ./cmd/berth
 	$(GO) build -o bin/berth-credential-provider ./cmd/berth-credential-provider
+	$(GO) build -o bin/docker-credential-berth ./cmd/docker-credential-berth
 
 # Every test: vet and staticcheck, unit, spec, storage contract, real-client
 # end-to-end and crash tests; then the spec tests and the whole end-to-end

@@ -2,18 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/berth-registry/berth/internal/credclient"
 )
 
 const (
@@ -21,18 +19,12 @@ const (
 	requestKind    = "CredentialProviderRequest"
 	responseKind   = "CredentialProviderResponse"
 	maxRequestSize = 1 << 20
-	maxAnswerSize  = 64 << 10
 	// cacheMargin is taken off the credential's lifetime so the kubelet
 	// never hands out a credential about to expire.
 	cacheMargin = 30 * time.Second
 	// sessionUsername is the Basic username sent with the session token: any
 	// name but a provider's is accepted with a berth_st_ password.
 	sessionUsername = "session"
-
-	grantPassword      = "password"
-	grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
-	tokenTypeIDToken   = "urn:ietf:params:oauth:token-type:id_token"
-	tokenTypeSession   = "urn:berth:token-type:session"
 )
 
 // request is the kubelet's CredentialProviderRequest.
@@ -129,18 +121,19 @@ func provide(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer)
 	if p := req.ServiceAccountAnnotations[o.annotationKey]; p != "" {
 		provider = p
 	}
-	client, err := httpClient(o)
+	client, err := credclient.HTTPClient(o.caFile)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	ts := &tokenService{client: client, url: o.registry.JoinPath("token").String()}
-	cred, ttl, err := ts.credential(ctx, provider, req.ServiceAccountToken, repo)
+	// The password grant checks that the provider accepts the token and that
+	// the policies let it pull repo; the exchange gives the session token.
+	cred, err := credclient.NewTokenService(client, o.registry).Session(ctx, provider, req.ServiceAccountToken, repo)
 	if err != nil {
 		return err
 	}
-	resp := newResponse(req.APIVersion, host+"/"+repo, cred, ttl)
+	resp := newResponse(req.APIVersion, host+"/"+repo, cred.Token, cred.Lifetime)
 	return json.NewEncoder(stdout).Encode(resp)
 }
 
@@ -204,106 +197,4 @@ func newResponse(apiVersion, key, password string, ttl time.Duration) response {
 		CacheDuration: max(ttl-cacheMargin, 0).String(),
 		Auth:          map[string]authConfig{key: {Username: sessionUsername, Password: password}},
 	}
-}
-
-func httpClient(o *options) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", o.caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: tr}, nil
-}
-
-// tokenService speaks to berth's /token.
-type tokenService struct {
-	client *http.Client
-	url    string
-}
-
-type tokenAnswer struct {
-	AccessToken      string `json:"access_token"`
-	ExpiresIn        int64  `json:"expires_in"`
-	Scope            string `json:"scope"`
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description"`
-}
-
-// credential checks that provider accepts the service-account token and that
-// the policies let it pull repo (a password grant naming the provider, asking
-// for repository:<repo>:pull), then trades the token for a session token (RFC
-// 8693). It returns the session token and its lifetime.
-func (t *tokenService) credential(ctx context.Context, provider, saToken, repo string) (string, time.Duration, error) {
-	scope := "repository:" + repo + ":pull"
-	a, err := t.post(ctx, url.Values{
-		"grant_type": {grantPassword}, "username": {provider}, "password": {saToken}, "scope": {scope},
-	})
-	if err != nil {
-		return "", 0, fmt.Errorf("provider %q: %w", provider, err)
-	}
-	if !grantsPull(a.Scope, repo) {
-		return "", 0, fmt.Errorf("berth's access policies do not let this service account pull %s (provider %q granted %q)", repo, provider, a.Scope)
-	}
-	s, err := t.post(ctx, url.Values{
-		"grant_type": {grantTokenExchange}, "subject_token": {saToken},
-		"subject_token_type": {tokenTypeIDToken}, "requested_token_type": {tokenTypeSession},
-	})
-	if err != nil {
-		return "", 0, fmt.Errorf("token exchange: %w", err)
-	}
-	if s.AccessToken == "" || s.ExpiresIn <= 0 {
-		return "", 0, errors.New("token exchange: the answer has no session token")
-	}
-	return s.AccessToken, time.Duration(s.ExpiresIn) * time.Second, nil
-}
-
-func (t *tokenService) post(ctx context.Context, form url.Values) (*tokenAnswer, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	res, err := t.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("token service: %w", err)
-	}
-	defer res.Body.Close()
-	var a tokenAnswer
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerSize))
-	if err == nil {
-		err = json.Unmarshal(body, &a)
-	}
-	if res.StatusCode != http.StatusOK {
-		if a.Error != "" {
-			return nil, fmt.Errorf("%s refused: %s: %s (HTTP %d)", t.url, a.Error, a.ErrorDescription, res.StatusCode)
-		}
-		return nil, fmt.Errorf("%s answered HTTP %d", t.url, res.StatusCode)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: unreadable answer: %w", t.url, err)
-	}
-	return &a, nil
-}
-
-// grantsPull reports whether a granted scope list includes pull of repo.
-func grantsPull(scope, repo string) bool {
-	for _, s := range strings.Fields(scope) {
-		rest, ok := strings.CutPrefix(s, "repository:"+repo+":")
-		if !ok {
-			continue
-		}
-		for _, a := range strings.Split(rest, ",") {
-			if a == "pull" || a == "*" {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/berth-registry/berth/internal/credclient"
 )
 
 // fakeTokenService answers berth's two grants the way berth does, and
@@ -38,11 +40,11 @@ func (f *fakeTokenService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	switch form["grant_type"] {
-	case grantPassword:
+	case credclient.GrantPassword:
 		json.NewEncoder(w).Encode(map[string]any{"access_token": "eyJ.x.y", "token_type": "Bearer", "expires_in": 300, "scope": f.scope})
-	case grantTokenExchange:
+	case credclient.GrantTokenExchange:
 		json.NewEncoder(w).Encode(map[string]any{"access_token": "berth_st_abc", "token_type": "N_A", "expires_in": 900,
-			"issued_token_type": tokenTypeSession})
+			"issued_token_type": credclient.TokenTypeSession})
 	}
 }
 
@@ -83,9 +85,9 @@ func TestResponseShape(t *testing.T) {
 		t.Fatalf("response\n%s\nwant\n%v", out, want)
 	}
 	wantForms := []map[string]string{
-		{"grant_type": grantPassword, "username": "k8s", "password": "sa.jwt.token", "scope": "repository:team-a/app:pull"},
-		{"grant_type": grantTokenExchange, "subject_token": "sa.jwt.token", "subject_token_type": tokenTypeIDToken,
-			"requested_token_type": tokenTypeSession},
+		{"grant_type": credclient.GrantPassword, "username": "k8s", "password": "sa.jwt.token", "scope": "repository:team-a/app:pull"},
+		{"grant_type": credclient.GrantTokenExchange, "subject_token": "sa.jwt.token", "subject_token_type": credclient.TokenTypeIDToken,
+			"requested_token_type": credclient.TokenTypeSession},
 	}
 	if !reflect.DeepEqual(f.forms, wantForms) {
 		t.Fatalf("token service got %v, want %v", f.forms, wantForms)

@@ -37,6 +37,8 @@ func TestCommandHelp(t *testing.T) {
 		{[]string{"gc"}, "berth gc [-c FILE] [--dry-run]"},
 		{[]string{"hash-password"}, "berth hash-password [-a bcrypt|argon2id]"},
 		{[]string{"dev-issuer"}, "berth dev-issuer [flags]"},
+		{[]string{"login"}, "berth login REGISTRY --provider NAME"},
+		{[]string{"logout"}, "berth logout REGISTRY"},
 		{[]string{"version"}, "berth version"},
 		{[]string{"help"}, "berth help [COMMAND]"},
 	}

@@ -7,6 +7,8 @@
 //	berth gc [-c FILE] [--dry-run] collect garbage once
 //	berth hash-password            hash a password for [auth.identity.<id>]
 //	berth dev-issuer               run a local OIDC issuer to try workload identity
+//	berth login REGISTRY --provider NAME   configure docker-credential-berth
+//	berth logout REGISTRY          undo berth login
 //	berth version                  print the version
 //	berth help [COMMAND]           print the usage, or COMMAND's
 //

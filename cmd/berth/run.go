@@ -36,6 +36,10 @@ Usage:
   berth hash-password [-a bcrypt|argon2id] < password
                                print a password hash for [auth.identity.<id>]
   berth dev-issuer [flags]     run a local OIDC issuer to try workload identity
+  berth login REGISTRY --provider NAME [--audience AUD] [--token-source SRC]
+                               configure docker-credential-berth for REGISTRY in
+                               docker's config.json and the containers auth.json
+  berth logout REGISTRY        undo berth login
   berth version                print the version
   berth help [COMMAND]         print this help, or COMMAND's
 
@@ -110,6 +114,10 @@ func commandUsage(cmd string) (string, bool) {
 		return hashPasswordUsage, true
 	case "dev-issuer":
 		return devIssuerUsage(), true
+	case "login":
+		return loginUsage, true
+	case "logout":
+		return logoutUsage, true
 	case "version":
 		return versionUsage, true
 	case "help":
@@ -181,6 +189,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return hashPassword(rest, stdin, stdout, stderr)
 	case "dev-issuer":
 		return devIssuer(ctx, rest, stdout, stderr)
+	case "login":
+		return loginCmd(ctx, rest, stdout, stderr)
+	case "logout":
+		return logoutCmd(ctx, rest, stdout, stderr)
 	case "version":
 		if len(rest) > 0 {
 			return usageError(stdout, stderr, fmt.Errorf("version takes no arguments"))
