@@ -233,3 +233,28 @@ func checkChartManifest(t *testing.T, host, version, tgz string) {
 		t.Errorf("chart manifest = %+v, want helm's config and the .tgz (sha256:%x) as its layer", m, sum)
 	}
 }
+
+// TestTLS: tls.enabled mounts the Secret where [server.tls] points, the
+// probes and the ServiceMonitor speak HTTPS, and berth config check loads
+// the certificate and key from there.
+func TestTLS(t *testing.T) {
+	r := template(t, "--set", "tls.enabled=true", "--set", "tls.existingSecret=berth-tls", "--set", "metrics.serviceMonitor.enabled=true")
+	checkPod(t, r)
+	configCheck(t, berthBin(t), r)
+	c := r.Deployment.Spec.Template.Spec.Containers[0]
+	for _, p := range []string{"/etc/berth/tls/tls.crt", "/etc/berth/tls/tls.key"} {
+		if !strings.Contains(r.ConfigMap.Data["berth.toml"], `"`+p+`"`) {
+			t.Errorf("[server.tls] does not name %s", p)
+		}
+		m := mountFor(t, c, p)
+		if v := volume(t, r.Deployment, m.Name); v.Secret == nil || v.Secret.SecretName != "berth-tls" || !m.ReadOnly {
+			t.Errorf("%s: mount %+v, volume %+v", p, m, v)
+		}
+	}
+	if c.LivenessProbe.HTTPGet.Scheme != "HTTPS" || c.ReadinessProbe.HTTPGet.Scheme != "HTTPS" {
+		t.Errorf("probes: %s, %s", c.LivenessProbe.HTTPGet.Scheme, c.ReadinessProbe.HTTPGet.Scheme)
+	}
+	if r.ServiceMonitor == nil || r.ServiceMonitor.Spec.Endpoints[0].Scheme != "https" {
+		t.Errorf("ServiceMonitor = %+v", r.ServiceMonitor)
+	}
+}

@@ -486,7 +486,38 @@ func podFiles(t *testing.T, dir string) map[string]string {
 	if err := os.WriteFile(ca, selfSignedCA(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"/etc/berth/kubernetes/ca.crt": ca}
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	certPEM, keyPEM := serverCert(t)
+	if err := os.WriteFile(crt, certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"/etc/berth/kubernetes/ca.crt": ca, "/etc/berth/tls/tls.crt": crt, "/etc/berth/tls/tls.key": key}
+}
+
+// serverCert is a self-signed server certificate and its key, PEM.
+func serverCert(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "berth.registry.svc"}, DNSNames: []string{"berth.registry.svc"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
 // configCheck runs berth config check on the rendered berth.toml.

@@ -72,7 +72,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $p = append $p (printf "config.%s is set by the chart: use persistence, s3 and redis instead" $k) -}}
 {{- end -}}
 {{- end -}}
-{{- if hasKey .Values.config "server" -}}
+{{- if kindIs "map" .Values.config.server -}}
 {{- range $k := list "bind_address" "port" "tls" -}}
 {{- if hasKey $.Values.config.server $k -}}
 {{- $p = append $p (printf "config.server.%s is set by the chart (service.port, tls)" $k) -}}
