@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 )
 
@@ -19,6 +21,39 @@ type Redis struct {
 	URL string
 	// KeyPrefix is prepended to every key berth writes (default "berth:").
 	KeyPrefix string
+	// PasswordFile, when set, names a file whose first line is the password
+	// (e.g. a mounted Kubernetes Secret); it replaces any password in URL.
+	// Read when Redis is opened (ConnURL), so the file may live only where
+	// berth serves.
+	PasswordFile string
+}
+
+// ConnURL returns the URL to connect with: URL, with the password read from
+// PasswordFile when that is set. The result may hold a password: never log
+// it. Errors name the file, never its content.
+func (r Redis) ConnURL() (string, error) {
+	if r.PasswordFile == "" {
+		return r.URL, nil
+	}
+	b, err := os.ReadFile(r.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("cache.redis.password_file: %w", err)
+	}
+	pw, _, _ := strings.Cut(string(b), "\n")
+	pw = strings.TrimSuffix(pw, "\r")
+	if pw == "" {
+		return "", fmt.Errorf("cache.redis.password_file: %s: no password on its first line", r.PasswordFile)
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "", fmt.Errorf("cache.redis.url: is not a URL")
+	}
+	user := ""
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, pw)
+	return u.String(), nil
 }
 
 // DefaultRedisKeyPrefix is the default [cache.redis] key_prefix.
@@ -37,24 +72,31 @@ func (r Redis) Redacted() string {
 }
 
 // String formats r with the password redacted.
-func (r Redis) String() string { return "{URL:" + r.Redacted() + " KeyPrefix:" + r.KeyPrefix + "}" }
+func (r Redis) String() string {
+	return "{URL:" + r.Redacted() + " KeyPrefix:" + r.KeyPrefix + " PasswordFile:" + r.PasswordFile + "}"
+}
 
 // GoString formats r with the password redacted.
 func (r Redis) GoString() string { return r.String() }
 
 // LogValue logs r with the password redacted.
 func (r Redis) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("url", r.Redacted()), slog.String("key_prefix", r.KeyPrefix))
+	attrs := []slog.Attr{slog.String("url", r.Redacted()), slog.String("key_prefix", r.KeyPrefix)}
+	if r.PasswordFile != "" {
+		attrs = append(attrs, slog.String("password_file", r.PasswordFile))
+	}
+	return slog.GroupValue(attrs...)
 }
 
 type rawCache struct {
 	Redis *struct {
-		URL       any `toml:"url"`
-		KeyPrefix any `toml:"key_prefix"`
+		URL          any `toml:"url"`
+		KeyPrefix    any `toml:"key_prefix"`
+		PasswordFile any `toml:"password_file"`
 	} `toml:"redis"`
 }
 
-var cacheKnown = []string{"cache", "cache.redis", "cache.redis.url", "cache.redis.key_prefix"}
+var cacheKnown = []string{"cache", "cache.redis", "cache.redis.url", "cache.redis.key_prefix", "cache.redis.password_file"}
 
 func (d *decoder) decodeCache(r *rawCache, c *Config) {
 	if r == nil || r.Redis == nil {
@@ -68,6 +110,7 @@ func (d *decoder) decodeCache(r *rawCache, c *Config) {
 		d.str("cache.redis.url", r.Redis.URL, &rd.URL)
 	}
 	d.str("cache.redis.key_prefix", r.Redis.KeyPrefix, &rd.KeyPrefix)
+	d.str("cache.redis.password_file", r.Redis.PasswordFile, &rd.PasswordFile)
 	c.Cache.Redis = rd
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 )
@@ -76,4 +77,55 @@ func TestRedisRedacted(t *testing.T) {
 			t.Errorf("host missing: %s", s)
 		}
 	}
+}
+
+func TestRedisPasswordFile(t *testing.T) {
+	dir := t.TempDir()
+	pwFile := dir + "/password"
+	if err := os.WriteFile(pwFile, []byte(redisPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte("[cache.redis]\nurl = \"redis://:old@10.0.0.5:6379/2\"\npassword_file = \""+pwFile+"\"\n"), "c.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := *c.Cache.Redis
+	if r.PasswordFile != pwFile {
+		t.Fatalf("PasswordFile = %q", r.PasswordFile)
+	}
+	got, err := r.ConnURL()
+	if want := "redis://:" + redisPassword + "@10.0.0.5:6379/2"; err != nil || got != want {
+		t.Errorf("ConnURL = %q, %v; want %q", got, err, want)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "redis", r)
+	if s := logged.String() + r.String(); strings.Contains(s, redisPassword) || !strings.Contains(s, pwFile) {
+		t.Errorf("logged %s", s)
+	}
+
+	// A user name in the URL is kept; the file's password is used with it.
+	r.URL = "rediss://berth@redis.internal:6380/0"
+	if got, err := r.ConnURL(); err != nil || got != "rediss://berth:"+redisPassword+"@redis.internal:6380/0" {
+		t.Errorf("ConnURL with user = %q, %v", got, err)
+	}
+	// Without a password file, the URL as written.
+	if got, err := (Redis{URL: "redis://h:6379"}).ConnURL(); err != nil || got != "redis://h:6379" {
+		t.Errorf("ConnURL without file = %q, %v", got, err)
+	}
+
+	for name, content := range map[string]string{"missing": "", "empty": "\n"} {
+		f := dir + "/" + name
+		if name == "empty" {
+			if err := os.WriteFile(f, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := Redis{URL: "redis://h:6379", PasswordFile: f}.ConnURL()
+		if err == nil || !strings.Contains(err.Error(), "cache.redis.password_file") {
+			t.Errorf("%s file: err = %v", name, err)
+		}
+	}
+
+	_, err = Parse([]byte("[cache.redis]\nurl = \"redis://h\"\npassword_file = 1\n"), "c.toml")
+	checkProblems(t, problems(t, err), []Problem{{"cache.redis.password_file", 3, "must be a string"}})
 }

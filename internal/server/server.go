@@ -66,8 +66,12 @@ func openShared(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	if rc == nil {
 		return nil, nil
 	}
-	// Never log rc.URL itself: it may hold a password.
-	red, err := redisstate.Open(ctx, rc.URL, rc.KeyPrefix, logger)
+	// Never log rc.URL or u itself: they may hold a password.
+	u, err := rc.ConnURL()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	red, err := redisstate.Open(ctx, u, rc.KeyPrefix, logger)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
