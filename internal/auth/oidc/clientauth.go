@@ -24,7 +24,8 @@ const (
 //   - berth runs in a cluster (KUBERNETES_SERVICE_HOST is set);
 //   - the issuer is the in-cluster API server over https: its host is
 //     kubernetes, kubernetes.default, kubernetes.default.svc,
-//     kubernetes.default.svc.<cluster domain>, or KUBERNETES_SERVICE_HOST;
+//     kubernetes.default.svc.cluster.local, or KUBERNETES_SERVICE_HOST (with
+//     another cluster domain, set bearer_token_file);
 //   - the file exists (exists is os.Stat's answer; nil means os.Stat).
 //
 // Either result is "" when it does not apply. getenv is os.Getenv in
@@ -44,7 +45,7 @@ func InCluster(preset, issuer string, getenv func(string) string, exists func(st
 	h := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
 	switch {
 	case h == "kubernetes", h == "kubernetes.default", h == "kubernetes.default.svc",
-		strings.HasPrefix(h, "kubernetes.default.svc."), h == strings.ToLower(svc):
+		h == "kubernetes.default.svc.cluster.local", h == strings.ToLower(strings.Trim(svc, "[]")):
 	default:
 		return "", ""
 	}

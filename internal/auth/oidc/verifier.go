@@ -24,7 +24,7 @@ import (
 // Verifier turns OIDC ID tokens into identities. It is safe for concurrent
 // use; build one per configuration and Close it when replaced.
 type Verifier struct {
-	providers map[string]*provider // by name
+	providers map[string]*provider   // by name
 	byIssuer  map[string][]*provider // providers of one issuer have disjoint audiences
 	names     []string
 	cache     *tokenCache // nil: disabled
@@ -67,7 +67,7 @@ type provider struct {
 	// this provider (accept_any_username).
 	anyUsername bool
 	mapping     *mapping
-	keys       *keySet
+	keys        *keySet
 	// fingerprint is SHA-256 (hex) of the settings verification depends
 	// on: part of the key of shared verified-token entries.
 	fingerprint string
