@@ -534,7 +534,7 @@ func (c *Config) validateOIDC(p *OIDCProvider, bad func(key, format string, args
 //
 // Not checked here: the bounds only the configuration file sets (clock_skew,
 // jwks_refresh_interval, token_*), what only the oidc package can check
-// (provider names, one provider per issuer, the claim mapping's CEL), and
+// (provider names, the claim mapping's CEL), and
 // certificate_authority_file, which only the configuration reads.
 func CheckOIDCProvider(p *OIDCProvider, key func(leaf string) string, bad func(key, format string, args ...any)) {
 	preset, ok := providerPresets[p.Provider]

@@ -27,7 +27,8 @@ import (
 // issuer, jwks_uri, audiences, algorithms, max_token_age, CA) are checked by
 // config.CheckOIDCProvider, the validator the configuration file goes through
 // too, so they are refused in the words `berth check-config` prints. New adds
-// what only it can check: provider names, one provider per issuer, the
+// what only it can check: provider names, providers of one issuer whose
+// audiences overlap (the configuration reports them too), the
 // durations whose 0 means "the default" here, required claim names, a CA with
 // a custom HTTP transport, and the claim mapping's CEL.
 func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string, err error) {
