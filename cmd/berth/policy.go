@@ -195,7 +195,7 @@ func policyExplain(ctx context.Context, args []string, configFile string, stdout
 				return fail("--token: %v", err)
 			}
 			iss, _ := claims["iss"].(string)
-			p := providerByIssuer(cfg, iss)
+			p := providerByIssuer(cfg, iss, claims["aud"])
 			switch {
 			case p == nil:
 				return fail("--token: no [auth.oidc.*] provider has the issuer %q of this token", iss)
@@ -293,8 +293,8 @@ func policyExplain(ctx context.Context, args []string, configFile string, stdout
 }
 
 // verifyToken verifies raw as the server does; with provider, as a Basic
-// login with that provider's name (VerifyFor), else as a Bearer token routed
-// by its issuer.
+// login with that username (VerifyFor; a username that names no provider
+// as LoginProvider decides), else as a Bearer token routed by its issuer.
 func verifyToken(ctx context.Context, cfg *config.Config, provider, raw string) (*auth.Identity, error) {
 	if len(cfg.Auth.OIDC) == 0 {
 		return nil, errors.New("no [auth.oidc.*] provider is configured")
@@ -306,7 +306,16 @@ func verifyToken(ctx context.Context, cfg *config.Config, provider, raw string) 
 	defer v.Close()
 	if provider != "" {
 		if !v.Has(provider) {
-			return nil, fmt.Errorf("no OIDC provider %q is configured", provider)
+			// As the server: a provider with accept_any_username the
+			// token selects, or the reason it is refused.
+			p, err := v.LoginProvider(provider, raw)
+			if err != nil {
+				return nil, fmt.Errorf("no OIDC provider %q is configured: %w", provider, err)
+			}
+			if p == "" {
+				return nil, fmt.Errorf("no OIDC provider %q is configured", provider)
+			}
+			provider = p
 		}
 		return v.VerifyFor(ctx, provider, raw)
 	}
@@ -376,10 +385,31 @@ func numbers(v any) any {
 	return v
 }
 
-func providerByIssuer(cfg *config.Config, iss string) *config.OIDCProvider {
+// providerByIssuer is the provider of a token with this iss and aud, routed as
+// the server routes it (by aud too when several providers share the issuer).
+func providerByIssuer(cfg *config.Config, iss string, aud any) *config.OIDCProvider {
+	var found []*config.OIDCProvider
 	for i := range cfg.Auth.OIDC {
 		if iss != "" && cfg.Auth.OIDC[i].Issuer == iss {
-			return &cfg.Auth.OIDC[i]
+			found = append(found, &cfg.Auth.OIDC[i])
+		}
+	}
+	if len(found) <= 1 {
+		if len(found) == 0 {
+			return nil
+		}
+		return found[0]
+	}
+	// Several providers of one issuer: the server routes by aud too.
+	auds, _ := aud.([]any)
+	if s, ok := aud.(string); ok {
+		auds = []any{s}
+	}
+	for _, p := range found {
+		for _, a := range auds {
+			if s, ok := a.(string); ok && slices.Contains(p.Audiences, s) {
+				return p
+			}
 		}
 	}
 	return nil

@@ -265,3 +265,41 @@ func TestPolicyExplainToken(t *testing.T) {
 		})
 	}
 }
+
+// policy explain routes a token as the server does: by iss and aud when two
+// providers share the issuer, and a username that names no provider only to
+// a provider with accept_any_username.
+func TestPolicyExplainSharedIssuer(t *testing.T) {
+	iss, err := devissuer.New(devissuer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iss.Close()
+	cfg := writeFile(t, `[auth.oidc.ci]
+issuer = "`+iss.URL()+`"
+audiences = ["ci"]
+claim_mapping.username = "'ci/' + claims.sub"
+accept_any_username = true
+[auth.oidc.deploy]
+issuer = "`+iss.URL()+`"
+audiences = ["deploy"]
+claim_mapping.username = "'deploy/' + claims.sub"
+[global.access_policy]
+rules = ['identity.id != "anonymous"']
+`)
+	ci := iss.Mint(map[string]any{"aud": "ci", "sub": "job"})
+	deploy := iss.Mint(map[string]any{"aud": "deploy", "sub": "argo"})
+	explain := func(tok string, more ...string) []string {
+		return append([]string{"policy", "explain", "-c", cfg, "--token", tok, "--repository", "a", "--action", "pull"}, more...)
+	}
+	checkExplain(t, []explainCase{
+		{"ci token", explain(ci), 0, []string{"  id:        oidc:ci:ci/job\n"}},
+		{"deploy token", explain(deploy), 0, []string{"  id:        oidc:deploy:deploy/argo\n"}},
+		{"deploy token, not verified", explain(deploy, "--no-verify"), 0, []string{"  id:        oidc:deploy:deploy/argo\n"}},
+		{"any username, opted in", explain(ci, "--provider", "oauth"), 0, []string{"  id:        oidc:ci:ci/job\n"}},
+	})
+	code, _, stderr := runCmd(t, explain(deploy, "--provider", "oauth")...)
+	if code != 1 || !strings.Contains(stderr, `no OIDC provider "oauth" is configured: oidc: deploy: username "oauth" names no provider; the token's issuer`) {
+		t.Errorf("any username, not opted in: %d %s", code, stderr)
+	}
+}

@@ -233,3 +233,28 @@ username = "claims.sub +"
 		t.Fatalf("code %d stderr %q", code, stderr)
 	}
 }
+
+// Two providers of one issuer: fine with disjoint audiences, refused (naming
+// both) when a token could select either.
+func TestConfigCheckSharedIssuer(t *testing.T) {
+	cfg := func(audB string) string {
+		return `[auth.oidc.ci]
+issuer = "https://issuer.example"
+audiences = ["berth-ci", "shared"]
+[auth.oidc.deploy]
+issuer = "https://issuer.example"
+audiences = [` + audB + `]
+claim_mapping.username = "'deploy/' + claims.sub"
+`
+	}
+	good := writeFile(t, cfg(`"berth-deploy"`))
+	if code, stdout, stderr := runCmd(t, "config", "check", "-c", good); code != 0 || stdout != "config OK\n" {
+		t.Errorf("disjoint audiences: %d %q %q", code, stdout, stderr)
+	}
+	bad := writeFile(t, cfg(`"berth-deploy", "shared"`))
+	code, stdout, stderr := runCmd(t, "config", "check", "-c", bad)
+	want := bad + `:5: auth.oidc.deploy.issuer: "https://issuer.example" is also the issuer of provider "ci" and both accept the audience "shared"`
+	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, want) {
+		t.Errorf("overlapping audiences: %d %q\n%s\nwant prefix\n%s", code, stdout, stderr, want)
+	}
+}

@@ -5,6 +5,9 @@
 //   - none: the anonymous identity;
 //   - Basic <provider name>:<OIDC ID token>: verified by that provider only
 //     (`docker login -u github-actions --password-stdin`);
+//   - Basic <any other name>:<OIDC ID token>: verified by the provider its
+//     iss and aud select, when that provider has accept_any_username
+//     (`docker login -u oauth`); refused with the reason otherwise;
 //   - Basic <anything>:<berth session token>: a session token from the token service;
 //   - Basic <user>:<password>: a static user;
 //   - Bearer <berth access token>: verified locally, bounded by its access claim;
@@ -24,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +40,10 @@ type OIDCVerifier interface {
 	Verify(ctx context.Context, raw string) (*auth.Identity, error)
 	VerifyFor(ctx context.Context, provider, raw string) (*auth.Identity, error)
 	Has(provider string) bool
+	// LoginProvider is the provider of a login whose username names none:
+	// "" when raw is no ID token of a configured issuer, an error saying
+	// why when its provider does not accept any username.
+	LoginProvider(username, raw string) (string, error)
 }
 
 // Users checks static users (*users.Store).
@@ -114,10 +122,8 @@ func (a *Authenticator) basic(ctx context.Context, username, password, clientIP 
 		}
 	case a.Tokens != nil && a.Tokens.IsBerthToken(password):
 		id, err = a.Tokens.VerifySessionToken(ctx, password, clientIP)
-	case a.Users != nil:
-		id, err = a.Users.Check(ctx, username, password)
 	default:
-		err = auth.ErrInvalidCredentials
+		id, err = a.otherUsername(ctx, username, password)
 	}
 	if err != nil {
 		return nil, err
@@ -127,6 +133,44 @@ func (a *Authenticator) basic(ctx context.Context, username, password, clientIP 
 	}
 	id.ClientIP = clientIP
 	return id, nil
+}
+
+// otherUsername checks a login whose username names no OIDC provider and
+// whose password is no berth token: an ID token of a provider that accepts
+// any username, else a static user. A refusal says why (never the password).
+func (a *Authenticator) otherUsername(ctx context.Context, username, password string) (*auth.Identity, error) {
+	if a.OIDC != nil {
+		provider, err := a.OIDC.LoginProvider(username, password)
+		if err != nil {
+			return nil, err
+		}
+		if provider != "" {
+			id, err := a.OIDC.VerifyFor(ctx, provider, password)
+			if err == nil {
+				a.fromProvider(id)
+			}
+			return id, err
+		}
+	}
+	if a.Users != nil {
+		id, err := a.Users.Check(ctx, username, password)
+		if err != nil && a.OIDC != nil {
+			err = fmt.Errorf("%w (username %s names no OIDC provider, and the password is no ID token of a configured issuer)", err, quoteName(username))
+		}
+		return id, err
+	}
+	if a.OIDC != nil {
+		return nil, fmt.Errorf("%w: username %s names no OIDC provider, and the password is no ID token of a configured issuer", auth.ErrInvalidCredentials, quoteName(username))
+	}
+	return nil, auth.ErrInvalidCredentials
+}
+
+// quoteName quotes a username for a log line, cut to a readable length.
+func quoteName(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // fromProvider sets the token_trusted_ips of the OIDC provider id's ID token

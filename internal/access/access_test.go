@@ -17,6 +17,8 @@ import (
 type fakeOIDC struct{ down bool }
 
 func (f fakeOIDC) Has(p string) bool { return p == "gh" || p == "gl" }
+
+func (fakeOIDC) LoginProvider(string, string) (string, error) { return "", nil }
 func (f fakeOIDC) Verify(_ context.Context, raw string) (*auth.Identity, error) {
 	if f.down {
 		return nil, auth.ErrUnavailable

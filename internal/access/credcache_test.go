@@ -20,6 +20,8 @@ type countingOIDC struct {
 }
 
 func (c *countingOIDC) Has(p string) bool { return p == "gh" }
+
+func (*countingOIDC) LoginProvider(string, string) (string, error) { return "", nil }
 func (c *countingOIDC) Verify(_ context.Context, raw string) (*auth.Identity, error) {
 	c.calls.Add(1)
 	if raw != "idtoken-ok" {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -87,6 +90,20 @@ type OIDCProvider struct {
 	TokenMaxTTL     time.Duration
 	TokenMaxUses    int
 	TokenTrustedIPs []netip.Prefix // also bounds the provider's ID tokens and the access tokens issued for it
+	// AcceptAnyUsername: a docker login whose username names no provider
+	// uses this provider when the token's iss and aud select it.
+	AcceptAnyUsername bool
+	// BearerTokenFile is sent as a Bearer token with discovery and JWKS
+	// requests to the issuer's host (and a configured jwks_uri's).
+	// BearerTokenFileSet says the key was written, even as "" (none): unset,
+	// a kubernetes provider of the in-cluster API server defaults to the
+	// pod's service-account token (oidc.InCluster).
+	BearerTokenFile    string
+	BearerTokenFileSet bool
+	// ClientCertificateFile and ClientKeyFile: a client certificate for the
+	// discovery and JWKS requests (mTLS).
+	ClientCertificateFile string
+	ClientKeyFile         string
 }
 
 // ClaimMapping is [auth.oidc.<name>.claim_mapping] (zot's model in snake_case).
@@ -168,6 +185,10 @@ type rawOIDC struct {
 	TokenMaxTTL              any `toml:"token_max_ttl"`
 	TokenMaxUses             any `toml:"token_max_uses"`
 	TokenTrustedIPs          any `toml:"token_trusted_ips"`
+	AcceptAnyUsername        any `toml:"accept_any_username"`
+	BearerTokenFile          any `toml:"bearer_token_file"`
+	ClientCertificateFile    any `toml:"client_certificate_file"`
+	ClientKeyFile            any `toml:"client_key_file"`
 	ClaimMapping             *struct {
 		Variables []struct {
 			Name       any `toml:"name"`
@@ -255,6 +276,11 @@ func (d *decoder) decodeAuth(ra *rawAuth, c *Config) {
 		d.duration(k("token_ttl"), r.TokenTTL, &p.TokenTTL)
 		d.duration(k("token_max_ttl"), r.TokenMaxTTL, &p.TokenMaxTTL)
 		d.integer(k("token_max_uses"), r.TokenMaxUses, &p.TokenMaxUses)
+		d.boolean(k("accept_any_username"), r.AcceptAnyUsername, &p.AcceptAnyUsername)
+		d.str(k("bearer_token_file"), r.BearerTokenFile, &p.BearerTokenFile)
+		p.BearerTokenFileSet = r.BearerTokenFile != nil
+		d.str(k("client_certificate_file"), r.ClientCertificateFile, &p.ClientCertificateFile)
+		d.str(k("client_key_file"), r.ClientKeyFile, &p.ClientKeyFile)
 		var cidrs []string
 		d.strList(k("token_trusted_ips"), r.TokenTrustedIPs, &cidrs)
 		for _, s := range cidrs {
@@ -383,6 +409,20 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 		names[a.OIDC[i].Name] = true
 		c.validateOIDC(&a.OIDC[i], bad)
 	}
+	// Tokens are routed by (iss, aud): providers of one issuer must not
+	// share an audience (OIDC sorted by name: the later one is reported).
+	for i := range a.OIDC {
+		p := &a.OIDC[i]
+		for j := range i {
+			o := &a.OIDC[j]
+			if p.Issuer == "" || p.Issuer != o.Issuer {
+				continue
+			}
+			if msg := AmbiguousOIDCProviders(p.Issuer, o.Name, o.Audiences, p.Audiences); msg != "" {
+				bad(authKey("auth", "oidc", p.Name, "issuer"), "%s", msg)
+			}
+		}
+	}
 	seen := map[string]string{}
 	for _, u := range a.Identities {
 		k := func(leaf string) string { return authKey("auth", "identity", u.ID, leaf) }
@@ -464,6 +504,7 @@ func (c *Config) validateOIDC(p *OIDCProvider, bad func(key, format string, args
 	if p.TokenMaxUses < 0 {
 		bad(k("token_max_uses"), "must not be negative (0 means unlimited)")
 	}
+	CheckOIDCClientAuth(p, func(leaf string) string { return k(leaf) }, bad)
 	for j, v := range p.ClaimMapping.Variables {
 		vk := fmt.Sprintf("%s[%d]", k("claim_mapping", "variables"), j)
 		if v.Name == "" || v.Expression == "" {
@@ -493,7 +534,7 @@ func (c *Config) validateOIDC(p *OIDCProvider, bad func(key, format string, args
 //
 // Not checked here: the bounds only the configuration file sets (clock_skew,
 // jwks_refresh_interval, token_*), what only the oidc package can check
-// (provider names, one provider per issuer, the claim mapping's CEL), and
+// (provider names, the claim mapping's CEL), and
 // certificate_authority_file, which only the configuration reads.
 func CheckOIDCProvider(p *OIDCProvider, key func(leaf string) string, bad func(key, format string, args ...any)) {
 	preset, ok := providerPresets[p.Provider]
@@ -537,6 +578,52 @@ func CheckOIDCProvider(p *OIDCProvider, key func(leaf string) string, bad func(k
 	if p.CAPEM != "" {
 		if _, err := CertPool([]byte(p.CAPEM)); err != nil {
 			bad(key("certificate_authority"), "%v", err)
+		}
+	}
+}
+
+// AmbiguousOIDCProviders says why a provider with audiences aud cannot share
+// issuer with the provider other (audiences otherAud), or "" when it can:
+// tokens are routed by (iss, aud), so the audiences of two providers of one
+// issuer must not overlap, and neither may accept any audience (a github
+// provider without audiences).
+func AmbiguousOIDCProviders(issuer, other string, otherAud, aud []string) string {
+	var common []string
+	for _, a := range aud {
+		if slices.Contains(otherAud, a) && !slices.Contains(common, strconv.Quote(a)) {
+			common = append(common, strconv.Quote(a))
+		}
+	}
+	switch {
+	case len(aud) == 0 || len(otherAud) == 0:
+		return fmt.Sprintf("%q is also the issuer of provider %q and one of them accepts any audience: a token of this issuer would select either provider; give both providers audiences that do not overlap", issuer, other)
+	case len(common) > 0:
+		return fmt.Sprintf("%q is also the issuer of provider %q and both accept the audience %s: a token of this issuer for it would select either provider; give the two providers audiences that do not overlap", issuer, other, strings.Join(common, ", "))
+	}
+	return ""
+}
+
+// CheckOIDCClientAuth checks how a provider authenticates to its issuer's
+// discovery and JWKS endpoints: bearer_token_file, client_certificate_file and
+// client_key_file (both or neither, a matching pair). The files are read
+// again when used (they rotate); here they must exist and parse.
+func CheckOIDCClientAuth(p *OIDCProvider, key func(leaf string) string, bad func(key, format string, args ...any)) {
+	if p.BearerTokenFile != "" {
+		if b, err := os.ReadFile(p.BearerTokenFile); err != nil {
+			bad(key("bearer_token_file"), "%v", err)
+		} else if len(strings.TrimSpace(string(b))) == 0 {
+			bad(key("bearer_token_file"), "%s is empty", p.BearerTokenFile)
+		}
+	}
+	switch cert, k := p.ClientCertificateFile, p.ClientKeyFile; {
+	case cert == "" && k == "":
+	case cert == "":
+		bad(key("client_certificate_file"), "is required with client_key_file")
+	case k == "":
+		bad(key("client_key_file"), "is required with client_certificate_file")
+	default:
+		if _, err := tls.LoadX509KeyPair(cert, k); err != nil {
+			bad(key("client_certificate_file"), "%v", err)
 		}
 	}
 }

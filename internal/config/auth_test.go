@@ -203,3 +203,81 @@ previous_key_files = [%q, %q, %q, ""]
 		{"auth.token.key_rotation_interval", 2, "at least 10m"},
 	})
 }
+
+// The keys of in-cluster issuers and of any-username logins, and providers
+// sharing an issuer: parsed, and every problem reported at once.
+func TestOIDCClientAuthAndSharedIssuer(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := fmt.Sprintf(`
+[auth.oidc.cluster]
+provider = "kubernetes"
+issuer = "https://kubernetes.default.svc"
+audiences = ["berth"]
+bearer_token_file = %q
+accept_any_username = true
+
+[auth.oidc.cluster-admin]
+issuer = "https://kubernetes.default.svc"
+audiences = ["admin"]
+bearer_token_file = ""
+`, token)
+	c, err := Parse([]byte(good), "a.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, admin := c.Auth.OIDC[0], c.Auth.OIDC[1]
+	if p.BearerTokenFile != token || !p.BearerTokenFileSet || !p.AcceptAnyUsername || admin.AcceptAnyUsername ||
+		!admin.BearerTokenFileSet || admin.BearerTokenFile != "" {
+		t.Fatalf("providers %+v %+v", p, admin)
+	}
+
+	bad := fmt.Sprintf(`
+[auth.oidc.a]
+issuer = "https://issuer.example"
+audiences = ["x", "shared"]
+bearer_token_file = %q
+client_certificate_file = %q
+
+[auth.oidc.b]
+issuer = "https://issuer.example"
+audiences = ["shared"]
+bearer_token_file = %q
+client_key_file = %q
+accept_any_username = "yes"
+
+[auth.oidc.gh1]
+provider = "github"
+audiences = ["berth"]
+
+[auth.oidc.gh2]
+provider = "github"
+client_certificate_file = %q
+client_key_file = %q
+`, filepath.Join(dir, "missing"), token, empty, token, token, token)
+	_, err = Parse([]byte(bad), "b.toml")
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`auth.oidc.a.bearer_token_file: open ` + filepath.Join(dir, "missing"),
+		`auth.oidc.a.client_key_file: is required with client_certificate_file`,
+		`auth.oidc.b.bearer_token_file: ` + empty + ` is empty`,
+		`auth.oidc.b.client_certificate_file: is required with client_key_file`,
+		`auth.oidc.b.accept_any_username: must be true or false`,
+		`auth.oidc.b.issuer: "https://issuer.example" is also the issuer of provider "a" and both accept the audience "shared"`,
+		`auth.oidc.gh2.issuer: "https://token.actions.githubusercontent.com" is also the issuer of provider "gh1" and one of them accepts any audience`,
+		`auth.oidc.gh2.client_certificate_file: tls: failed to find any PEM data in certificate input`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in\n%v", want, err)
+		}
+	}
+}

@@ -1,7 +1,8 @@
 // Package devissuer is an OpenID Connect issuer for development and tests: it
 // backs `berth dev-issuer` and is the fake issuer of the tests: discovery, a JWKS with rotating RSA-2048 or EC P-256
 // keys, token minting (including hostile tokens), an outage switch, fetch
-// counters, optional TLS with an in-memory CA, and a GitHub-Actions-compatible
+// counters, optional TLS with an in-memory CA (optionally requiring client
+// certificates or a bearer token, like a Kubernetes API server), and a GitHub-Actions-compatible
 // token endpoint (what ACTIONS_ID_TOKEN_REQUEST_URL points at).
 //
 //	iss, err := devissuer.New(devissuer.Options{})
@@ -83,6 +84,13 @@ type Options struct {
 	// GitHubRequestToken is the bearer token the GitHub endpoint accepts
 	// (ACTIONS_ID_TOKEN_REQUEST_TOKEN); default a random string.
 	GitHubRequestToken string
+	// BearerToken, when set, is required as "Authorization: Bearer" on
+	// discovery and JWKS requests (401 otherwise), like a Kubernetes API
+	// server's; SetBearerToken changes it (a rotated token).
+	BearerToken string
+	// RequireClientCert (with TLS) refuses TLS clients without a
+	// certificate signed by the issuer's CA; ClientCertificate makes one.
+	RequireClientCert bool
 	// SigningKey, when set, is the first signing key (*rsa.PrivateKey or
 	// *ecdsa.PrivateKey, overriding KeyType) instead of a generated one. Its
 	// kid is its RFC 7638 thumbprint, so an issuer restarted with the same
@@ -100,8 +108,12 @@ type Issuer struct {
 	base   string // scheme://host:port
 	url    string // base + opts.Path
 	caPEM  []byte
+	ca     *x509.Certificate
+	caKey  crypto.Signer
 	client *http.Client
 	ghTok  string
+	bearer atomic.Pointer[string]
+	denied atomic.Int64
 
 	mu      sync.Mutex
 	keys    []*signingKey // keys[0] is current; the rest are still published
@@ -162,17 +174,38 @@ func New(opts Options) (*Issuer, error) {
 	scheme := "http"
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	if opts.TLS {
-		cert, caPEM, err := newTLSCert()
+		cert, ca, caKey, err := newTLSCert()
 		if err != nil {
 			ln.Close()
 			return nil, err
 		}
-		i.caPEM = caPEM
+		i.ca, i.caKey = ca, caKey
+		i.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
 		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(caPEM)
+		pool.AddCert(ca)
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if opts.RequireClientCert {
+			srvTLS.ClientAuth = tls.RequireAndVerifyClientCert
+			srvTLS.ClientCAs = pool
+			// The issuer's own client (Client) presents one too.
+			certPEM, keyPEM, err := i.ClientCertificate()
+			if err != nil {
+				ln.Close()
+				return nil, err
+			}
+			cc, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err != nil {
+				ln.Close()
+				return nil, err
+			}
+			transport.TLSClientConfig.Certificates = []tls.Certificate{cc}
+		}
+		ln = tls.NewListener(ln, srvTLS)
 		scheme = "https"
+	}
+	if opts.BearerToken != "" {
+		i.SetBearerToken(opts.BearerToken)
 	}
 	i.ln = ln
 	i.client = &http.Client{Transport: transport, Timeout: 30 * time.Second}
@@ -212,6 +245,56 @@ func (i *Issuer) Close() {
 	if err := i.srv.Shutdown(ctx); err != nil {
 		i.srv.Close()
 	}
+}
+
+// SetBearerToken changes the bearer token discovery and JWKS requests need
+// ("" = none).
+func (i *Issuer) SetBearerToken(tok string) { i.bearer.Store(&tok) }
+
+// Unauthorized counts discovery and JWKS requests refused for a missing or
+// wrong bearer token.
+func (i *Issuer) Unauthorized() int { return int(i.denied.Load()) }
+
+// authorized checks the bearer token of a discovery or JWKS request.
+func (i *Issuer) authorized(w http.ResponseWriter, r *http.Request) bool {
+	want := i.bearer.Load()
+	if want == nil || *want == "" || r.Header.Get("Authorization") == "Bearer "+*want {
+		return true
+	}
+	i.denied.Add(1)
+	http.Error(w, "unauthorized", http.StatusUnauthorized)
+	return false
+}
+
+// ClientCertificate makes a TLS client certificate (PEM certificate and
+// PKCS#8 key) signed by the issuer's CA; an error without TLS.
+func (i *Issuer) ClientCertificate() (certPEM, keyPEM []byte, err error) {
+	if i.ca == nil {
+		return nil, nil, fmt.Errorf("devissuer: client certificates need TLS")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.UnixNano()),
+		Subject:      pkix.Name{CommonName: "devissuer client " + randomHex(4)},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.ca, &key.PublicKey, i.caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
 
 // SetDown makes discovery and the JWKS answer 503 (true) or serve again (false).
@@ -450,6 +533,9 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "issuer down", http.StatusServiceUnavailable)
 		return
 	}
+	if !i.authorized(w, r) {
+		return
+	}
 	writeJSON(w, map[string]any{
 		"issuer":                                i.url,
 		"jwks_uri":                              i.JWKSURL(),
@@ -464,6 +550,9 @@ func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	i.jwks.Add(1)
 	if i.down.Load() {
 		http.Error(w, "issuer down", http.StatusServiceUnavailable)
+		return
+	}
+	if !i.authorized(w, r) {
 		return
 	}
 	i.mu.Lock()
@@ -550,9 +639,9 @@ func (i *Issuer) serveGitHubToken(w http.ResponseWriter, r *http.Request) {
 
 // newTLSCert makes a CA and a server certificate for 127.0.0.1, ::1 and
 // localhost signed by it.
-func newTLSCert() (tls.Certificate, []byte, error) {
-	fail := func(err error) (tls.Certificate, []byte, error) {
-		return tls.Certificate{}, nil, fmt.Errorf("devissuer: tls: %w", err)
+func newTLSCert() (tls.Certificate, *x509.Certificate, crypto.Signer, error) {
+	fail := func(err error) (tls.Certificate, *x509.Certificate, crypto.Signer, error) {
+		return tls.Certificate{}, nil, nil, fmt.Errorf("devissuer: tls: %w", err)
 	}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -594,6 +683,5 @@ func newTLSCert() (tls.Certificate, []byte, error) {
 	if err != nil {
 		return fail(err)
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}, caPEM, nil
+	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: leafKey}, ca, caKey, nil
 }

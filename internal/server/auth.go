@@ -21,7 +21,14 @@ import (
 )
 
 // OIDCProviders converts the configuration's providers for the oidc package.
+// A kubernetes provider of the in-cluster API server without
+// bearer_token_file (or CA) gets the pod's service-account token (and CA),
+// see oidc.InCluster.
 func OIDCProviders(cfg *config.Config) []oidc.ProviderConfig {
+	return oidcProviders(cfg, os.Getenv, nil)
+}
+
+func oidcProviders(cfg *config.Config, getenv func(string) string, exists func(string) bool) []oidc.ProviderConfig {
 	var out []oidc.ProviderConfig
 	for _, p := range cfg.Auth.OIDC {
 		pc := oidc.ProviderConfig{
@@ -35,9 +42,25 @@ func OIDCProviders(cfg *config.Config) []oidc.ProviderConfig {
 			MaxTokenAge:         p.MaxTokenAge,
 			JWKSRefreshInterval: p.JWKSRefreshInterval,
 			RequiredClaims:      p.RequiredClaims,
+			AcceptAnyUsername:   p.AcceptAnyUsername,
+			BearerTokenFile:     p.BearerTokenFile,
+			ClientCertFile:      p.ClientCertificateFile,
+			ClientKeyFile:       p.ClientKeyFile,
 		}
 		if p.CAPEM != "" {
 			pc.CACertPEM = []byte(p.CAPEM)
+		}
+		if tokenFile, caFile := oidc.InCluster(p.Provider, p.Issuer, getenv, exists); tokenFile != "" || caFile != "" {
+			if !p.BearerTokenFileSet {
+				pc.BearerTokenFile = tokenFile
+			}
+			if caFile != "" && p.CAPEM == "" {
+				// Unreadable: the fetch then fails with the system roots,
+				// and says so in its error.
+				if b, err := os.ReadFile(caFile); err == nil {
+					pc.CACertPEM = b
+				}
+			}
 		}
 		for _, v := range p.ClaimMapping.Variables {
 			pc.ClaimMapping.Variables = append(pc.ClaimMapping.Variables, oidc.Variable{Name: v.Name, Expression: v.Expression})

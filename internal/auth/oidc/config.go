@@ -37,6 +37,20 @@ type ProviderConfig struct {
 	// CACertPEM is the CA (PEM) trusted for this issuer's discovery and JWKS,
 	// instead of the system roots.
 	CACertPEM []byte
+	// BearerTokenFile, when set, holds a token sent as "Authorization:
+	// Bearer" with the discovery and JWKS requests to the issuer's host and
+	// to the host of a configured JWKSURI, never to another host (a
+	// discovered jwks_uri elsewhere, a redirect). It is read again for every
+	// fetch: projected service-account tokens rotate. See InClusterToken.
+	BearerTokenFile string
+	// ClientCertFile and ClientKeyFile are a PEM client certificate and key
+	// presented to the issuer's discovery and JWKS endpoints (mTLS); read
+	// again for every new connection, so a renewed certificate is used.
+	ClientCertFile, ClientKeyFile string
+	// AcceptAnyUsername lets a Basic login (docker login) whose username
+	// names no provider use this provider when the token's iss (and aud)
+	// select it, e.g. zot's `-u oauth`. Off: the username must be Name.
+	AcceptAnyUsername bool
 	// JWKSRefreshInterval is the background refresh period; default 1h.
 	JWKSRefreshInterval time.Duration
 	// RequiredClaims must be present and not null.

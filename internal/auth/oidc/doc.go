@@ -7,7 +7,9 @@
 // parsed once: go-jose parses the compact JWS (its one spelling: no line
 // breaks, canonical base64), its payload is decoded into the claims once, and
 // it is routed by its unverified iss to the one provider configured with that
-// exact issuer (never tried against every provider). The provider's
+// exact issuer, or, when several providers share the issuer, by its aud to
+// the one whose audiences hold it (their audiences are disjoint: New refuses
+// overlapping ones); never tried against every provider. The provider's
 // algorithms and the key (by kid, of a type fitting the algorithm) are
 // checked, go-jose verifies the signature over that payload, and only then are
 // the claims trusted: this package checks the types of the registered claims
@@ -112,7 +114,8 @@
 //     saves waiting for the issuer on a replica that just started or has not
 //     seen a rotation yet, and keeps such a replica serving while the issuer
 //     is down.
-//  4. Key sets (keyset.go). In memory per provider: the JWKS URL (configured
+//  4. Key sets (keyset.go). In memory per issuer (providers of one issuer
+//     that fetch alike share one): the JWKS URL (configured
 //     or discovered once) and the keys. Fetched on first use in a single
 //     flight, refreshed in the background every JWKSRefreshInterval,
 //     refetched for an unknown kid at most once per UnknownKidCooldown,
@@ -135,7 +138,7 @@
 // validator the configuration file goes through too, so its messages are the
 // ones `berth check-config` prints whoever builds the providers (the server,
 // `berth policy explain`, tests). New checks the rest itself: provider names,
-// one provider per issuer, durations whose zero means the default here,
+// providers of one issuer with overlapping audiences, durations whose zero means the default here,
 // required claim names, a CA on a custom HTTP transport and the claim
 // mapping's CEL. The bounds only the configuration file sets (clock_skew up
 // to 10m, jwks_refresh_interval of 1m or more) stay in the config package.
@@ -153,7 +156,11 @@
 //   - Identity.OIDC.Claims is shared with the cache and MUST be treated as
 //     read-only.
 //   - A Basic login whose username names a provider MUST use VerifyFor, so
-//     that a token from another provider's issuer is refused.
+//     that a token from another provider's issuer is refused. A username that
+//     names none goes through LoginProvider, which picks a provider only if
+//     it has AcceptAnyUsername, then VerifyFor.
+//   - BearerTokenFile is sent only to the issuer's origin and a configured
+//     JWKSURI's (clientauth.go): NEVER to a discovered jwks_uri elsewhere.
 //   - Close the Verifier when replacing it (a configuration reload): it owns
 //     the background refresh goroutines.
 package oidc

@@ -30,7 +30,7 @@ import (
 // background refresh, and keeping the last good keys through an outage.
 type keySet struct {
 	v        *Verifier
-	provider string
+	provider string // for logs: the names of the providers sharing it
 	issuer   string
 	client   *http.Client
 	algs     []jose.SignatureAlgorithm
@@ -55,9 +55,9 @@ var (
 )
 
 // candidates returns the keys that may have signed a token with this kid and
-// alg, fetching the key set on first use and refetching (at most once per
+// alg (errors name the provider name), fetching the key set on first use and refetching (at most once per
 // cooldown) when the kid is unknown.
-func (k *keySet) candidates(ctx context.Context, kid, alg string) ([]jose.JSONWebKey, error) {
+func (k *keySet) candidates(ctx context.Context, name, kid, alg string) ([]jose.JSONWebKey, error) {
 	k.mu.RLock()
 	keys, loaded := k.keys, k.loaded
 	k.mu.RUnlock()
@@ -66,9 +66,9 @@ func (k *keySet) candidates(ctx context.Context, kid, alg string) ([]jose.JSONWe
 		keys, err = k.fetchWait(ctx, true)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, unavailable(k.provider, ctx.Err(), "waiting for the key set of %s: %v", k.issuer, ctx.Err())
+				return nil, unavailable(name, ctx.Err(), "waiting for the key set of %s: %v", k.issuer, ctx.Err())
 			}
-			return nil, unavailable(k.provider, nil, "issuer %s unreachable and no keys cached: %v", k.issuer, err)
+			return nil, unavailable(name, nil, "issuer %s unreachable and no keys cached: %v", k.issuer, err)
 		}
 	}
 	if kid == "" {
@@ -80,7 +80,7 @@ func (k *keySet) candidates(ctx context.Context, kid, alg string) ([]jose.JSONWe
 			}
 		}
 		if len(out) == 0 {
-			return nil, invalid(k.provider, "no kid and no %s key for issuer %s", alg, k.issuer)
+			return nil, invalid(name, "no kid and no %s key for issuer %s", alg, k.issuer)
 		}
 		return out, nil
 	}
@@ -92,13 +92,13 @@ func (k *keySet) candidates(ctx context.Context, kid, alg string) ([]jose.JSONWe
 			match = withKid(fresh, kid)
 		case errors.Is(err, errCooldown):
 		case ctx.Err() != nil:
-			return nil, unavailable(k.provider, ctx.Err(), "waiting for the key set of %s: %v", k.issuer, ctx.Err())
+			return nil, unavailable(name, ctx.Err(), "waiting for the key set of %s: %v", k.issuer, ctx.Err())
 		default:
 			k.v.log.Warn("oidc: key set refresh for unknown kid failed; keeping cached keys",
 				"provider", k.provider, "issuer", k.issuer, "err", err)
 		}
 		if len(match) == 0 {
-			return nil, invalid(k.provider, "unknown kid %s for issuer %s", q(kid), k.issuer)
+			return nil, invalid(name, "unknown kid %s for issuer %s", q(kid), k.issuer)
 		}
 	}
 	var fit []jose.JSONWebKey
@@ -111,7 +111,7 @@ func (k *keySet) candidates(ctx context.Context, kid, alg string) ([]jose.JSONWe
 		fit = append(fit, key)
 	}
 	if len(fit) == 0 {
-		return nil, invalid(k.provider, "key %s: %v", q(kid), mismatch)
+		return nil, invalid(name, "key %s: %v", q(kid), mismatch)
 	}
 	return fit, nil
 }

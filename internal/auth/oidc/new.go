@@ -27,16 +27,18 @@ import (
 // issuer, jwks_uri, audiences, algorithms, max_token_age, CA) are checked by
 // config.CheckOIDCProvider, the validator the configuration file goes through
 // too, so they are refused in the words `berth check-config` prints. New adds
-// what only it can check: provider names, one provider per issuer, the
+// what only it can check: provider names, providers of one issuer whose
+// audiences overlap (the configuration reports them too), the
 // durations whose 0 means "the default" here, required claim names, a CA with
 // a custom HTTP transport, and the claim mapping's CEL.
 func New(providers []ProviderConfig, o Options) (v *Verifier, warnings []string, err error) {
 	o = o.withDefaults()
 	v = newEmpty(o)
 	clients := newFetchClients(o)
+	sets := map[string]*keySet{}
 	var ps problems
 	for _, pc := range providers {
-		v.add(pc, clients, &ps)
+		v.add(pc, clients, sets, &ps)
 	}
 	if len(ps.list) > 0 {
 		v.cancel()
@@ -75,7 +77,7 @@ func newEmpty(o Options) *Verifier {
 	base, cancel := context.WithCancel(context.Background())
 	v := &Verifier{
 		providers:    map[string]*provider{},
-		byIssuer:     map[string]*provider{},
+		byIssuer:     map[string][]*provider{},
 		log:          o.Logger,
 		now:          o.Now,
 		fetchTimeout: o.FetchTimeout,
@@ -102,28 +104,29 @@ func (ps *problems) bad(key, format string, args ...any) {
 
 // add checks and compiles one provider and registers it. A provider with
 // problems is compiled as far as it can be, so that every problem is found.
-func (v *Verifier) add(pc ProviderConfig, clients *fetchClients, ps *problems) {
+// Providers of one issuer that fetch its keys alike share one key set (sets).
+func (v *Verifier) add(pc ProviderConfig, clients *fetchClients, sets map[string]*keySet, ps *problems) {
 	p, interval := v.newProvider(pc, ps)
-	client := clients.shared
-	if len(pc.CACertPEM) > 0 {
-		// A CA that does not parse is reported by config.CheckOIDCProvider.
-		if pool, err := config.CertPool(pc.CACertPEM); err == nil {
-			if c, err := clients.withRoots(pool); err != nil {
-				ps.bad(providerKey(p.name, "certificate_authority"), "%v", err)
-			} else {
-				client = c
-			}
-		}
-	}
+	client := clients.forProvider(p, pc, ps)
 	p.mapping = compileMapping(p.name, p.preset, pc.ClaimMapping, ps.bad)
-	p.keys = v.newKeySet(p, pc.JWKSURI, client, interval)
+	setKey := strings.Join([]string{p.issuer, pc.JWKSURI, string(pc.CACertPEM), pc.BearerTokenFile, pc.ClientCertFile, pc.ClientKeyFile}, "\x00")
+	if k := sets[setKey]; k != nil && p.issuer != "" {
+		// One key set per issuer: fetched once, refreshed at the shortest
+		// interval of the providers sharing it.
+		k.provider += ", " + p.name
+		k.interval = min(k.interval, interval)
+		p.keys = k
+	} else {
+		p.keys = v.newKeySet(p, pc.JWKSURI, client, interval)
+		sets[setKey] = p.keys
+	}
 	p.fingerprint = providerFingerprint(p, pc)
 	if p.name != "" && v.providers[p.name] == nil {
 		v.providers[p.name] = p
 		v.names = append(v.names, p.name)
 	}
-	if p.issuer != "" && v.byIssuer[p.issuer] == nil {
-		v.byIssuer[p.issuer] = p
+	if p.issuer != "" {
+		v.byIssuer[p.issuer] = append(v.byIssuer[p.issuer], p)
 	}
 }
 
@@ -137,9 +140,17 @@ func (v *Verifier) newProvider(pc ProviderConfig, ps *problems) (*provider, time
 		Audiences: pc.Audiences, Algorithms: pc.Algorithms, MaxTokenAge: pc.MaxTokenAge, CAPEM: string(pc.CACertPEM)}
 	config.CheckOIDCProvider(&s, func(leaf string) string { return key(leaf) }, ps.bad)
 	p := &provider{name: name, preset: s.Provider, issuer: s.Issuer, audiences: pc.Audiences, algList: s.Algorithms,
-		skew: pc.ClockSkew, maxAge: pc.MaxTokenAge, required: pc.RequiredClaims, kubernetes: s.Provider == "kubernetes"}
-	if other := v.byIssuer[p.issuer]; p.issuer != "" && other != nil {
-		ps.bad(key("issuer"), "%q is also the issuer of provider %q: tokens are routed by issuer, so an issuer belongs to one provider", p.issuer, other.name)
+		skew: pc.ClockSkew, maxAge: pc.MaxTokenAge, required: pc.RequiredClaims, kubernetes: s.Provider == "kubernetes",
+		anyUsername: pc.AcceptAnyUsername}
+	for _, other := range v.byIssuer[p.issuer] {
+		if msg := config.AmbiguousOIDCProviders(p.issuer, other.name, other.audiences, p.audiences); msg != "" {
+			ps.bad(key("issuer"), "%s", msg)
+		}
+	}
+	if pc.ClientCertFile != "" || pc.ClientKeyFile != "" || pc.BearerTokenFile != "" {
+		c := config.OIDCProvider{Issuer: p.issuer, JWKSURI: pc.JWKSURI, BearerTokenFile: pc.BearerTokenFile,
+			ClientCertificateFile: pc.ClientCertFile, ClientKeyFile: pc.ClientKeyFile}
+		config.CheckOIDCClientAuth(&c, func(leaf string) string { return key(leaf) }, ps.bad)
 	}
 	if len(p.audiences) == 0 && p.preset == "github" {
 		ps.warnings = append(ps.warnings, key("audiences")+": not set: any GitHub Actions token is accepted whatever its audience, including tokens minted for other services; set the audience your workflows request")
@@ -213,17 +224,60 @@ func newFetchClients(o Options) *fetchClients {
 	return c
 }
 
-// withRoots is a client trusting only roots, for a provider with a
-// certificate_authority. It needs an *http.Transport to clone.
-func (c *fetchClients) withRoots(roots *x509.CertPool) (*http.Client, error) {
-	tr, ok := c.rt.(*http.Transport)
-	if !ok {
-		return nil, fmt.Errorf("cannot be applied: the HTTP client has a custom transport (%T)", c.rt)
+// forProvider is the client that fetches the discovery document and key set
+// of provider p: the shared one, or one with the provider's CA, client
+// certificate and bearer token.
+func (c *fetchClients) forProvider(p *provider, pc ProviderConfig, ps *problems) *http.Client {
+	var roots *x509.CertPool
+	if len(pc.CACertPEM) > 0 {
+		// A CA that does not parse is reported by config.CheckOIDCProvider.
+		pool, err := config.CertPool(pc.CACertPEM)
+		if err != nil {
+			return c.shared
+		}
+		roots = pool
 	}
-	tr = tr.Clone()
-	if tr.TLSClientConfig == nil {
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	certFile, keyFile := pc.ClientCertFile, pc.ClientKeyFile
+	if certFile == "" || keyFile == "" {
+		certFile, keyFile = "", "" // reported by config.CheckOIDCClientAuth
 	}
-	tr.TLSClientConfig.RootCAs = roots
-	return &http.Client{Transport: capTransport{rt: tr, max: c.max}, CheckRedirect: c.checkRedirect}, nil
+	rt := c.rt
+	if roots != nil || certFile != "" {
+		tr, ok := c.rt.(*http.Transport)
+		if !ok {
+			leaf := "certificate_authority"
+			if roots == nil {
+				leaf = "client_certificate_file"
+			}
+			ps.bad(providerKey(p.name, leaf), "cannot be applied: the HTTP client has a custom transport (%T)", c.rt)
+			return c.shared
+		}
+		tr = tr.Clone()
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if roots != nil {
+			tr.TLSClientConfig.RootCAs = roots
+		}
+		if certFile != "" {
+			tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				// Read for every handshake: a renewed certificate is used
+				// without a restart (handshakes are rare: connections are
+				// kept alive, fetches are hourly).
+				cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+				if err != nil {
+					return nil, fmt.Errorf("oidc: client certificate: %w", err)
+				}
+				return &cert, nil
+			}
+		}
+		rt = tr
+	}
+	if pc.BearerTokenFile != "" {
+		rt = newBearerTransport(rt, pc.BearerTokenFile, p.issuer, pc.JWKSURI)
+	}
+	if rt == c.rt {
+		return c.shared
+	}
+	return &http.Client{Transport: capTransport{rt: rt, max: c.max}, CheckRedirect: c.checkRedirect}
 }

@@ -24,8 +24,8 @@ import (
 // Verifier turns OIDC ID tokens into identities. It is safe for concurrent
 // use; build one per configuration and Close it when replaced.
 type Verifier struct {
-	providers map[string]*provider // by name
-	byIssuer  map[string]*provider
+	providers map[string]*provider   // by name
+	byIssuer  map[string][]*provider // providers of one issuer have disjoint audiences
 	names     []string
 	cache     *tokenCache // nil: disabled
 
@@ -63,8 +63,11 @@ type provider struct {
 	maxAge     time.Duration
 	required   []string
 	kubernetes bool
-	mapping    *mapping
-	keys       *keySet
+	// anyUsername: a Basic login whose username names no provider may use
+	// this provider (accept_any_username).
+	anyUsername bool
+	mapping     *mapping
+	keys        *keySet
 	// fingerprint is SHA-256 (hex) of the settings verification depends
 	// on: part of the key of shared verified-token entries.
 	fingerprint string
@@ -121,6 +124,78 @@ func (v *Verifier) VerifyFor(ctx context.Context, provider, raw string) (*auth.I
 	return v.verify(ctx, p, raw)
 }
 
+// LoginProvider picks the provider for a Basic login (docker login) whose
+// username names no provider, by the unverified iss and aud of raw, which the
+// caller then verifies with VerifyFor. It returns "" and no error when raw is
+// no ID token of a configured issuer (it may be a static user's password),
+// and an error saying why when the token's provider is not opted in with
+// accept_any_username. It checks nothing about the token: only VerifyFor does.
+func (v *Verifier) LoginProvider(username, raw string) (string, error) {
+	if len(raw) > MaxTokenSize || strings.Count(raw, ".") != 2 || len(v.byIssuer) == 0 {
+		return "", nil
+	}
+	t, err := parseUnverified(raw)
+	if err != nil || len(v.byIssuer[t.iss]) == 0 {
+		return "", nil
+	}
+	p, err := v.route(t)
+	if err != nil {
+		return "", invalid("", "username %s names no provider; %v", q(username), err)
+	}
+	if !p.anyUsername {
+		return "", invalid(p.name, "username %s names no provider; the token's issuer %s belongs to provider %s (log in with -u %s, or set accept_any_username to allow any username)",
+			q(username), q(t.iss), p.name, p.name)
+	}
+	return p.name, nil
+}
+
+// route selects the provider of a token by its iss and, when several
+// providers share that issuer, by its aud (their audiences are disjoint).
+// It returns nil and an error saying why when none is selected.
+func (v *Verifier) route(t *unverified) (*provider, error) {
+	ps := v.byIssuer[t.iss]
+	switch len(ps) {
+	case 0:
+		return nil, fmt.Errorf("unknown issuer %s", q(t.iss))
+	case 1:
+		return ps[0], nil // the audience is checked with the claims
+	}
+	auds := audiences(t.claims["aud"])
+	for _, p := range ps {
+		for _, a := range auds {
+			if slices.Contains(p.audiences, a) {
+				return p, nil
+			}
+		}
+	}
+	want := make([]string, len(ps))
+	for i, p := range ps {
+		want[i] = p.name + " [" + strings.Join(p.audiences, ", ") + "]"
+	}
+	got := "none"
+	if len(auds) > 0 {
+		got = q(strings.Join(auds, ", "))
+	}
+	return nil, fmt.Errorf("issuer %s has several providers and the token's audience (%s) is none of theirs: %s", q(t.iss), got, strings.Join(want, "; "))
+}
+
+// audiences are the strings of an aud claim (unverified; checked later).
+func audiences(aud any) []string {
+	switch a := aud.(type) {
+	case string:
+		return []string{a}
+	case []any:
+		out := make([]string, 0, len(a))
+		for _, e := range a {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
 // MapClaims applies a provider's claim handling — Kubernetes flattening,
 // required claims, claim_mapping variables, validations, username and groups —
 // to claims that were NOT verified here, for `berth policy explain`. NEVER use
@@ -169,14 +244,23 @@ func (v *Verifier) verify(ctx context.Context, want *provider, raw string) (*aut
 	if err != nil {
 		return nil, invalid(name, "malformed token: %v", err)
 	}
-	p := v.byIssuer[t.iss]
+	p, rerr := v.route(t)
 	switch {
 	case want == nil && p == nil:
-		return nil, invalid("", "unknown issuer %s", q(t.iss))
-	case want != nil && p == nil:
+		return nil, invalid("", "%v", rerr)
+	case want == nil:
+	case t.iss == want.issuer && (p == nil || p == want):
+		p = want // a token of another audience is refused with the claims
+	case t.iss == want.issuer:
+		return nil, invalid(name, "the token's issuer %s and audience belong to provider %s", q(t.iss), p.name)
+	case len(v.byIssuer[t.iss]) == 0:
 		return nil, invalid(name, "issuer %s is not the issuer of this provider (%s)", q(t.iss), want.issuer)
-	case want != nil && p != want:
-		return nil, invalid(name, "issuer %s belongs to provider %s", q(t.iss), p.name)
+	default:
+		owner := v.byIssuer[t.iss][0].name
+		if p != nil {
+			owner = p.name
+		}
+		return nil, invalid(name, "issuer %s belongs to provider %s", q(t.iss), owner)
 	}
 	id, until, shared, err := v.verifyWith(ctx, p, t, raw)
 	if err != nil {
@@ -294,7 +378,7 @@ func (v *Verifier) verifyWith(ctx context.Context, p *provider, t *unverified, r
 		shared = v.sharedVerified(ctx, p, raw)
 	}
 	if !shared {
-		cands, err := p.keys.candidates(ctx, t.kid, t.alg)
+		cands, err := p.keys.candidates(ctx, p.name, t.kid, t.alg)
 		if err != nil {
 			return nil, until, false, err
 		}

@@ -356,7 +356,7 @@ func TestGitHubPresetWithoutAudience(t *testing.T) {
 	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], "auth.oidc.gh.audiences: ") {
 		t.Fatalf("warnings %q", warnings)
 	}
-	if v.byIssuer[GitHubIssuer].name != "real-gh" || v.byIssuer[GitLabIssuer].name != "gl" {
+	if v.byIssuer[GitHubIssuer][0].name != "real-gh" || v.byIssuer[GitLabIssuer][0].name != "gl" {
 		t.Fatal("preset issuers not filled")
 	}
 	id, err := v.Verify(context.Background(), iss.Mint(map[string]any{"sub": "repo:o/r:ref:refs/heads/main", "aud": "https://github.com/o"}))
@@ -409,7 +409,7 @@ func TestConfigProblemsTogether(t *testing.T) {
 			Validations: []Validation{{Expression: "vars.ownr == 'x'"}, {Expression: "claims.sub"}, {Expression: "claims.all(k, claims.all(j, k != j))"}},
 		}},
 		{Name: "gen", Issuer: iss.URL(), Algorithms: []string{"RS256", "HS256"}, CACertPEM: []byte("junk")},
-		{Name: "dup", Preset: "gitlab", Audiences: []string{"a"}, Issuer: GitHubIssuer},
+		{Name: "dup", Preset: "gitlab", Audiences: []string{"a", "berth"}, Issuer: GitHubIssuer},
 		{Name: "x:y", Preset: "okta", Audiences: []string{"a"}, ClockSkew: -time.Second},
 		{Name: "noiss", Audiences: []string{"a"}},
 	}, Options{})
