@@ -27,7 +27,12 @@ func gcCmd(ctx context.Context, args []string, configFile string, stdout, stderr
 		printConfigError(stderr, err)
 		return exitError
 	}
-	rep, err := server.CollectGarbage(ctx, cfg, *dryRun, gcClock(), newLogger(cfg.Log, stderr))
+	logger, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: gc: %v\n", err)
+		return exitError
+	}
+	rep, err := server.CollectGarbage(ctx, cfg, *dryRun, gcClock(), logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "berth: gc: %v\n", err)
 		return exitError

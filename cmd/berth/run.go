@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"strconv"
 
+	"github.com/berth-registry/berth/docs"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/server"
 )
@@ -27,6 +29,8 @@ Usage:
                                plain HTTP on 0.0.0.0:5000, storage in ./berth-data)
   berth -c FILE server         the same (Angos spelling)
   berth config check -c FILE   check a configuration file and print every problem
+  berth config example         print a configuration file with every key, commented
+  berth config schema          print a JSON Schema of the configuration file
   berth policy explain -c FILE (--token JWT [--no-verify] | --claims F --provider P | --user U | --anonymous)
                        --repository R --action pull|push|delete [--operation OP]
                                explain offline how the access policies decide a request
@@ -64,12 +68,21 @@ who can reach it may push, pull and delete).
 `
 
 const configUsage = `usage: berth config check -c FILE
+       berth config example
+       berth config schema
 
-Check a configuration file as serve would load it (syntax, keys, types, CEL
-claim mappings and policies, password hashes, tag patterns) without serving.
-Prints every problem as FILE:LINE: KEY: MESSAGE and exits 1, or "config OK"
-and exits 0; the warnings serve would log at startup are printed to stderr
-as FILE: warning: MESSAGE.
+check: check a configuration file as serve would load it (syntax, keys,
+types, CEL claim mappings and policies, password hashes, tag patterns)
+without serving. Prints every problem as FILE:LINE: KEY: MESSAGE and exits
+1, or "config OK" and exits 0; the warnings serve would log at startup are
+printed to stderr as FILE: warning: MESSAGE.
+
+example: print a configuration file with every key set to its default, each
+after a comment from the reference (docs/configuration.md); optional tables
+(TLS, S3, Redis, OIDC providers, users, policies) are commented out.
+
+schema: print a JSON Schema (draft 2020-12) of the configuration file, for
+editors (e.g. a "#:schema ./berth.schema.json" first line for taplo).
 `
 
 const gcUsage = `usage: berth gc [-c FILE] [--dry-run]
@@ -170,8 +183,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "serve", "server":
 		return serveCmd(ctx, cmd, rest, *configFile, stdout, stderr)
 	case "config":
+		if len(rest) > 0 && (rest[0] == "example" || rest[0] == "schema") {
+			return configPrint(rest[0], rest[1:], stdout, stderr)
+		}
 		if len(rest) == 0 || rest[0] != "check" {
-			return usageError(stdout, stderr, errors.New(`"config" needs a subcommand: berth config check -c FILE`))
+			return usageError(stdout, stderr, errors.New(`"config" needs a subcommand: berth config check -c FILE, berth config example or berth config schema`))
 		}
 		file, err := subcommandFlags("config check", rest[1:], *configFile)
 		if err != nil {
@@ -334,10 +350,35 @@ func printConfigError(w io.Writer, err error) {
 	fmt.Fprintf(w, "berth: %v\n", err)
 }
 
+// configPrint prints the example configuration or the JSON Schema.
+func configPrint(sub string, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		return usageError(stdout, stderr, fmt.Errorf("config %s takes no arguments", sub))
+	}
+	out := config.Example(docs.Configuration)
+	if sub == "schema" {
+		var err error
+		if out, err = config.Schema(docs.Configuration); err != nil {
+			fmt.Fprintf(stderr, "berth: config schema: %v\n", err)
+			return exitError
+		}
+	}
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintf(stderr, "berth: config %s: %v\n", sub, err)
+		return exitError
+	}
+	return exitOK
+}
+
 func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 	cfg, err := load(file)
 	if err != nil {
 		printConfigError(stderr, err)
+		return exitError
+	}
+	logger, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: %v\n", err)
 		return exitError
 	}
 	if l != nil {
@@ -346,7 +387,6 @@ func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 		}
 		cfg.Server.Port = l.port
 	}
-	logger := newLogger(cfg.Log, stderr)
 	logger.Info("starting berth", "version", versionString(), "config", configName(file))
 	if err := server.Run(ctx, cfg, file, logger); err != nil {
 		logger.Error("server stopped with an error", "err", err)
@@ -362,12 +402,19 @@ func configName(file string) string {
 	return file
 }
 
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+// newLogger is the logger of [log], at the level BERTH_LOG_LEVEL sets when
+// it is set and not empty (it wins over [log] level); an invalid
+// BERTH_LOG_LEVEL is an error.
+func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
+	level, err := c.EffectiveLogLevel(os.Getenv(config.LogLevelEnv))
+	if err != nil {
+		return nil, err
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
 func versionString() string {

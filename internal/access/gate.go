@@ -86,7 +86,7 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 	ctx = auth.WithIdentity(ctx, id)
 	if id.OIDC != nil && g.log().Enabled(ctx, slog.LevelDebug) {
 		// The claims, never the token.
-		g.log().DebugContext(ctx, "oidc identity", "provider", id.OIDC.ProviderName, "id", id.ID, "claims", id.OIDC.Claims)
+		g.log().DebugContext(ctx, "oidc identity", "provider", id.OIDC.ProviderName, "id", id.ID, "claims", auth.LogClaims(id.OIDC.Claims))
 	}
 	refused := false // asked of the token service, and refused by the policies
 	if id.Access != nil && !tokenAllows(id.Access, rt) {

@@ -343,6 +343,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 func (d *decoder) strList(key string, v any, dst *[]string) {
+	d.seen(key, kindStrings, *dst)
 	switch v := v.(type) {
 	case nil:
 	case []any:

@@ -86,6 +86,12 @@ var known = []string{
 // values — makes it return nil and an *Errors listing every problem found,
 // each with its key path and line.
 func Parse(data []byte, name string) (*Config, error) {
+	return parse(data, name, nil)
+}
+
+// parse is Parse; note, when not nil, is told of every key the decoder
+// looks at (schema.go).
+func parse(data []byte, name string, note noteFunc) (*Config, error) {
 	errs := &Errors{File: name}
 
 	// A generic pass first: it catches syntax errors and finds tables given
@@ -116,7 +122,7 @@ func Parse(data []byte, name string) (*Config, error) {
 	c := Default()
 	c.file, c.lines = name, lines
 	c.typeErr = map[string]bool{}
-	d := &decoder{errs: errs, lines: lines, typeErr: c.typeErr}
+	d := &decoder{errs: errs, lines: lines, typeErr: c.typeErr, note: note}
 	if s := f.Server; s != nil {
 		d.str("server.bind_address", s.BindAddress, &c.Server.BindAddress)
 		d.integer("server.port", s.Port, &c.Server.Port)
@@ -334,6 +340,15 @@ type decoder struct {
 	errs    *Errors
 	lines   lineIndex
 	typeErr map[string]bool
+	note    noteFunc // nil except when schema.go probes the decoder
+}
+
+// seen tells d.note, if any, that key is decoded as kind, whose value
+// before decoding (the default) is def.
+func (d *decoder) seen(key string, kind valueKind, def any) {
+	if d.note != nil {
+		d.note(key, kind, def)
+	}
 }
 
 func (d *decoder) bad(key, format string, args ...any) {
@@ -342,6 +357,7 @@ func (d *decoder) bad(key, format string, args ...any) {
 }
 
 func (d *decoder) str(key string, v any, dst *string) {
+	d.seen(key, kindString, *dst)
 	switch v := v.(type) {
 	case nil:
 	case string:
@@ -352,6 +368,7 @@ func (d *decoder) str(key string, v any, dst *string) {
 }
 
 func (d *decoder) boolean(key string, v any, dst *bool) {
+	d.seen(key, kindBool, *dst)
 	switch v := v.(type) {
 	case nil:
 	case bool:
@@ -362,6 +379,7 @@ func (d *decoder) boolean(key string, v any, dst *bool) {
 }
 
 func (d *decoder) integer(key string, v any, dst *int) {
+	d.seen(key, kindInt, *dst)
 	switch v := v.(type) {
 	case nil:
 	case int64:
@@ -376,6 +394,7 @@ func (d *decoder) integer(key string, v any, dst *int) {
 }
 
 func (d *decoder) duration(key string, v any, dst *time.Duration) {
+	d.seen(key, kindDuration, *dst)
 	switch v := v.(type) {
 	case nil:
 	case string:
@@ -407,6 +426,7 @@ func (d *decoder) alias(key string, val any, aliasKey string, aliasVal any) bool
 // seconds decodes a duration given as a Go duration string or, as Angos
 // writes it, an integer number of seconds.
 func (d *decoder) seconds(key string, v any, dst *time.Duration) {
+	d.seen(key, kindSeconds, *dst)
 	n, ok := v.(int64)
 	if !ok {
 		d.duration(key, v, dst)
@@ -430,6 +450,7 @@ func (c *Config) keyAsWritten(key, aliasKey string) string {
 }
 
 func (d *decoder) size(key string, v any, dst *int64) {
+	d.seen(key, kindSize, *dst)
 	switch v := v.(type) {
 	case nil:
 	case int64:
