@@ -110,10 +110,18 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 	if err != nil {
 		return storage.UploadInfo{}, err
 	}
-	mu := s.uploadLock(id)
-	mu.Lock()
-	size, err := s.settleSession(ctx, dir)
-	mu.Unlock()
+	var size int64
+	if mu := s.uploadLock(id); mu.TryLock() {
+		size, err = s.settleSession(ctx, dir)
+		mu.Unlock()
+	} else {
+		// An append or commit holds the lock (and settles the session
+		// itself): report the file as it is rather than wait for it.
+		var fi os.FileInfo
+		if fi, err = os.Stat(filepath.Join(dir, fileData)); err == nil {
+			size = fi.Size()
+		}
+	}
 	if err != nil {
 		if !isNotExist(err) {
 			return storage.UploadInfo{}, fmt.Errorf("fs: stat upload: %w", err)
