@@ -125,7 +125,10 @@ type Store interface {
 	StatUpload(ctx context.Context, repo, id string) (UploadInfo, error)
 	// AppendUpload appends r to the session; offset must equal the current size
 	// (else ErrUploadOffset). It returns the new size. On a read error the bytes
-	// already made durable stay, so the client can resume from the reported size.
+	// already appended stay, so the client can resume from the reported size.
+	// Appends need not be durable: a store reports (StatUpload) only bytes
+	// that are there and hashed consistently after a crash, and makes the
+	// content durable at commit.
 	AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error)
 	// CommitUpload verifies the session's content against d (ErrDigestMismatch:
 	// nothing is stored and the session is removed), moves it into the blob store

@@ -33,9 +33,9 @@
 // parents. Writes are ordered so that a crash at any point never exposes
 // something that refers to missing data: blob bytes, then the manifest
 // revision link, then the referrer entry, then tags. DeleteManifest works in
-// the reverse order. A committed upload's data file, synced at every append, is
-// renamed straight into the blob store (same filesystem, atomic): first the
-// verified digest is recorded in the session ("committed"), then the data
+// the reverse order. A committed upload's data file is synced and renamed
+// straight into the blob store (same filesystem, atomic): first the verified
+// digest is recorded in the session ("committed"), then the data
 // moves, then the blob is linked, then the session is removed, so a retried
 // commit after a crash at any step finishes it (CommitUpload).
 //
@@ -48,12 +48,18 @@
 // filesystem (ENOSPC) or exhausted quota (EDQUOT) is reported as
 // storage.ErrInsufficientStorage.
 //
-// Upload sessions live on disk. After every append the data file is synced
-// and the sha256 state (crypto/sha256 implements encoding.BinaryMarshaler) is
-// saved with the size it covers and a checksum. CommitUpload resumes from it
-// when it covers the whole data file; otherwise (a sha512 commit, a crash
-// between the data and the state, a damaged state file) it re-hashes the file.
-// The size of a session is always the real size of its data file.
+// Upload sessions live on disk. After every append the sha256 state
+// (crypto/sha256 implements encoding.BinaryMarshaler) is saved with the size
+// it covers, the machine's boot id and a checksum; nothing is synced before
+// the commit, which syncs the data file once, as for a monolithic upload.
+// Every operation on a session first settles the state with the data file
+// (settleSession): a state of this boot that covers a prefix is caught up
+// from the file; one from before a reboot (a power loss may have dropped
+// unsynced data), one covering more than the file, or a damaged one is
+// replaced by a re-hash of the file, written durably. So the size of a
+// session is always the real size of its data file, and its hash is always
+// that of the bytes the file holds. CommitUpload resumes from the state; a
+// sha512 commit re-hashes the file.
 //
 // # Concurrency
 //
@@ -154,6 +160,7 @@ type Store struct {
 	reposDir    string
 	maxBlobSize int64
 	faults      Faults
+	bootID      [bootIDLen]byte // see settleSession
 
 	uploadLocks [lockStripes]sync.Mutex
 	repoLocks   [lockStripes]sync.RWMutex
@@ -174,6 +181,7 @@ func New(root string, opts ...Option) (*Store, error) {
 		root:     abs,
 		blobsDir: filepath.Join(abs, "blobs"),
 		reposDir: filepath.Join(abs, "repositories"),
+		bootID:   currentBootID(),
 	}
 	for _, o := range opts {
 		o(s)

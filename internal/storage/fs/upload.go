@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding"
@@ -98,9 +99,9 @@ func readStartedAt(dir string) (time.Time, error) {
 	return fi.ModTime().UTC(), nil
 }
 
-// StatUpload returns the session; Size is the real size of its data file,
-// or of the blob it was moved to by a commit that was interrupted (see
-// CommitUpload).
+// StatUpload returns the session; Size is the real size of its data file
+// once its hash state is settled with it (settleSession), or of the blob it
+// was moved to by a commit that was interrupted (see CommitUpload).
 func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.UploadInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.UploadInfo{}, err
@@ -109,7 +110,18 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 	if err != nil {
 		return storage.UploadInfo{}, err
 	}
-	fi, err := os.Stat(filepath.Join(dir, fileData))
+	var size int64
+	if mu := s.uploadLock(id); mu.TryLock() {
+		size, err = s.settleSession(ctx, dir)
+		mu.Unlock()
+	} else {
+		// An append or commit holds the lock (and settles the session
+		// itself): report the file as it is rather than wait for it.
+		var fi os.FileInfo
+		if fi, err = os.Stat(filepath.Join(dir, fileData)); err == nil {
+			size = fi.Size()
+		}
+	}
 	if err != nil {
 		if !isNotExist(err) {
 			return storage.UploadInfo{}, fmt.Errorf("fs: stat upload: %w", err)
@@ -118,9 +130,11 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 		if !ok {
 			return storage.UploadInfo{}, uploadUnknown(repo, id)
 		}
-		if fi, err = os.Stat(blob); err != nil {
+		fi, err := os.Stat(blob)
+		if err != nil {
 			return storage.UploadInfo{}, uploadUnknown(repo, id)
 		}
+		size = fi.Size()
 	}
 	started, err := readStartedAt(dir)
 	if err != nil {
@@ -129,18 +143,40 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 		}
 		return storage.UploadInfo{}, err
 	}
-	return storage.UploadInfo{ID: id, Repo: repo, Size: fi.Size(), StartedAt: started}, nil
+	return storage.UploadInfo{ID: id, Repo: repo, Size: size, StartedAt: started}, nil
 }
 
-// Hash state file: magic, covered size, state length, state, CRC-32C of all
-// that. The state is always sha256 (the algorithm of a commit is not known
-// before it, and sha256 is what clients use).
+// Hash state file: magic, boot id, covered size, state length, state,
+// CRC-32C of all that. The state is always sha256 (the algorithm of a commit
+// is not known before it, and sha256 is what clients use). Version 1 files
+// ("BHS1", no boot id) were written by older versions after an fsync of the
+// data, so they are trusted like a state of the current boot.
 var (
-	hashStateMagic = [4]byte{'B', 'H', 'S', '1'}
-	crcTable       = crc32.MakeTable(crc32.Castagnoli)
+	hashStateMagic   = [4]byte{'B', 'H', 'S', '2'}
+	hashStateMagicV1 = [4]byte{'B', 'H', 'S', '1'}
+	crcTable         = crc32.MakeTable(crc32.Castagnoli)
 )
 
-func encodeHashState(size int64, h hash.Hash) ([]byte, error) {
+// bootIDLen is the length of the boot id recorded in a hash state.
+const bootIDLen = 16
+
+// currentBootID identifies this boot of the machine (Linux: a hash of
+// /proc/sys/kernel/random/boot_id). Where there is none, it is random per
+// process, so every restart is treated like a reboot: safe, and at worst one
+// re-hash of each open session.
+func currentBootID() [bootIDLen]byte {
+	var id [bootIDLen]byte
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
+		copy(id[:], backend.RandomHex(bootIDLen))
+		return id
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(string(b))))
+	copy(id[:], sum[:])
+	return id
+}
+
+func encodeHashState(boot [bootIDLen]byte, size int64, h hash.Hash) ([]byte, error) {
 	m, ok := h.(encoding.BinaryMarshaler)
 	if !ok {
 		return nil, errors.New("fs: hash state not marshalable")
@@ -149,8 +185,9 @@ func encodeHashState(size int64, h hash.Hash) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 16+len(state)+4)
+	b := make([]byte, 0, 4+bootIDLen+12+len(state)+4)
 	b = append(b, hashStateMagic[:]...)
+	b = append(b, boot[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(size))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(state)))
 	b = append(b, state...)
@@ -158,39 +195,176 @@ func encodeHashState(size int64, h hash.Hash) ([]byte, error) {
 	return b, nil
 }
 
-// loadHashState returns a sha256 hash resumed at size bytes, or nil if the
-// saved state does not cover exactly size bytes or is damaged.
-func loadHashState(dir string, size int64) hash.Hash {
-	if size == 0 {
-		return sha256.New()
-	}
+// savedState is a decoded hash state file.
+type savedState struct {
+	size    int64
+	state   []byte // the marshalled sha256 state over size bytes
+	trusted bool   // written in this boot (or by a version that synced first)
+}
+
+// readHashState decodes the session's hash state file; ok is false when
+// there is none or it is damaged.
+func (s *Store) readHashState(dir string) (st savedState, ok bool) {
 	b, err := os.ReadFile(filepath.Join(dir, fileHashState))
-	if err != nil || len(b) < 20 || [4]byte(b[:4]) != hashStateMagic {
-		return nil
+	if err != nil || len(b) < 20 {
+		return savedState{}, false
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, crcTable) != sum {
+		return savedState{}, false
+	}
+	switch [4]byte(body[:4]) {
+	case hashStateMagic:
+		if len(body) < 4+bootIDLen+12 {
+			return savedState{}, false
+		}
+		st.trusted = [bootIDLen]byte(body[4:4+bootIDLen]) == s.bootID
+		body = body[4+bootIDLen:]
+	case hashStateMagicV1:
+		st.trusted = true
+		body = body[4:]
+	default:
+		return savedState{}, false
+	}
+	st.size = int64(binary.BigEndian.Uint64(body[:8]))
+	n := binary.BigEndian.Uint32(body[8:12])
+	if int(n) != len(body)-12 || st.size < 0 {
+		return savedState{}, false
+	}
+	st.state = body[12:]
+	return st, true
+}
+
+// loadHashState returns a sha256 hash resumed at size bytes, or nil if the
+// saved state does not cover exactly size bytes, was written before a reboot
+// (see settleSession) or is damaged.
+func (s *Store) loadHashState(dir string, size int64) hash.Hash {
+	if size == 0 {
+		return sha256.New()
+	}
+	st, ok := s.readHashState(dir)
+	if !ok || !st.trusted || st.size != size {
 		return nil
 	}
-	if int64(binary.BigEndian.Uint64(body[4:12])) != size {
-		return nil
-	}
-	n := binary.BigEndian.Uint32(body[12:16])
-	if int(n) != len(body)-16 {
-		return nil
-	}
+	return unmarshalSHA256(st.state)
+}
+
+func unmarshalSHA256(state []byte) hash.Hash {
 	h := sha256.New()
 	u, ok := h.(encoding.BinaryUnmarshaler)
-	if !ok || u.UnmarshalBinary(body[16:]) != nil {
+	if !ok || u.UnmarshalBinary(state) != nil {
 		return nil
 	}
 	return h
 }
 
+// hashRange feeds [from, to) of f into h.
+func hashRange(ctx context.Context, h hash.Hash, f *os.File, from, to int64) error {
+	if to <= from {
+		return nil
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	if _, err := io.CopyBuffer(h, ctxReader{ctx: ctx, r: io.NewSectionReader(f, from, to-from)}, *bp); err != nil {
+		return fmt.Errorf("fs: hash upload: %w", err)
+	}
+	return nil
+}
+
+// settleSession brings the session's hash state in line with its data file,
+// so that the size the registry reports (the data file's) is always bytes
+// that are in the file and hashed from what the file holds. Appends do not
+// sync the data (durability is the commit's), so after a crash the two may
+// disagree:
+//
+//   - state of this boot covering the whole file: nothing to do (the common
+//     case, a few syscalls);
+//   - state of this boot covering less (a process killed between the data
+//     and the state write, or a failed state write): the page cache survived,
+//     the state is a prefix of the file; the rest is hashed from the file;
+//   - anything else — a state written before a reboot (power loss: unsynced
+//     data may be gone, and a state may describe bytes the file no longer
+//     holds), a state covering more than the file (data lost behind it), a
+//     damaged or missing one: the file is re-hashed from its first byte. A
+//     state from before the reboot that the file still covers is checked
+//     against that re-hash: if the file's first bytes hash differently, they
+//     are not what the client sent and the data file is emptied (the client
+//     resumes from 0).
+//
+// A re-hashed state is written durably (synced, with its directory) before
+// the session is appended to, so a stale state describing lost bytes can
+// never come back after a later crash and be taken for the new bytes. It
+// returns the session's size. The caller holds the session's lock.
+func (s *Store) settleSession(ctx context.Context, dir string) (int64, error) {
+	f, err := os.OpenFile(filepath.Join(dir, fileData), os.O_RDWR, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("fs: upload: %w", err)
+	}
+	size := fi.Size()
+	st, ok := s.readHashState(dir)
+	statePath := filepath.Join(dir, fileHashState)
+	if ok && st.trusted && st.size <= size {
+		if st.size == size {
+			return size, nil
+		}
+		if h := unmarshalSHA256(st.state); h != nil {
+			if err := hashRange(ctx, h, f, st.size, size); err != nil {
+				return 0, err
+			}
+			if b, err := encodeHashState(s.bootID, size, h); err == nil {
+				writeStateFile(statePath, b)
+			}
+			return size, nil
+		}
+	}
+	if !ok && size == 0 {
+		if _, err := os.Stat(statePath); isNotExist(err) {
+			return 0, nil // a new session
+		}
+	}
+	h := sha256.New()
+	var from int64
+	if ok && !st.trusted && st.size <= size {
+		// A state from before a reboot that the file still covers: the
+		// file's first st.size bytes must hash as they did then.
+		if err := hashRange(ctx, h, f, 0, st.size); err != nil {
+			return 0, err
+		}
+		from = st.size
+		if saved := unmarshalSHA256(st.state); saved != nil && !bytes.Equal(saved.Sum(nil), h.Sum(nil)) {
+			// They are not the bytes the client sent: start over.
+			if err := f.Truncate(0); err != nil {
+				return 0, fmt.Errorf("fs: upload: %w", err)
+			}
+			if err := f.Sync(); err != nil {
+				return 0, fmt.Errorf("fs: upload: %w", err)
+			}
+			h, from, size = sha256.New(), 0, 0
+		}
+	}
+	if err := hashRange(ctx, h, f, from, size); err != nil {
+		return 0, err
+	}
+	b, err := encodeHashState(s.bootID, size, h)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.writeFileAtomic(statePath, b); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
 // AppendUpload writes r at the end of the session's data file, hashing as it
-// goes. The data file is synced before the hash state is saved, so the state
-// never covers more than what is durable. On a read error the bytes written
-// stay and the returned size says where to resume.
+// goes, and saves the hash state afterwards. Nothing is synced: durability
+// is the commit's (settleSession says why the reported size stays true after
+// any crash). On a read error the bytes written stay and the returned size
+// says where to resume.
 func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (_ int64, err error) {
 	defer noSpace(&err)
 	if err := ctx.Err(); err != nil {
@@ -205,6 +379,12 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	defer mu.Unlock()
 
 	dataPath := filepath.Join(dir, fileData)
+	if _, err := s.settleSession(ctx, dir); err != nil {
+		if isNotExist(err) {
+			return 0, uploadUnknown(repo, id)
+		}
+		return 0, fmt.Errorf("fs: append upload: %w", err)
+	}
 	f, err := os.OpenFile(dataPath, os.O_WRONLY, 0)
 	if err != nil {
 		if isNotExist(err) {
@@ -221,7 +401,7 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	if offset != size {
 		return size, fmt.Errorf("fs: upload %s: chunk at %d, upload ends at %d: %w", id, offset, size, storage.ErrUploadOffset)
 	}
-	h := loadHashState(dir, size)
+	h := s.loadHashState(dir, size)
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
 		return size, fmt.Errorf("fs: append upload: %w", err)
 	}
@@ -267,15 +447,11 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 	}
 
 	newSize := size + written
-	if written > 0 {
-		if err := f.Sync(); err != nil {
-			return size, fmt.Errorf("fs: append upload: sync: %w", err)
-		}
-		if h != nil && writeErr == nil {
-			// Best effort: without a state CommitUpload re-hashes the file.
-			if b, err := encodeHashState(newSize, h); err == nil {
-				writeStateFile(filepath.Join(dir, fileHashState), b)
-			}
+	if written > 0 && h != nil && writeErr == nil {
+		// Not synced: a lost or stale state only costs a re-hash
+		// (settleSession). Without a state, settleSession re-hashes.
+		if b, err := encodeHashState(s.bootID, newSize, h); err == nil {
+			writeStateFile(filepath.Join(dir, fileHashState), b)
 		}
 	}
 	if writeErr != nil {
@@ -291,6 +467,19 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 		return newSize, fmt.Errorf("fs: append upload: read: %w", readErr)
 	}
 	return newSize, nil
+}
+
+// syncFile flushes the file at path to disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("fs: commit upload: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fs: commit upload: sync: %w", err)
+	}
+	return nil
 }
 
 // writebackChunk is how much an append writes before it asks the kernel to
@@ -313,9 +502,9 @@ func writeStateFile(path string, b []byte) {
 
 // sessionDigest returns the digest (with alg) of the size bytes in the data
 // file, resuming from the saved state when it covers the whole file.
-func sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Digest, error) {
+func (s *Store) sessionDigest(ctx context.Context, dir, alg string, size int64) (digest.Digest, error) {
 	if alg == "sha256" {
-		if h := loadHashState(dir, size); h != nil {
+		if h := s.loadHashState(dir, size); h != nil {
 			return oci.HashDigest(alg, h), nil
 		}
 	}
@@ -378,14 +567,13 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 	defer mu.Unlock()
 
 	dataPath := filepath.Join(dir, fileData)
-	fi, err := os.Stat(dataPath)
+	size, err := s.settleSession(ctx, dir)
 	if err != nil {
 		if isNotExist(err) {
 			return s.resumeCommit(repo, id, dir, rdir, d)
 		}
 		return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)
 	}
-	size := fi.Size()
 	g, err := parseDigest(d)
 	if err != nil {
 		if errors.Is(err, storage.ErrUnsupportedDigest) {
@@ -396,7 +584,7 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		}
 		return storage.BlobInfo{}, fmt.Errorf("%w: %w", err, storage.ErrDigestMismatch)
 	}
-	got, err := sessionDigest(ctx, dir, g.Alg, size)
+	got, err := s.sessionDigest(ctx, dir, g.Alg, size)
 	if err != nil {
 		if isNotExist(err) {
 			return storage.BlobInfo{}, uploadUnknown(repo, id)
@@ -421,12 +609,17 @@ func (s *Store) CommitUpload(ctx context.Context, repo, id string, d digest.Dige
 		if err := mkdirAll(bdir); err != nil {
 			return storage.BlobInfo{}, err
 		}
+		// Appends do not sync: the data becomes durable here, before
+		// anything refers to it.
+		if err := syncFile(dataPath); err != nil {
+			return storage.BlobInfo{}, err
+		}
 		// Recorded before the data leaves the session, so that a retry
 		// after a crash past the move can finish the commit.
 		if err := s.writeFileAtomic(filepath.Join(dir, fileCommitted), []byte(d)); err != nil {
 			return storage.BlobInfo{}, err
 		}
-		// The data file was synced by every append; the rename is atomic. A
+		// The data file is synced (above); the rename is atomic. A
 		// concurrent commit of the same content may win the race: same bytes.
 		if err := os.Chmod(dataPath, 0o644); err != nil {
 			return storage.BlobInfo{}, fmt.Errorf("fs: commit upload: %w", err)

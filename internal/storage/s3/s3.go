@@ -35,9 +35,10 @@
 // (number, ETag, size), the size so far, the start time and the running
 // sha256 state. Full parts of MultipartPartSize go to UploadPart; a remainder
 // under the 5 MiB part minimum is staged as the tail object and prepended to
-// the next append (or becomes the last part at commit). A request holds at
-// most one part in memory. Because everything is in the bucket, a session
-// continues on any replica.
+// the next append (or becomes the last part at commit). An append holds two
+// parts in memory: it reads one from the client while the other is uploaded,
+// and writes the state once, after its parts. Because everything is in the
+// bucket, a session continues on any replica.
 //
 // A whole blob whose digest is known before its first byte (UploadWhole:
 // POST ?digest= or PUT ?digest= with the body) skips all that: it streams

@@ -187,8 +187,14 @@ func (s *Store) StatUpload(ctx context.Context, repo, id string) (storage.Upload
 // AppendUpload streams r into the session: the staged tail plus the new bytes
 // are cut into parts of MultipartPartSize for UploadPart; a remainder of at
 // least 5 MiB becomes a part too, a smaller one is staged as the tail object.
-// The state is saved after every part, so on a read error the bytes received
-// so far stay and the reported size is the saved one.
+// Reading the next part from the client overlaps with uploading the previous
+// one (two buffers, as UploadWhole). The state is saved once, at the end of
+// the append; on a read or part error it is saved with the parts uploaded
+// so far (each part carries the sha256 state at its end), so the bytes
+// received stay and the reported size is the saved one. A process killed
+// mid-append leaves the state of the previous append: the parts it uploaded
+// after it are not referenced, and the next append overwrites them (same
+// part numbers).
 func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64, r io.Reader) (int64, error) {
 	unlock, err := s.lockUpload(ctx, id)
 	if err != nil {
@@ -207,43 +213,73 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 		return ss.Size, err
 	}
 
-	bp := s.bufPool.Get().(*[]byte)
-	defer s.bufPool.Put(bp)
-	buf := *bp
+	free := make(chan *[]byte, 2)
+	for range 2 {
+		free <- s.bufPool.Get().(*[]byte)
+	}
+	bp := <-free
 	fill := 0
 	if ss.Tail > 0 {
-		if err := s.readTail(ctx, id, buf[:ss.Tail]); err != nil {
+		if err := s.readTail(ctx, id, (*bp)[:ss.Tail]); err != nil {
+			free <- bp
+			for range 2 {
+				s.bufPool.Put(<-free)
+			}
 			return ss.Size, err
 		}
 		fill = int(ss.Tail)
 	}
-	tailKey := s.uploadKey(id) + keyTail
 
-	// flush uploads buf[:fill] as the next part and saves the state.
-	flush := func(newBytes int) error {
-		if err := s.uploadPart(ctx, id, ss, buf[:fill]); err != nil {
-			return err
-		}
-		ss.Size += int64(newBytes)
-		ss.Tail = 0
-		ss.SHA256, _ = h.(encoding.BinaryMarshaler).MarshalBinary()
-		return s.saveSession(ctx, id, ss)
+	// The uploader: full parts, in order, one at a time.
+	type job struct {
+		bp       *[]byte
+		newBytes int    // bytes of r in the part (the rest was the tail)
+		state    []byte // sha256 state at the part's end
 	}
+	uctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan job)
+	var upErr error
+	var sentBytes int64 // bytes of r in the uploaded parts
+	var sentState []byte
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for j := range jobs {
+			if upErr == nil {
+				if err := s.uploadPart(uctx, id, ss, *j.bp); err != nil {
+					upErr = err
+					cancel() // stop reading the client
+				} else {
+					sentBytes += int64(j.newBytes)
+					sentState = j.state
+				}
+			}
+			free <- j.bp
+		}
+	}()
 
-	newBytes := 0 // bytes of r in buf[:fill], already hashed
+	newBytes := 0 // bytes of r in (*bp)[:fill], already hashed
 	var readErr error
 	for {
-		n, err := r.Read(buf[fill:])
+		n, err := r.Read((*bp)[fill:])
 		if n > 0 {
-			h.Write(buf[fill : fill+n])
+			h.Write((*bp)[fill : fill+n])
 			fill += n
 			newBytes += n
 		}
-		if fill == len(buf) {
-			if err := flush(newBytes); err != nil {
-				return ss.Size, err
+		if fill == len(*bp) {
+			st, _ := h.(encoding.BinaryMarshaler).MarshalBinary()
+			jobs <- job{bp: bp, newBytes: newBytes, state: st}
+			bp, fill, newBytes = nil, 0, 0
+			select {
+			case bp = <-free:
+			case <-uctx.Done():
 			}
-			fill, newBytes = 0, 0
+			if bp == nil {
+				readErr = uctx.Err()
+				break
+			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -251,43 +287,83 @@ func (s *Store) AppendUpload(ctx context.Context, repo, id string, offset int64,
 			}
 			break
 		}
-		if cerr := ctx.Err(); cerr != nil {
+		if cerr := uctx.Err(); cerr != nil {
 			readErr = cerr
 			break
 		}
 	}
+	close(jobs)
+	<-done
+	defer func() {
+		if bp != nil {
+			free <- bp
+		}
+		for range 2 {
+			s.bufPool.Put(<-free)
+		}
+	}()
+
+	wctx := ctx
+	if readErr != nil || upErr != nil {
+		// Keep what was received even when the client went away.
+		var wcancel context.CancelFunc
+		wctx, wcancel = context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer wcancel()
+	}
+	if sentBytes > 0 {
+		ss.Size += sentBytes
+		ss.Tail = 0
+		ss.SHA256 = sentState
+	}
+	if upErr != nil {
+		// The parts uploaded before the failure stay; the rest is lost.
+		if sentBytes > 0 {
+			if err := s.saveSession(wctx, id, ss); err != nil {
+				return ss.Size - sentBytes, errors.Join(upErr, err)
+			}
+		}
+		return ss.Size, upErr
+	}
 
 	// The remainder: a part when it is large enough, else the tail object.
+	saved := ss.Size - sentBytes
 	if newBytes > 0 {
-		wctx := ctx
-		if readErr != nil {
-			// Keep what was received even when the client went away.
-			var cancel context.CancelFunc
-			wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-			defer cancel()
-		}
 		if fill >= MinPartSize {
-			if err := s.uploadPart(wctx, id, ss, buf[:fill]); err != nil {
-				return ss.Size, errors.Join(readErr, err)
+			if err := s.uploadPart(wctx, id, ss, (*bp)[:fill]); err != nil {
+				return s.saveAfterFailure(wctx, id, ss, sentBytes, errors.Join(readErr, err))
 			}
 			ss.Tail = 0
 		} else {
-			if err := s.put(wctx, tailKey, buf[:fill]); err != nil {
-				return ss.Size, errors.Join(readErr, err)
+			tailKey := s.uploadKey(id) + keyTail
+			if err := s.put(wctx, tailKey, (*bp)[:fill]); err != nil {
+				return s.saveAfterFailure(wctx, id, ss, sentBytes, errors.Join(readErr, err))
 			}
 			ss.Tail = int64(fill)
 		}
-		newSize := ss.Size + int64(newBytes)
-		ss.Size = newSize
+		ss.Size += int64(newBytes)
 		ss.SHA256, _ = h.(encoding.BinaryMarshaler).MarshalBinary()
+	}
+	if ss.Size != saved {
 		if err := s.saveSession(wctx, id, ss); err != nil {
-			return ss.Size - int64(newBytes), errors.Join(readErr, err)
+			return saved, errors.Join(readErr, err)
 		}
 	}
 	if readErr != nil {
 		return ss.Size, fmt.Errorf("s3: upload %s: read: %w", id, readErr)
 	}
 	return ss.Size, nil
+}
+
+// saveAfterFailure saves the state with the sent parts when the remainder
+// of an append could not be stored, and returns the size and err.
+func (s *Store) saveAfterFailure(ctx context.Context, id string, ss *session, sentBytes int64, err error) (int64, error) {
+	if sentBytes == 0 {
+		return ss.Size, err
+	}
+	if serr := s.saveSession(ctx, id, ss); serr != nil {
+		return ss.Size - sentBytes, errors.Join(err, serr)
+	}
+	return ss.Size, err
 }
 
 func (s *Store) readTail(ctx context.Context, id string, p []byte) error {
