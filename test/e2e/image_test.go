@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,9 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +28,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/berth-registry/berth/internal/s3test"
+	"github.com/berth-registry/berth/internal/testutil"
 	"github.com/berth-registry/berth/test/imagebuild"
 )
 
@@ -40,6 +45,9 @@ import (
 // push and pull (go-containerregistry). A second build gives the same index
 // digest.
 func TestImage(t *testing.T) {
+	if s3test.OnS3() {
+		t.Skip("packaging does not depend on the storage: run in the filesystem pass only (make test's time)")
+	}
 	root := repoRoot(t)
 	bin := releaseBuild(t)
 	bins := releaseBinaries(t)
@@ -431,4 +439,60 @@ func words(s string) []string {
 		out = append(out, w.String())
 	}
 	return out
+}
+
+// BenchmarkStartupToReady measures what an operator waits for after a
+// (re)start: from exec of the release berth binary (linux, this machine's
+// architecture, stripped) with the image's default configuration (its
+// root_dir an empty temporary directory, bound to 127.0.0.1) to the first
+// 200 from GET /readyz, polled every millisecond. It reports the median and
+// the slowest of b.N starts (docs/benchmarks.md):
+//
+//	cd test && go test -run '^$' -bench StartupToReady -benchtime 20x ./e2e/
+func BenchmarkStartupToReady(b *testing.B) {
+	bin := filepath.Join(releaseBuild(b), "linux_"+runtime.GOARCH, "berth")
+	raw, err := os.ReadFile(filepath.Join(repoRoot(b), "deploy", "image", "rootfs", "etc", "berth", "config.toml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Timeout: time.Second}
+	var took []time.Duration
+	for i := 0; i < b.N; i++ {
+		dir := b.TempDir()
+		port := testutil.FreePort(b)
+		cfg := strings.Replace(string(raw), `bind_address = "0.0.0.0"`, `bind_address = "127.0.0.1"`, 1)
+		cfg = strings.Replace(cfg, "port = 5000", "port = "+strconv.Itoa(port), 1)
+		cfg = strings.Replace(cfg, `root_dir = "/data"`, "root_dir = "+strconv.Quote(dir), 1)
+		cfgPath := filepath.Join(dir, "config.toml")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		u := "http://127.0.0.1:" + strconv.Itoa(port) + "/readyz"
+		cmd := exec.Command(bin, "serve", "-c", cfgPath)
+		cmd.Dir = dir
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			resp, err := client.Get(u)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Since(start) > 30*time.Second {
+				_ = cmd.Process.Kill()
+				b.Fatalf("no 200 from %s within 30s (last: %v)", u, err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
 }
