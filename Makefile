@@ -69,3 +69,22 @@ fuzz:
 
 bench:
 	$(GO) run ./cmd/berth-bench
+
+.PHONY: release image
+
+# Release binaries (docs/deploy/binary.md): static, stripped, reproducible,
+# stamped with the version, the commit and its date, for linux and darwin on
+# amd64 and arm64, with SHA256SUMS, into dist/. The list of binaries is in
+# scripts/release.sh.
+release:
+	rm -rf dist
+	GO=$(GO) bash scripts/release.sh dist
+
+# The container image without a Docker engine (docs/deploy/image.md): the
+# linux release binaries, then test/cmd/berth-image writes the multi-platform
+# index (linux/amd64, linux/arm64) as an OCI image layout into dist/image;
+# IMAGE=REGISTRY/REPOSITORY:TAG pushes it too (IMAGE_INSECURE=1: plain HTTP).
+# The Dockerfile builds the same image with Docker.
+image:
+	GO=$(GO) bash scripts/release.sh dist linux/amd64 linux/arm64
+	cd test && $(GO) run ./cmd/berth-image -root .. -bin ../dist -o ../dist/image $(if $(IMAGE),-push $(IMAGE)) $(if $(IMAGE_INSECURE),-insecure)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
 
 	"github.com/berth-registry/berth/docs"
 	"github.com/berth-registry/berth/internal/config"
@@ -20,6 +21,11 @@ import (
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
 // When empty, the module version from the build info is used.
 var version string
+
+// commit and date are stamped with version by make release
+// (scripts/release.sh: -X main.commit=SHA -X main.date=RFC3339); berth
+// version prints them when set.
+var commit, date string
 
 const usage = `berth is an OCI container registry.
 
@@ -213,7 +219,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(rest) > 0 {
 			return usageError(stdout, stderr, fmt.Errorf("version takes no arguments"))
 		}
-		fmt.Fprintln(stdout, "berth", versionString())
+		fmt.Fprintln(stdout, "berth", versionString()+buildStamp())
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		if len(rest) == 0 {
@@ -415,6 +421,22 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// buildStamp is " (commit SHA, built DATE)" from the release stamps, or ""
+// for a build without them.
+func buildStamp() string {
+	var parts []string
+	if commit != "" {
+		parts = append(parts, "commit "+commit)
+	}
+	if date != "" {
+		parts = append(parts, "built "+date)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func versionString() string {

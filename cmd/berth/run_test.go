@@ -73,6 +73,13 @@ func TestVersion(t *testing.T) {
 	if _, stdout, _ := runCmd(t, "version"); stdout != "berth v9.8.7\n" {
 		t.Errorf("version with -ldflags: %q", stdout)
 	}
+	// make release stamps the commit and the date too.
+	commit, date = "0123456789abcdef0123456789abcdef01234567", "2026-12-08T00:36:31Z"
+	t.Cleanup(func() { commit, date = "", "" })
+	want := "berth v9.8.7 (commit 0123456789abcdef0123456789abcdef01234567, built 2026-12-08T00:36:31Z)\n"
+	if _, stdout, _ := runCmd(t, "version"); stdout != want {
+		t.Errorf("version with the release stamps: %q, want %q", stdout, want)
+	}
 }
 
 func TestConfigCheck(t *testing.T) {

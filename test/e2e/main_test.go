@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	// BERTH_E2E_BIN runs the tests against an already built binary.
 	defer s3test.Stop()
+	defer removeReleaseBuild()
 	if bin := os.Getenv("BERTH_E2E_BIN"); bin != "" {
 		berthBin = bin
 		return m.Run()
