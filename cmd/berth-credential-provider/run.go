@@ -59,6 +59,16 @@ type options struct {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if dir, wait, ok, err := installArgs(args, stderr); ok {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "berth-credential-provider:", err)
+			return 2
+		}
+		return runInstall(ctx, dir, wait, stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
