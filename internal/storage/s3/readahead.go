@@ -21,7 +21,8 @@ import (
 // client strictly in order:
 //
 //   - memory: at most ReadAheadParts buffers of ReadAheadPartSize per open
-//     blob (the part being sent counts as one), taken from a pool;
+//     blob (the part being sent counts as one), taken from a pool that keeps
+//     up to 2 × ReadAheadParts of them between GETs;
 //   - order: a part is sent only once it is complete and every part before it
 //     was sent, whatever order the GETs finish in;
 //   - errors: a part that fails (after one retry of a broken body) is never
@@ -31,6 +32,35 @@ import (
 //   - cancellation: the fetches run under the request's context, so a client
 //     that goes away stops them; Close cancels them and waits for every
 //     fetch goroutine to return before the buffers go back to the pool.
+
+// partPool keeps up to cap(free) part buffers for the next GETs. Unlike a
+// sync.Pool it keeps them across garbage collections: a fresh 8 MiB buffer
+// costs its page faults on every GET otherwise.
+type partPool struct {
+	size int64
+	free chan *[]byte
+}
+
+func newPartPool(size int64, keep int) *partPool {
+	return &partPool{size: size, free: make(chan *[]byte, keep)}
+}
+
+func (p *partPool) Get() *[]byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+		b := make([]byte, p.size)
+		return &b
+	}
+}
+
+func (p *partPool) Put(b *[]byte) {
+	select {
+	case p.free <- b:
+	default:
+	}
+}
 
 // fetchFunc fills dst with the object's bytes [off, off+len(dst)), or fails.
 type fetchFunc func(ctx context.Context, off int64, dst []byte) error
@@ -50,7 +80,7 @@ type readAhead struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	fetch    fetchFunc
-	pool     *sync.Pool // of *[]byte of partSize
+	pool     *partPool
 	partSize int64
 	window   int // buffers in use at most: queued parts + the current one
 
@@ -67,7 +97,7 @@ type readAhead struct {
 
 // newReadAhead reads [off, off+length) through fetch, window parts of
 // partSize at a time. Its fetches run under a child of ctx.
-func newReadAhead(ctx context.Context, fetch fetchFunc, pool *sync.Pool, partSize int64, window int, off, length int64) *readAhead {
+func newReadAhead(ctx context.Context, fetch fetchFunc, pool *partPool, partSize int64, window int, off, length int64) *readAhead {
 	ctx, cancel := context.WithCancel(ctx)
 	return &readAhead{
 		ctx: ctx, cancel: cancel, fetch: fetch, pool: pool,
@@ -84,7 +114,7 @@ func (r *readAhead) fill() {
 	}
 	for ; inUse < r.window && r.next < r.end; inUse++ {
 		n := min(r.partSize, r.end-r.next)
-		bp := r.pool.Get().(*[]byte)
+		bp := r.pool.Get()
 		p := &raPart{buf: bp, n: int(n), done: make(chan struct{})}
 		off := r.next
 		r.next += n
@@ -216,7 +246,7 @@ func (s *Store) openReadAhead(ctx context.Context, key string, offset, length in
 	fetch := func(ctx context.Context, off int64, dst []byte) error {
 		return s.fetchRange(ctx, key, off, dst)
 	}
-	r := newReadAhead(ctx, fetch, &s.raPool, s.raPartSize, s.raParts, offset, length)
+	r := newReadAhead(ctx, fetch, s.raPool, s.raPartSize, s.raParts, offset, length)
 	if err := r.first(); err != nil {
 		r.Close()
 		return nil, err

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,9 +60,7 @@ func (f *fakeRanges) fetch(ctx context.Context, off int64, dst []byte) error {
 	return nil
 }
 
-func newPool(size int64) *sync.Pool {
-	return &sync.Pool{New: func() any { b := make([]byte, size); return &b }}
-}
+func newPool(size int64) *partPool { return newPartPool(size, 8) }
 
 // Parts that complete out of order (each waits for the later parts of its
 // window) are still delivered in order, through Read and through WriteTo,
@@ -144,7 +141,6 @@ func TestReadAheadMemoryBound(t *testing.T) {
 	const part, window = 1 << 20, 4
 	data := randomBytes(2, 64<<20)
 	f := &fakeRanges{data: data, partSize: part, failAt: -1}
-	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // the pool keeps its buffers
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)

@@ -176,10 +176,10 @@ type Store struct {
 	marked        sync.Map  // repository name -> struct{}: marker known to exist
 	copyPool      sync.Pool // *[]byte of copyBufSize, for blobBody
 	// raParts and raPartSize: read-ahead of blob GETs (readahead.go), off
-	// when raParts < 2; raPool holds *[]byte of raPartSize.
+	// when raParts < 2.
 	raParts    int
 	raPartSize int64
-	raPool     sync.Pool
+	raPool     *partPool
 
 	// slowClient, when the store built its HTTP client, is that client
 	// without the response head timeout (slowOp).
@@ -266,8 +266,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		if s.raPartSize <= 0 {
 			s.raPartSize = opts.MultipartPartSize
 		}
-		raSize := int(s.raPartSize)
-		s.raPool.New = func() any { b := make([]byte, raSize); return &b }
+		s.raPool = newPartPool(s.raPartSize, 2*s.raParts)
 	}
 	return s, nil
 }
