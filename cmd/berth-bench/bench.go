@@ -31,6 +31,11 @@ type bench struct {
 	c       *client
 	rawPath string
 	rep     *report
+	// twin (with -twin) is the trivial server every scenario is paired
+	// with; tc is its client, set up like c.
+	twin   *twin
+	tc     *client
+	failed error // the last scenario error of the current run
 }
 
 func newBench(o *options, log io.Writer) (*bench, error) {
@@ -52,6 +57,17 @@ func newBench(o *options, log io.Writer) (*bench, error) {
 		c:       newClient(base, 4),
 		rawPath: filepath.Join(o.dir, fmt.Sprintf("berth-bench-raw-%d.bin", os.Getpid())),
 	}
+	b.c.auth = o.auth
+	if o.twin {
+		tw, err := startTwin(filepath.Join(o.dir, fmt.Sprintf("berth-bench-twin-%d", os.Getpid())))
+		if err != nil {
+			return nil, fmt.Errorf("twin: %w", err)
+		}
+		b.twin = tw
+		tbase, _ := checkLoopback(tw.url())
+		b.tc = newClient(tbase, 4)
+		b.tc.auth = o.auth // sent, and ignored: the same requests as to the registry
+	}
 	b.rep = &report{o: o, base: base.String(), fs: fsType(o.dir), loadStart: loadAvg(), start: time.Now()}
 	if o.pid != 0 {
 		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", o.pid))
@@ -63,6 +79,11 @@ func newBench(o *options, log io.Writer) (*bench, error) {
 func (b *bench) cleanup() {
 	if !b.o.keep {
 		_ = os.Remove(b.rawPath)
+	}
+	if b.twin != nil {
+		if err := b.twin.close(); err != nil {
+			b.logf("twin: %v", err)
+		}
 	}
 }
 
@@ -83,6 +104,9 @@ func (b *bench) runAll(ctx context.Context) (*report, error) {
 		}
 	}
 	b.rep.postPut = b.c.postPut
+	if b.tc != nil {
+		b.tc.postPut = b.c.postPut // the twin takes blobs the way the registry does
+	}
 	var failed error
 	for r := 0; r < b.o.repeat; r++ {
 		if err := ctx.Err(); err != nil {
@@ -103,12 +127,7 @@ func (b *bench) runOnce(ctx context.Context, run int) error {
 	o := b.o
 	seed := o.seed + uint64(run)*1_000_003
 	block := newBlock(seed)
-	var failed error
-	fail := func(name string, err error) {
-		b.logf("run %d: %s: %v", run+1, name, err)
-		b.rep.add(run, result{name: name, err: err.Error(), load: loadAvg()})
-		failed = err
-	}
+	b.failed = nil
 
 	needBig := contains(o.scenarios, "push1g") || contains(o.scenarios, "pull1g")
 	var bigDigest digest.Digest
@@ -192,120 +211,202 @@ func (b *bench) runOnce(ctx context.Context, run int) error {
 	bigRepo := o.repo + "/big"
 	if contains(o.scenarios, "push1g") {
 		b.logf("run %d: push1g %s %s", run+1, fmtBytes(o.size), bigDigest)
-		// Free the raw file's page cache just before the push, so the
-		// registry's writes land on the same recycled memory the raw write
-		// did. On a VM, page-cache pages the guest has not touched lately
-		// can cost ten times more kernel time to fill (the host backs them
-		// on first touch): see docs/benchmarks.md.
-		_ = os.Remove(b.rawPath)
-		syscall.Sync()
-		res, err := b.measure("push1g", func() (map[string]float64, error) {
-			body := &timedReader{r: newStream(block, 1, o.size), size: o.size}
-			start := time.Now()
-			if err := b.c.pushBlob(ctx, bigRepo, bigDigest, o.size, body); err != nil {
-				return nil, err
-			}
-			dur := time.Since(start)
-			v := mbps(o.size, dur)
-			m := map[string]float64{"mbps": v, "secs": dur.Seconds(), "ratio": v / rawWrite, "ratio_tcp": v / tcpW}
-			if !body.last.IsZero() {
-				// What the server did after it had every byte: fsync,
-				// rename, bookkeeping.
-				m["tail"] = start.Add(dur).Sub(body.last).Seconds()
-			}
-			return m, nil
+		b.pair(run, "push1g", "mbps", func(t target) (map[string]float64, error) {
+			b.recycle(block)
+			return t.measure(b, func() (map[string]float64, error) {
+				body := &timedReader{r: newStream(block, 1, o.size), size: o.size}
+				start := time.Now()
+				if err := t.c.pushBlob(ctx, bigRepo, bigDigest, o.size, body); err != nil {
+					return nil, err
+				}
+				dur := time.Since(start)
+				v := mbps(o.size, dur)
+				m := map[string]float64{"mbps": v, "secs": dur.Seconds(), "ratio": v / rawWrite, "ratio_tcp": v / tcpW}
+				if !body.last.IsZero() {
+					// What the server did after it had every byte: fsync,
+					// rename, bookkeeping.
+					m["tail"] = start.Add(dur).Sub(body.last).Seconds()
+				}
+				return m, nil
+			})
 		})
-		if err != nil {
-			fail("push1g", err)
-		} else {
-			b.rep.add(run, res)
+	}
+
+	if contains(o.scenarios, "chunked") {
+		// A blob of its own (stream 3), so no registry can skip the
+		// upload as one it already has; its digest is computed untimed.
+		h := sha256.New()
+		if _, err := io.Copy(h, newStream(block, 3, o.size)); err != nil {
+			return err
 		}
+		chunkDigest := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil)))
+		b.logf("run %d: chunked %s in %s PATCHes %s", run+1, fmtBytes(o.size), fmtBytes(o.chunk), chunkDigest)
+		b.pair(run, "chunked", "mbps", func(t target) (map[string]float64, error) {
+			b.recycle(block)
+			return t.measure(b, func() (map[string]float64, error) {
+				start := time.Now()
+				n, err := t.c.pushChunked(ctx, o.repo+"/chunked", chunkDigest, o.size, o.chunk, newStream(block, 3, o.size))
+				if err != nil {
+					return nil, err
+				}
+				dur := time.Since(start)
+				v := mbps(o.size, dur)
+				return map[string]float64{"mbps": v, "secs": dur.Seconds(), "ratio": v / rawWrite, "patches": float64(n)}, nil
+			})
+		})
 	}
 
 	if contains(o.scenarios, "pull1g") {
 		b.logf("run %d: pull1g", run+1)
-		ok, err := b.c.blobExists(ctx, bigRepo, bigDigest)
-		if err == nil && !ok {
-			b.logf("run %d: pushing the blob first (untimed)", run+1)
-			err = b.c.pushBlob(ctx, bigRepo, bigDigest, o.size, newStream(block, 1, o.size))
-		}
-		if err != nil {
-			fail("pull1g", err)
-		} else {
-			res, err := b.measure("pull1g", func() (map[string]float64, error) {
+		b.pair(run, "pull1g", "mbps", func(t target) (map[string]float64, error) {
+			ok, err := t.c.blobExists(ctx, bigRepo, bigDigest)
+			if err == nil && !ok {
+				b.logf("run %d: %spushing the blob first (untimed)", run+1, t.prefix)
+				err = t.c.pushBlob(ctx, bigRepo, bigDigest, o.size, newStream(block, 1, o.size))
+			}
+			if err != nil {
+				return nil, err
+			}
+			return t.measure(b, func() (map[string]float64, error) {
 				start := time.Now()
-				if err := b.pull(ctx, bigRepo, bigDigest, o.size); err != nil {
+				if err := pull(ctx, t.c, bigRepo, bigDigest, o.size); err != nil {
 					return nil, err
 				}
 				dur := time.Since(start)
 				v := mbps(o.size, dur)
 				return map[string]float64{"mbps": v, "secs": dur.Seconds(), "ratio": v / rawRead, "ratio_tcp": v / tcpR}, nil
 			})
-			if err != nil {
-				fail("pull1g", err)
-			} else {
-				b.rep.add(run, res)
-			}
-		}
+		})
 	}
 
-	if contains(o.scenarios, "manifest") {
-		b.logf("run %d: manifest, %d clients for %s", run+1, o.clients, o.duration)
-		res, err := b.measure("manifest", func() (map[string]float64, error) {
-			return b.manifest(ctx, block, seed)
-		})
-		if err != nil {
-			fail("manifest", err)
-		} else {
-			b.rep.add(run, res)
+	for _, name := range []string{"manifest", "manifest-auth"} {
+		if !contains(o.scenarios, name) {
+			continue
 		}
+		b.logf("run %d: %s, %d clients for %s", run+1, name, o.clients, o.duration)
+		b.pair(run, name, "rps", func(t target) (map[string]float64, error) {
+			return b.manifest(ctx, t, block, seed, name == "manifest-auth")
+		})
 	}
 
 	if contains(o.scenarios, "small") {
 		b.logf("run %d: small, %d concurrent image pushes", run+1, o.small)
 		images := b.smallImages(block, seed)
-		res, err := b.measure("small", func() (map[string]float64, error) {
-			return b.smallPushes(ctx, images, seed)
+		b.pair(run, "small", "pps", func(t target) (map[string]float64, error) {
+			return t.measure(b, func() (map[string]float64, error) {
+				return b.smallPushes(ctx, t.c, images, seed, t.prefix)
+			})
 		})
-		if err != nil {
-			fail("small", err)
-		} else {
-			b.rep.add(run, res)
+	}
+	if b.twin != nil {
+		if err := b.twin.dropBlobs(); err != nil {
+			b.logf("twin: %v", err)
 		}
 	}
-	return failed
+	return b.failed
 }
 
-// measure runs fn while sampling the server's RSS and CPU time.
-func (b *bench) measure(name string, fn func() (map[string]float64, error)) (result, error) {
-	res := result{name: name, load: loadAvg()}
+// recycle writes -size bytes to a scratch file and deletes it, then syncs,
+// right before a push, so that every push (the registry's and the twin's,
+// whichever goes first) writes into page-cache memory that was just freed,
+// as the raw write does. On a VM, page-cache pages the guest has not touched
+// lately can cost ten times more kernel time to fill (the host backs them
+// on first touch): see docs/benchmarks.md.
+func (b *bench) recycle(block []byte) {
+	_ = os.Remove(b.rawPath)
+	path := b.rawPath + ".recycle"
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		_, err = io.Copy(f, newStream(block, 99, b.o.size))
+		f.Close()
+	}
+	if err != nil {
+		b.logf("recycle: %v", err)
+	}
+	_ = os.Remove(path)
+	syscall.Sync()
+}
+
+// target is what a scenario runs against: the registry, or the twin.
+type target struct {
+	prefix string // "" for the registry, "twin-" for the twin
+	c      *client
+	pid    int // sampled for RSS and CPU; 0: not sampled
+}
+
+// order is the registry and (with -twin) the twin, in the order this run
+// measures them: the registry first in odd runs, the twin first in even
+// ones, so neither always gets the page cache the other just freed.
+func (b *bench) order(run int) []target {
+	reg := target{c: b.c, pid: b.o.pid}
+	if b.twin == nil {
+		return []target{reg}
+	}
+	tw := target{prefix: "twin-", c: b.tc}
+	if run%2 == 1 {
+		return []target{tw, reg}
+	}
+	return []target{reg, tw}
+}
+
+// pair runs one scenario against the registry and the twin, one right after
+// the other with the same client, and records both and their ratio (of
+// metric key, per run) in the registry's result.
+func (b *bench) pair(run int, name, key string, fn func(t target) (map[string]float64, error)) {
+	var reg, tw map[string]float64
+	var res []result
+	for _, t := range b.order(run) {
+		load := loadAvg()
+		m, err := fn(t)
+		if err != nil {
+			b.logf("run %d: %s%s: %v", run+1, t.prefix, name, err)
+			res = append(res, result{name: t.prefix + name, err: err.Error(), load: load})
+			b.failed = err
+			continue
+		}
+		if t.prefix == "" {
+			reg = m
+		} else {
+			tw = m
+		}
+		res = append(res, result{name: t.prefix + name, load: load, m: m})
+	}
+	if reg != nil && tw != nil && tw[key] > 0 {
+		reg["twin"] = reg[key] / tw[key]
+	}
+	for _, r := range res {
+		b.rep.add(run, r)
+	}
+}
+
+// measure runs fn while sampling the target's RSS and CPU time.
+func (t target) measure(b *bench, fn func() (map[string]float64, error)) (map[string]float64, error) {
 	var s *rssSampler
 	var cpu0 time.Duration
-	if b.o.pid != 0 {
-		cpu0, _ = readCPU(b.o.pid)
-		s = startRSS(b.o.pid, 50*time.Millisecond)
+	if t.pid != 0 {
+		cpu0, _ = readCPU(t.pid)
+		s = startRSS(t.pid, 50*time.Millisecond)
 	}
 	m, err := fn()
 	if s != nil {
 		peak, n := s.finish()
-		cpu1, _ := readCPU(b.o.pid)
+		cpu1, _ := readCPU(t.pid)
 		if m != nil {
 			m["rss"] = float64(peak)
 			m["rss_samples"] = float64(n)
 			m["cpu"] = (cpu1 - cpu0).Seconds()
 		}
 	}
-	res.m = m
-	return res, err
+	return m, err
 }
 
 // pull GETs the blob and counts its bytes into a reused buffer.
-func (b *bench) pull(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.c.url("/v2/"+repo+"/blobs/"+d.String()), nil)
+func pull(ctx context.Context, c *client, repo string, d digest.Digest, size int64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/v2/"+repo+"/blobs/"+d.String()), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := b.c.do(req, http.StatusOK)
+	resp, err := c.do(req, http.StatusOK)
 	if err != nil {
 		return err
 	}
@@ -337,7 +438,7 @@ func (b *bench) pull(ctx context.Context, repo string, d digest.Digest, size int
 // manifest pushes a small image, then o.clients clients GET its manifest by
 // tag, over kept-alive connections, until o.duration has passed or
 // o.maxRequests were sent.
-func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[string]float64, error) {
+func (b *bench) manifest(ctx context.Context, t target, block []byte, seed uint64, auth bool) (map[string]float64, error) {
 	o := b.o
 	repo := o.repo + "/manifest"
 	layer := make([]byte, 64<<10)
@@ -345,10 +446,10 @@ func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[st
 		return nil, err
 	}
 	im := makeImage([][]byte{layer}, fmt.Sprintf("manifest-%d", seed))
-	if err := b.c.pushImage(ctx, repo, "v1", im); err != nil {
+	if err := t.c.pushImage(ctx, repo, "v1", im); err != nil {
 		return nil, fmt.Errorf("push image: %w", err)
 	}
-	got, err := b.c.getManifest(ctx, repo, "v1")
+	got, err := t.c.getManifest(ctx, repo, "v1")
 	if err != nil {
 		return nil, err
 	}
@@ -356,9 +457,16 @@ func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[st
 		return nil, errors.New("manifest read back differs from the one pushed")
 	}
 
-	c := newClient(b.c.base, o.clients)
+	c := newClient(t.c.base, o.clients)
 	defer c.hc.CloseIdleConnections()
 	u := c.url("/v2/" + repo + "/manifests/v1")
+	authz := ""
+	if auth {
+		authz = t.c.auth
+		if authz == "" {
+			return nil, errors.New("manifest-auth needs -auth-file")
+		}
+	}
 	// The loop is bounded in time whatever the server does.
 	lctx, cancel := context.WithTimeout(ctx, o.duration+30*time.Second)
 	defer cancel()
@@ -368,6 +476,9 @@ func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[st
 			return err
 		}
 		req.Header.Set("Accept", oci.MediaTypeImageManifest)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			return err
@@ -393,6 +504,16 @@ func (b *bench) manifest(ctx context.Context, block []byte, seed uint64) (map[st
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 
+	return t.measure(b, func() (map[string]float64, error) {
+		return b.manifestLoop(lctx, get)
+	})
+}
+
+// manifestLoop runs o.clients loops of get until o.duration has passed or
+// o.maxRequests were sent.
+func (b *bench) manifestLoop(lctx context.Context, get func() error) (map[string]float64, error) {
+	o := b.o
+	var wg sync.WaitGroup
 	var sent, errs atomic.Int64
 	var firstErr atomic.Value
 	lats := make([][]time.Duration, o.clients)
@@ -461,9 +582,10 @@ func (b *bench) smallImages(block []byte, seed uint64) []image {
 }
 
 // smallPushes pushes every image at once, each into its own repository.
-func (b *bench) smallPushes(ctx context.Context, ims []image, seed uint64) (map[string]float64, error) {
-	c := newClient(b.c.base, len(ims))
-	c.postPut = b.c.postPut
+func (b *bench) smallPushes(ctx context.Context, tc *client, ims []image, seed uint64, prefix string) (map[string]float64, error) {
+	c := newClient(tc.base, len(ims))
+	c.postPut = tc.postPut
+	c.auth = tc.auth
 	defer c.hc.CloseIdleConnections()
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -475,7 +597,7 @@ func (b *bench) smallPushes(ctx context.Context, ims []image, seed uint64) (map[
 		wg.Go(func() {
 			<-gate
 			t0 := time.Now()
-			repo := fmt.Sprintf("%s/small-%d-%d", b.o.repo, seed%100000, i)
+			repo := fmt.Sprintf("%s/%ssmall-%d-%d", b.o.repo, prefix, seed%100000, i)
 			errs[i] = c.pushImage(pctx, repo, "v1", ims[i])
 			lats[i] = time.Since(t0)
 		})

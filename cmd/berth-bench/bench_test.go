@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -83,15 +84,49 @@ type fakeRegistry struct {
 	blobs   map[string][]byte
 	mans    map[string][]byte
 	uploads int
+	// sessions holds the bytes PATCHed into each upload session; patches
+	// counts PATCHes, badRange those whose Content-Range did not continue
+	// the session.
+	sessions map[string]*bytes.Buffer
+	patches  int
+	badRange int
+	// auth: when set, manifest GETs must carry it (authGets counts them);
+	// noAuth counts requests that did not carry it.
+	auth     string
+	authGets int
+	noAuth   int
 }
 
 func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.sessions == nil {
+		f.sessions = map[string]*bytes.Buffer{}
+	}
+	if f.auth != "" && r.Header.Get("Authorization") != f.auth {
+		f.noAuth++
+	}
 	switch {
 	case p == "/v2/":
 		w.WriteHeader(200)
+	case r.Method == "PATCH" && strings.Contains(p, "/blobs/uploads/"):
+		buf := f.sessions[p]
+		if buf == nil {
+			w.WriteHeader(404)
+			return
+		}
+		var start, end int
+		if _, err := fmt.Sscanf(r.Header.Get("Content-Range"), "%d-%d", &start, &end); err != nil || start != buf.Len() {
+			f.badRange++
+		}
+		n, _ := io.Copy(buf, r.Body)
+		if int64(end-start+1) != n {
+			f.badRange++
+		}
+		f.patches++
+		w.Header().Set("Location", p)
+		w.WriteHeader(202)
 	case r.Method == "POST" && strings.HasSuffix(p, "/blobs/uploads/"):
 		if d := r.URL.Query().Get("digest"); d != "" && !f.postPut {
 			f.store(w, r, d)
@@ -99,10 +134,12 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		_, _ = io.Copy(io.Discard, r.Body)
 		f.uploads++
+		f.sessions[p+"u"+itoa(f.uploads)] = &bytes.Buffer{}
 		w.Header().Set("Location", p+"u"+itoa(f.uploads)+"?_state=x")
 		w.WriteHeader(202)
 	case r.Method == "PUT" && strings.Contains(p, "/blobs/uploads/"):
-		f.store(w, r, r.URL.Query().Get("digest"))
+		f.storeSession(w, r, f.sessions[p], r.URL.Query().Get("digest"))
+		delete(f.sessions, p)
 	case strings.Contains(p, "/blobs/"):
 		b, ok := f.blobs[p[strings.LastIndex(p, "/")+1:]]
 		if !ok {
@@ -118,6 +155,9 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.mans[p] = b
 		w.WriteHeader(201)
 	case strings.Contains(p, "/manifests/"):
+		if f.auth != "" && r.Header.Get("Authorization") == f.auth {
+			f.authGets++
+		}
 		b, ok := f.mans[p]
 		if !ok {
 			w.WriteHeader(404)
@@ -130,8 +170,18 @@ func (f *fakeRegistry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeRegistry) store(w http.ResponseWriter, r *http.Request, d string) {
+	f.storeSession(w, r, nil, d)
+}
+
+// storeSession stores what was PATCHed into the session (if any) followed by
+// the request body as the blob d.
+func (f *fakeRegistry) storeSession(w http.ResponseWriter, r *http.Request, session *bytes.Buffer, d string) {
 	h := sha256.New()
 	var buf bytes.Buffer
+	if session != nil {
+		buf.Write(session.Bytes())
+		h.Write(session.Bytes())
+	}
 	_, _ = io.Copy(io.MultiWriter(h, &buf), r.Body)
 	if "sha256:"+hex.EncodeToString(h.Sum(nil)) != d {
 		w.WriteHeader(400)
@@ -154,7 +204,8 @@ func TestRunAgainstFake(t *testing.T) {
 		}
 		s := out.String()
 		t.Logf("postPut=%v:\n%s", postPut, s)
-		for _, want := range []string{"| push1g", "| pull1g", "| manifest", "| small", "raw: write + sha256 + fsync", " 0 errors"} {
+		for _, want := range []string{"| push1g", "| chunked", "| pull1g", "| manifest", "| small", "raw: write + sha256 + fsync", " 0 errors",
+			"| twin: push1g", "| twin: chunked", "| twin: pull1g", "| twin: manifest", "| twin: small", "× twin"} {
 			if !strings.Contains(s, want) {
 				t.Errorf("postPut=%v: output lacks %q:\n%s", postPut, want, s)
 			}
@@ -165,8 +216,8 @@ func TestRunAgainstFake(t *testing.T) {
 		if postPut && !strings.Contains(s, "then `PUT") {
 			t.Errorf("probe did not switch to POST+PUT:\n%s", s)
 		}
-		// 2 runs: 2 big blobs, 2 manifest images (3 blobs), 2×5 small images (4 blobs), the probe.
-		if want := 2 + 2*2 + 2*5*4 + 1; len(f.blobs) != want {
+		// 2 runs: 2 big blobs, 2 chunked blobs, 2 manifest images (3 blobs), 2×5 small images (4 blobs), the probe.
+		if want := 2 + 2 + 2*2 + 2*5*4 + 1; len(f.blobs) != want {
 			t.Errorf("postPut=%v: %d blobs stored, want %d", postPut, len(f.blobs), want)
 		}
 	}

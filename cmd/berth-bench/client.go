@@ -87,6 +87,9 @@ type client struct {
 	// postPut: the registry ignores ?digest= on POST, so blobs are pushed by
 	// POST (open a session) then PUT ?digest= with the whole body.
 	postPut bool
+	// auth, when set, is sent as the Authorization header of every request
+	// (do, and the manifest loop of manifest-auth).
+	auth string
 }
 
 func newClient(base *url.URL, conns int) *client {
@@ -108,6 +111,9 @@ func (c *client) url(path string) string {
 // do sends req and returns the response with its body drained and closed
 // when the status is not want.
 func (c *client) do(req *http.Request, want ...int) (*http.Response, error) {
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -197,6 +203,9 @@ func (c *client) putUpload(ctx context.Context, loc *url.URL, d digest.Digest, s
 	q := u.Query()
 	q.Set("digest", d.String())
 	u.RawQuery = q.Encode()
+	if size == 0 {
+		body = nil
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.String(), body)
 	if err != nil {
 		return err
@@ -212,6 +221,42 @@ func (c *client) putUpload(ctx context.Context, loc *url.URL, d digest.Digest, s
 	}
 	drain(resp)
 	return nil
+}
+
+// pushChunked uploads size bytes of body as the blob d of repo in a session:
+// POST, one PATCH per chunk bytes (each following the Location of the
+// answer before), then PUT ?digest= without a body. It returns the number of
+// PATCHes.
+func (c *client) pushChunked(ctx context.Context, repo string, d digest.Digest, size, chunk int64, body io.Reader) (int, error) {
+	loc, err := c.startUpload(ctx, repo)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for off := int64(0); off < size; {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		part := min(chunk, size-off)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, loc.String(), io.LimitReader(body, part))
+		if err != nil {
+			return n, err
+		}
+		req.ContentLength = part
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", off, off+part-1))
+		resp, err := c.do(req, http.StatusAccepted)
+		if err != nil {
+			return n, fmt.Errorf("PATCH %d at %d: %w", n+1, off, err)
+		}
+		drain(resp)
+		if loc, err = c.location(resp); err != nil {
+			return n, err
+		}
+		off += part
+		n++
+	}
+	return n, c.putUpload(ctx, loc, d, 0, nil)
 }
 
 // probeUpload pushes a tiny blob with POST ?digest= and tells whether the

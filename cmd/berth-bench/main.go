@@ -4,10 +4,17 @@
 // file written with fsync while hashing it with sha256, a file read from the
 // page cache) and then the registry:
 //
-//	push1g    monolithic push of a -size blob from a deterministic stream
-//	pull1g    GET of that blob, bytes counted and discarded
-//	manifest  -clients concurrent GETs of a manifest by tag for -duration
-//	small     -small concurrent pushes of small images (3 layers + config + manifest)
+//	push1g         monolithic push of a -size blob from a deterministic stream
+//	chunked        push of another -size blob in -chunk PATCHes (POST, PATCH…, PUT ?digest=)
+//	pull1g         GET of the push1g blob, bytes counted and discarded
+//	manifest       -clients concurrent GETs of a manifest by tag for -duration
+//	manifest-auth  the same with the Authorization header read from -auth-file
+//	small          -small concurrent pushes of small images (3 layers + config + manifest)
+//
+// With -twin (the default) every scenario is also run, right before or after,
+// against a trivial registry served by this process (twin.go) with the same
+// client, and each result is reported as a ratio to it: on a shared machine
+// that ratio is steadier than the absolute figure.
 //
 // With -pid it samples the server's VmRSS every 50 ms and reports the peak of
 // each scenario, and the CPU time the server used in it. It prints a
@@ -46,9 +53,15 @@ type options struct {
 	seed        uint64
 	timeout     time.Duration
 	keep        bool
+	chunk       int64
+	twin        bool
+	auth        string // Authorization header value from -auth-file; never printed
 }
 
-var allScenarios = []string{"push1g", "pull1g", "manifest", "small"}
+var allScenarios = []string{"push1g", "chunked", "pull1g", "manifest", "manifest-auth", "small"}
+
+// defaultScenarios leaves out manifest-auth, which needs -auth-file.
+var defaultScenarios = []string{"push1g", "chunked", "pull1g", "manifest", "small"}
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
@@ -83,11 +96,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("berth-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	var scen, size, smallBlob string
+	var scen, size, smallBlob, chunk, authFile string
 	var seed int64
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:5077", "registry base URL (loopback only)")
 	fs.IntVar(&o.pid, "pid", 0, "registry process id: sample its VmRSS every 50 ms and its CPU time per scenario")
-	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ","))
+	fs.StringVar(&scen, "scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios: "+strings.Join(allScenarios, ","))
+	fs.StringVar(&chunk, "chunk", "16MiB", "PATCH size of the chunked scenario")
+	fs.BoolVar(&o.twin, "twin", true, "pair every scenario with the same scenario against a trivial in-process registry and report the ratio")
+	fs.StringVar(&authFile, "auth-file", "", "file holding an Authorization header value (\"Bearer <token>\" or \"Basic <base64>\"), sent with every request to the registry; manifest-auth GETs with it, manifest without")
 	fs.StringVar(&size, "size", "1GiB", "size of the push1g/pull1g blob and of the raw baseline file (B, KiB, MiB, GiB, KB, MB, GB)")
 	fs.StringVar(&o.dir, "dir", "", "directory for the raw baseline file: put it on the same disk as the registry's data dir (default $TMPDIR/berth-bench)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long the manifest scenario runs")
@@ -114,8 +130,24 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.smallBlob, err = parseSize(smallBlob); err != nil {
 		return nil, fmt.Errorf("-small-blob: %w", err)
 	}
+	if o.chunk, err = parseSize(chunk); err != nil {
+		return nil, fmt.Errorf("-chunk: %w", err)
+	}
 	if o.size <= 0 || o.smallBlob <= 0 {
 		return nil, errors.New("sizes must be positive")
+	}
+	if o.chunk < 64<<10 || o.size/o.chunk > 100_000 {
+		return nil, errors.New("-chunk must be at least 64 KiB and at most 100000 PATCHes of -size")
+	}
+	if authFile != "" {
+		a, err := os.ReadFile(authFile)
+		if err != nil {
+			return nil, fmt.Errorf("-auth-file: %w", err)
+		}
+		o.auth = strings.TrimSpace(string(a))
+		if o.auth == "" || strings.ContainsAny(o.auth, "\r\n") {
+			return nil, errors.New("-auth-file: want one line, an Authorization header value")
+		}
 	}
 	for _, s := range strings.Split(scen, ",") {
 		s = strings.TrimSpace(s)

@@ -37,7 +37,9 @@ func (r *report) add(run int, res result) {
 	r.runs[run] = append(r.runs[run], res)
 }
 
-var rowOrder = []string{"raw-write", "raw-read", "raw-readhash", "raw-sha256", "tcp-push", "tcp-pull", "tcp-pull-copy", "push1g", "pull1g", "manifest", "small"}
+var rowOrder = []string{"raw-write", "raw-read", "raw-readhash", "raw-sha256", "tcp-push", "tcp-pull", "tcp-pull-copy",
+	"push1g", "twin-push1g", "chunked", "twin-chunked", "pull1g", "twin-pull1g",
+	"manifest", "twin-manifest", "manifest-auth", "twin-manifest-auth", "small", "twin-small"}
 
 // median of metric key over the successful runs of a row.
 func (r *report) median(name, key string) (float64, bool) {
@@ -94,8 +96,8 @@ func (r *report) write(w io.Writer) {
 	fmt.Fprintf(w, "- server: %s\n", server)
 	fmt.Fprintf(w, "- load average (1/5/15 min): %s at start, %s at end\n\n", r.loadStart, r.loadEnd)
 
-	fmt.Fprintln(w, "| scenario | result | raw limit | ratio | peak RSS | server CPU | ratio to loopback ref |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| scenario | result | ÷ twin | raw limit | ratio | peak RSS | server CPU | ratio to loopback ref |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 	rawW, _ := r.median("raw-write", "mbps")
 	rawR, _ := r.median("raw-read", "mbps")
 	for _, name := range rowOrder {
@@ -110,7 +112,10 @@ func (r *report) write(w io.Writer) {
 		} else if failed > 0 {
 			result += fmt.Sprintf(" (%d run(s) failed)", failed)
 		}
-		rss, cpu, rtcp := "", "", ""
+		rss, cpu, rtcp, twin := "", "", "", ""
+		if v, ok := r.median(name, "twin"); ok {
+			twin = fmt.Sprintf("**%.2f**", v)
+		}
 		if v, ok := r.median(name, "ratio_tcp"); ok {
 			rtcp = fmt.Sprintf("%.0f %%", 100*v)
 		}
@@ -120,8 +125,10 @@ func (r *report) write(w io.Writer) {
 		if v, ok := r.median(name, "cpu"); ok {
 			cpu = fmt.Sprintf("%.2f s", v)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", label, result, limit, ratio, rss, cpu, rtcp)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", label, result, twin, limit, ratio, rss, cpu, rtcp)
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "÷ twin: the registry's throughput (MB/s, requests/s or pushes/s) over the twin's in the same run, measured right before or after it with the same client (median of the per-run ratios); the twin is a trivial net/http server inside berth-bench (manifests from memory, uploads hashed and fsynced once at commit, blobs with http.ServeContent), its rows start with \"twin:\".")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "MB = 10^6 bytes. Raw write and raw read: best of two tries per run. Ratio: the scenario's throughput over its raw limit measured in the same run (median of the per-run ratios). Server CPU: user+system time the server used during the scenario. Loopback refs: the same bytes through a plain loopback TCP socket inside berth-bench (push: the receiver only hashes; pull: the sender uses sendfile, or read/write through a 32 KiB buffer, from the page cache), i.e. the CPU ceiling of moving the bytes between two processes on these 2 cores without HTTP; the pull is compared with the better of its two.")
 	fmt.Fprintln(w)
@@ -145,8 +152,18 @@ func (r *report) write(w io.Writer) {
 
 // describe returns a row's label, median result, raw limit and ratio.
 func (r *report) describe(name string, rawW, rawR float64) (label, result, limit, ratio string) {
+	if base, ok := strings.CutPrefix(name, "twin-"); ok {
+		label, _, _, _ = r.describe(base, rawW, rawR)
+		_, result, limit, ratio = r.describeAs(base, name, rawW, rawR)
+		return "twin: " + label, result, limit, ratio
+	}
+	return r.describeAs(name, name, rawW, rawR)
+}
+
+// describeAs describes the row name with the medians of the results of row.
+func (r *report) describeAs(name, row string, rawW, rawR float64) (label, result, limit, ratio string) {
 	o := r.o
-	med := func(k string) float64 { v, _ := r.median(name, k); return v }
+	med := func(k string) float64 { v, _ := r.median(row, k); return v }
 	switch name {
 	case "raw-write":
 		return "raw: write + sha256 + fsync (" + fmtBytes(o.size) + ")", fmt.Sprintf("%.0f MB/s", med("mbps")), "", ""
@@ -164,10 +181,15 @@ func (r *report) describe(name string, rawW, rawR float64) (label, result, limit
 		return "ref: loopback TCP, read/write copy from page cache", fmt.Sprintf("%.0f MB/s", med("mbps")), "", ""
 	case "push1g":
 		res := fmt.Sprintf("%.0f MB/s (%.2f s", med("mbps"), med("secs"))
-		if tail, ok := r.median(name, "tail"); ok {
+		if tail, ok := r.median(row, "tail"); ok {
 			res += fmt.Sprintf(", of which %.2f s after the last byte was sent", tail)
 		}
 		return "push1g: monolithic push of " + fmtBytes(o.size), res + ")",
+			fmt.Sprintf("%.0f MB/s (write+sha256+fsync)", rawW),
+			fmt.Sprintf("%.0f %%", 100*med("ratio"))
+	case "chunked":
+		return fmt.Sprintf("chunked: push of %s in %s PATCHes", fmtBytes(o.size), fmtBytes(o.chunk)),
+			fmt.Sprintf("%.0f MB/s (%.2f s, %.0f PATCHes)", med("mbps"), med("secs"), med("patches")),
 			fmt.Sprintf("%.0f MB/s (write+sha256+fsync)", rawW),
 			fmt.Sprintf("%.0f %%", 100*med("ratio"))
 	case "pull1g":
@@ -175,8 +197,12 @@ func (r *report) describe(name string, rawW, rawR float64) (label, result, limit
 			fmt.Sprintf("%.0f MB/s (%.2f s)", med("mbps"), med("secs")),
 			fmt.Sprintf("%.0f MB/s (page-cache read)", rawR),
 			fmt.Sprintf("%.0f %%", 100*med("ratio"))
-	case "manifest":
-		return fmt.Sprintf("manifest: %d clients GET by tag, %s", o.clients, o.duration),
+	case "manifest", "manifest-auth":
+		how := "anonymous"
+		if name == "manifest-auth" {
+			how = "with -auth-file credentials"
+		}
+		return fmt.Sprintf("%s: %d clients GET by tag, %s, %s", name, o.clients, o.duration, how),
 			fmt.Sprintf("%.0f req/s, p50 %.2f ms, p99 %.2f ms, %.0f errors", med("rps"), med("p50"), med("p99"), med("errors")),
 			"", ""
 	case "small":
@@ -193,11 +219,15 @@ func one(res result) string {
 		return "FAILED: " + strings.ReplaceAll(res.err, "|", "/")
 	}
 	m := res.m
-	switch res.name {
+	name, _ := strings.CutPrefix(res.name, "twin-")
+	switch name {
 	case "raw-write", "raw-read", "raw-readhash", "raw-sha256", "tcp-push", "tcp-pull", "tcp-pull-copy":
 		return fmt.Sprintf("%.0f MB/s", m["mbps"])
-	case "push1g", "pull1g":
+	case "push1g", "pull1g", "chunked":
 		s := fmt.Sprintf("%.0f MB/s, %.0f %% of raw", m["mbps"], 100*m["ratio"])
+		if v, ok := m["twin"]; ok {
+			s += fmt.Sprintf(", %.2f × twin", v)
+		}
 		if tail, ok := m["tail"]; ok {
 			s += fmt.Sprintf(", %.2f s after the last byte", tail)
 		}
@@ -205,10 +235,18 @@ func one(res result) string {
 			s += fmt.Sprintf(", server CPU %.2f s", cpu)
 		}
 		return s
-	case "manifest":
-		return fmt.Sprintf("%.0f req/s, p50 %.2f ms, p99 %.2f ms, %.0f errors", m["rps"], m["p50"], m["p99"], m["errors"])
+	case "manifest", "manifest-auth":
+		s := fmt.Sprintf("%.0f req/s, p50 %.2f ms, p99 %.2f ms, %.0f errors", m["rps"], m["p50"], m["p99"], m["errors"])
+		if v, ok := m["twin"]; ok {
+			s += fmt.Sprintf(", %.2f × twin", v)
+		}
+		return s
 	case "small":
-		return fmt.Sprintf("%.2f s, %.0f pushes/s, %.0f errors", m["secs"], m["pps"], m["errors"])
+		s := fmt.Sprintf("%.2f s, %.0f pushes/s, %.0f errors", m["secs"], m["pps"], m["errors"])
+		if v, ok := m["twin"]; ok {
+			s += fmt.Sprintf(", %.2f × twin", v)
+		}
+		return s
 	}
 	return ""
 }

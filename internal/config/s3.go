@@ -35,6 +35,10 @@ type S3 struct {
 	// presigned URL of the object, so the bytes flow from the bucket to the
 	// client directly. Clients must be able to reach Endpoint.
 	EnableBlobRedirect bool
+	// ReadAheadParts, when 2 or more, makes a blob GET fetch up to that many
+	// parts of MultipartPartSize at once with ranged GETs, sent to the client
+	// in order (0: off, one GetObject stream per blob GET).
+	ReadAheadParts int
 }
 
 // MinMultipartPartSize is the smallest part S3 accepts (except the last one).
@@ -68,6 +72,7 @@ func (s S3) LogValue() slog.Value {
 		slog.String("key_prefix", s.KeyPrefix),
 		slog.Bool("path_style", s.PathStyle),
 		slog.Bool("enable_blob_redirect", s.EnableBlobRedirect),
+		slog.Int("read_ahead_parts", s.ReadAheadParts),
 		slog.Bool("static_credentials", s.AccessKeyID != ""),
 	)
 }
@@ -82,12 +87,14 @@ type rawS3 struct {
 	MultipartPartSize  any `toml:"multipart_part_size"`
 	PathStyle          any `toml:"path_style"`
 	EnableBlobRedirect any `toml:"enable_blob_redirect"`
+	ReadAheadParts     any `toml:"read_ahead_parts"`
 }
 
 var s3Known = []string{
 	"blob_store.s3", "blob_store.s3.endpoint", "blob_store.s3.bucket", "blob_store.s3.region",
 	"blob_store.s3.key_prefix", "blob_store.s3.access_key_id", "blob_store.s3.secret_key",
 	"blob_store.s3.multipart_part_size", "blob_store.s3.path_style", "blob_store.s3.enable_blob_redirect",
+	"blob_store.s3.read_ahead_parts",
 }
 
 func (d *decoder) decodeS3(r *rawS3, c *Config) {
@@ -109,6 +116,7 @@ func (d *decoder) decodeS3(r *rawS3, c *Config) {
 	d.size("blob_store.s3.multipart_part_size", r.MultipartPartSize, &s.MultipartPartSize)
 	d.boolean("blob_store.s3.path_style", r.PathStyle, &s.PathStyle)
 	d.boolean("blob_store.s3.enable_blob_redirect", r.EnableBlobRedirect, &s.EnableBlobRedirect)
+	d.integer("blob_store.s3.read_ahead_parts", r.ReadAheadParts, &s.ReadAheadParts)
 	c.BlobStore.S3 = s
 }
 
@@ -149,6 +157,13 @@ func (c *Config) validateS3(bad func(key, format string, args ...any)) {
 	if n := s.MultipartPartSize; (n != 0 || c.lines.has(part)) && !c.typeErr[part] && n < MinMultipartPartSize {
 		bad(part, "must be at least 5MiB (%d bytes), got %d", MinMultipartPartSize, n)
 	}
+	if n := s.ReadAheadParts; n != 0 && (n < 2 || n > MaxReadAheadParts) {
+		bad("blob_store.s3.read_ahead_parts", "must be 0 (off) or 2..%d, got %d", MaxReadAheadParts, n)
+	}
 }
+
+// MaxReadAheadParts bounds read_ahead_parts: each blob GET may hold that many
+// parts of multipart_part_size in memory.
+const MaxReadAheadParts = 64
 
 func fmtValue(v s3Redacted) string { return fmt.Sprintf("%+v", v) }

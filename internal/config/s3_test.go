@@ -19,6 +19,7 @@ access_key_id = "AKIAEXAMPLE"
 secret_key = "` + testSecret + `"
 multipart_part_size = "16MiB"
 path_style = true
+read_ahead_parts = 4
 `
 	c, err := Parse([]byte(doc), "c.toml")
 	if err != nil {
@@ -26,7 +27,7 @@ path_style = true
 	}
 	want := S3{
 		Endpoint: "http://127.0.0.1:7070", Bucket: "registry", Region: "eu-west-3", KeyPrefix: "berth/",
-		AccessKeyID: "AKIAEXAMPLE", SecretKey: testSecret, MultipartPartSize: 16 << 20, PathStyle: true,
+		AccessKeyID: "AKIAEXAMPLE", SecretKey: testSecret, MultipartPartSize: 16 << 20, PathStyle: true, ReadAheadParts: 4,
 	}
 	if c.BlobStore.S3 == nil || *c.BlobStore.S3 != want {
 		t.Fatalf("S3 = %+v, want %+v", c.BlobStore.S3, want)
@@ -67,6 +68,9 @@ func TestParseS3Errors(t *testing.T) {
 		{"secret without key", "[blob_store.s3]\nbucket = \"b\"\nsecret_key = \"" + testSecret + "\"", []Problem{{"blob_store.s3.access_key_id", 1, "is required when secret_key is set"}}},
 		{"part too small", "[blob_store.s3]\nbucket = \"b\"\nmultipart_part_size = \"4MiB\"", []Problem{{"blob_store.s3.multipart_part_size", 3, "at least 5MiB"}}},
 		{"part zero", "[blob_store.s3]\nbucket = \"b\"\nmultipart_part_size = 0", []Problem{{"blob_store.s3.multipart_part_size", 3, "at least 5MiB"}}},
+		{"read-ahead of one part", "[blob_store.s3]\nbucket = \"b\"\nread_ahead_parts = 1", []Problem{{"blob_store.s3.read_ahead_parts", 3, "0 (off) or 2..64"}}},
+		{"read-ahead too deep", "[blob_store.s3]\nbucket = \"b\"\nread_ahead_parts = 65", []Problem{{"blob_store.s3.read_ahead_parts", 3, "0 (off) or 2..64"}}},
+		{"read-ahead not an integer", "[blob_store.s3]\nbucket = \"b\"\nread_ahead_parts = \"4\"", []Problem{{"blob_store.s3.read_ahead_parts", 3, "must be an integer"}}},
 		{"part not a size", "[blob_store.s3]\nbucket = \"b\"\nmultipart_part_size = \"big\"", []Problem{{"blob_store.s3.multipart_part_size", 3, "is not a size"}}},
 		{"path_style type", "[blob_store.s3]\nbucket = \"b\"\npath_style = \"yes\"", []Problem{{"blob_store.s3.path_style", 3, "must be true or false"}}},
 		{"secret type", "[blob_store.s3]\nbucket = \"b\"\naccess_key_id = \"AK\"\nsecret_key = 123456789", []Problem{{"blob_store.s3.secret_key", 4, "must be a string"}}},

@@ -94,6 +94,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, loc
 			SecretKey:         sc.SecretKey,
 			PathStyle:         sc.PathStyle,
 			MultipartPartSize: sc.MultipartPartSize,
+			ReadAheadParts:    sc.ReadAheadParts,
 			Locker:            locker,
 		})
 		if err != nil {

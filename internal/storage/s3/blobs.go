@@ -104,6 +104,16 @@ func (s *Store) OpenBlob(ctx context.Context, repo string, d digest.Digest, offs
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	key := s.blobKey(g)
+	if s.raParts >= 2 && length > s.raPartSize {
+		body, err := s.openReadAhead(ctx, key, offset, length)
+		if err != nil {
+			if isNotFound(err) {
+				return nil, fmt.Errorf("s3: blob %s in %s: %w", d, repo, storage.ErrBlobUnknown)
+			}
+			return nil, fmt.Errorf("s3: open blob: %w", err)
+		}
+		return body, nil
+	}
 	in := &awss3.GetObjectInput{Bucket: &s.bucket, Key: &key}
 	if offset > 0 || length < size {
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", offset, offset+length-1))

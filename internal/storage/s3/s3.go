@@ -140,6 +140,12 @@ type Options struct {
 	// Locker, when set, serialises work on one upload session across
 	// processes (replicas). nil: in-process locks only.
 	Locker Locker
+	// ReadAheadParts, when 2 or more, makes a blob GET longer than one part
+	// fetch up to that many parts of ReadAheadPartSize (default
+	// MultipartPartSize) at once with ranged GETs, sent in order
+	// (readahead.go). 0 or 1: one GetObject stream per blob GET.
+	ReadAheadParts    int
+	ReadAheadPartSize int64
 	// Faults injects failures, for tests only (upload.go).
 	Faults Faults
 }
@@ -170,6 +176,11 @@ type Store struct {
 	repoLocks     [lockStripes]sync.RWMutex
 	marked        sync.Map  // repository name -> struct{}: marker known to exist
 	copyPool      sync.Pool // *[]byte of copyBufSize, for blobBody
+	// raParts and raPartSize: read-ahead of blob GETs (readahead.go), off
+	// when raParts < 2.
+	raParts    int
+	raPartSize int64
+	raPool     *partPool
 
 	// slowClient, when the store built its HTTP client, is that client
 	// without the response head timeout (slowOp).
@@ -251,6 +262,13 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	size := int(opts.MultipartPartSize)
 	s.bufPool.New = func() any { b := make([]byte, size); return &b }
+	if opts.ReadAheadParts >= 2 {
+		s.raParts, s.raPartSize = opts.ReadAheadParts, opts.ReadAheadPartSize
+		if s.raPartSize <= 0 {
+			s.raPartSize = opts.MultipartPartSize
+		}
+		s.raPool = newPartPool(s.raPartSize, 2*s.raParts)
+	}
 	return s, nil
 }
 
