@@ -19,6 +19,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -76,6 +77,10 @@ type Options struct {
 	// and 4 MiB). Further pages are linked with Link: <...>; rel="next".
 	ReferrersPageEntries int
 	ReferrersPageBytes   int
+	// Manifests caches manifest and tag reads (nil: off). Every manifest
+	// and tag write of this handler invalidates it; writes elsewhere (the
+	// UI, garbage collection) must too.
+	Manifests *manifestcache.Cache
 }
 
 // BlobRedirector hands out a URL a client can GET a blob from without
@@ -103,6 +108,7 @@ type Handler struct {
 	canList  func(ctx context.Context, repo string) bool
 	immut    func(repo, tag string) bool
 	redirect BlobRedirector
+	cache    *manifestcache.Cache
 	now      func() time.Time
 	byAction map[Action]handlerFunc
 
@@ -125,6 +131,7 @@ func New(o Options) *Handler {
 		canList:  o.CanList,
 		immut:    o.Immutable,
 		redirect: o.BlobRedirect,
+		cache:    o.Manifests,
 		now:      o.Now,
 	}
 	if h.log == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/auth/token"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/registry"
@@ -41,7 +42,9 @@ type app struct {
 	gate    *access.Gate             // serves cur's state to the handlers
 	tokens  *token.Service           // nil when the token service is off
 	metrics *metrics.Metrics         // nil when [metrics] is off
-	ui      *ui.UI                   // nil when [ui] is off
+	// manifests caches manifest reads ([cache] manifest_bytes); nil when off.
+	manifests *manifestcache.Cache
+	ui        *ui.UI // nil when [ui] is off
 
 	tlsConfig *tls.Config  // nil: plain HTTP
 	handler   http.Handler // the API listener's: /v2/, /token, the UI, probes
@@ -196,7 +199,9 @@ func (a *app) buildHandler(ctx context.Context) error {
 // registry builds the /v2 API (and the metrics it reports to).
 func (a *app) registry() (http.Handler, error) {
 	cfg, gate := a.cfg, a.gate
+	a.manifests = newManifestCache(cfg.Cache, a.shared, a.now, a.log)
 	ropts := registry.Options{
+		Manifests:       a.manifests,
 		Store:           a.store,
 		Logger:          a.log,
 		MaxManifestSize: cfg.Limits.MaxManifestSize,
