@@ -38,7 +38,7 @@ func (r *Redis) ManifestInvalidations(ctx context.Context, fn func(msg string), 
 		r.receive(ctx, fn, reset)
 		select { // Redis is down: try again shortly
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
