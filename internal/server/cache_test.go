@@ -1,0 +1,69 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/fs"
+)
+
+// TestGCInvalidatesManifestCache: a manifest the in-server garbage
+// collection unlinks is no longer served from the manifest cache (whose TTL
+// is an hour here), and the collector keeps the backend's temp-file sweep.
+func TestGCInvalidatesManifestCache(t *testing.T) {
+	store, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	cfgBlob := []byte(`{"architecture":"amd64","os":"linux"}`)
+	cd := digest.FromBytes(cfgBlob)
+	u, err := store.BeginUpload(ctx, "repo")
+	if err == nil {
+		_, err = store.AppendUpload(ctx, "repo", u.ID, 0, bytes.NewReader(cfgBlob))
+	}
+	if err == nil {
+		_, err = store.CommitUpload(ctx, "repo", u.ID, cd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[]}`, cd, len(cfgBlob))
+	md := digest.FromBytes(m)
+	if err := store.PutManifest(ctx, "repo", storage.PutManifestRequest{Manifest: storage.Manifest{Digest: md,
+		MediaType: "application/vnd.oci.image.manifest.v1+json", Data: m}, Refs: []digest.Digest{cd}}); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := testConfig()
+	cfg.Cache.ManifestTTL = time.Hour
+	cfg.GC.GracePeriod = time.Hour
+	cfg.GC.DeleteUntagged = true
+	cfg.GC.Interval = 20 * time.Millisecond
+	later := func() time.Time { return time.Now().Add(90 * time.Minute) }
+	r := start(t, cfg, store, options{now: later})
+	url := "http://" + r.addr + "/v2/repo/manifests/" + md.String()
+	if code, _ := get(t, url); code != http.StatusOK {
+		t.Fatalf("GET before gc: %d", code)
+	}
+	// The log line comes after the run, so after its invalidations.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(r.logs.String(), "untagged_manifests=1"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no garbage collection unlinked the manifest:\n%s", r.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _ := get(t, url); code != http.StatusNotFound {
+		t.Fatalf("GET of the manifest gc unlinked: %d, want 404 (served from the cache)", code)
+	}
+	if _, ok := collectorWithCache(store, newManifestCache(cfg.Cache, nil, time.Now, nil)).(storage.TempCollector); !ok {
+		t.Fatal("the collector lost the backend's storage.TempCollector")
+	}
+}
