@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -192,8 +194,24 @@ func (a *app) buildHandler(ctx context.Context) error {
 	if a.metrics != nil && a.cfg.Metrics.Address == "" {
 		mux.Handle("GET /metrics", a.metrics.Handler())
 	}
-	a.handler = access.Proxies(a.cfg.Server.TrustedProxies).Handler(mux)
+	a.handler = access.Proxies(a.cfg.Server.TrustedProxies).Handler(v2First{v2: reg, mux: mux})
 	return nil
+}
+
+// v2First sends a clean /v2/ path straight to the API, as the mux would,
+// without the mux's pattern matching (a measurable share of a cached
+// manifest GET); everything else, and any path the mux would clean or
+// redirect, goes through the mux.
+type v2First struct {
+	v2, mux http.Handler
+}
+
+func (h v2First) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; r.Method != http.MethodConnect && strings.HasPrefix(p, "/v2/") && path.Clean(p) == p {
+		h.v2.ServeHTTP(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
 }
 
 // registry builds the /v2 API (and the metrics it reports to).
