@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,16 +44,20 @@ func TestGCInvalidatesManifestCache(t *testing.T) {
 	}
 
 	cfg := testConfig()
-	cfg.Cache.ManifestTTL = time.Hour
+	cfg.Cache.ManifestTTL = 10 * time.Hour // the clock jumps 90 minutes below
 	cfg.GC.GracePeriod = time.Hour
 	cfg.GC.DeleteUntagged = true
 	cfg.GC.Interval = 20 * time.Millisecond
-	later := func() time.Time { return time.Now().Add(90 * time.Minute) }
-	r := start(t, cfg, store, options{now: later})
+	// The clock jumps once the manifest is cached: only then is it past
+	// the grace period.
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	r := start(t, cfg, store, options{now: clock})
 	url := "http://" + r.addr + "/v2/repo/manifests/" + md.String()
 	if code, _ := get(t, url); code != http.StatusOK {
 		t.Fatalf("GET before gc: %d", code)
 	}
+	offset.Store(int64(90 * time.Minute))
 	// The log line comes after the run, so after its invalidations.
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(r.logs.String(), "untagged_manifests=1"); {
 		if time.Now().After(deadline) {
