@@ -10,8 +10,10 @@ import (
 	"net"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/logbuf"
 	"github.com/berth-registry/berth/internal/server"
 )
 
@@ -334,7 +336,11 @@ func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 		}
 		cfg.Server.Port = l.port
 	}
-	logger := newLogger(cfg.Log, stderr)
+	// One line per request: batched into a write every logFlush (warnings
+	// and errors at once), not a write system call per request.
+	lw := logbuf.New(stderr, logFlush)
+	defer lw.Close()
+	logger := slog.New(logbuf.Handler(newLogger(cfg.Log, lw).Handler(), lw))
 	logger.Info("starting berth", "version", versionString(), "config", configName(file))
 	if err := server.Run(ctx, cfg, file, logger); err != nil {
 		logger.Error("server stopped with an error", "err", err)
@@ -342,6 +348,9 @@ func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// logFlush is how often serve's buffered log lines are written.
+const logFlush = 100 * time.Millisecond
 
 func configName(file string) string {
 	if file == "" {
