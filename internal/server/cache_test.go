@@ -11,6 +11,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/fs"
 )
@@ -70,5 +72,36 @@ func TestGCInvalidatesManifestCache(t *testing.T) {
 	}
 	if _, ok := collectorWithCache(store, newManifestCache(cfg.Cache, nil, time.Now, nil)).(storage.TempCollector); !ok {
 		t.Fatal("the collector lost the backend's storage.TempCollector")
+	}
+}
+
+// The web UI deletes through cacheInvalidatingStore: a tag or manifest it
+// deletes leaves the cache before the UI answers.
+func TestUIDeletesInvalidateManifestCache(t *testing.T) {
+	store, err := fs.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newManifestCache(config.Cache{ManifestBytes: 1 << 20, ManifestTTL: time.Hour}, nil, time.Now, nil)
+	st := cacheInvalidatingStore{Store: store, c: c}
+	ctx := t.Context()
+	m := storage.Manifest{Digest: digest.FromString("m"), MediaType: "application/vnd.oci.image.manifest.v1+json", Data: []byte("m")}
+	fill := func() {
+		tk := c.Ticket("r")
+		c.AddManifest(tk, "r", manifestcache.NewEntry(m))
+		c.AddTag(tk, "r", "v1", m.Digest)
+	}
+	fill()
+	_ = st.DeleteTag(ctx, "r", "v1") // unknown in storage: the entry goes all the same
+	if _, ok := c.Tag("r", "v1"); ok {
+		t.Fatal("a tag deleted through the UI is still cached")
+	}
+	fill()
+	_ = st.DeleteManifest(ctx, "r", m.Digest)
+	if _, ok := c.Manifest("r", m.Digest); ok {
+		t.Fatal("a manifest deleted through the UI is still cached")
+	}
+	if _, ok := c.Tag("r", "v1"); ok {
+		t.Fatal("a tag of a manifest deleted through the UI is still cached")
 	}
 }
