@@ -195,24 +195,14 @@ type reqState struct {
 
 type reqStateKey struct{}
 
-type identityKey struct{}
-
-// WithIdentity records who the request acts as, for the request log. Within
-// ServeHTTP it sets the request's state and returns ctx itself.
+// WithIdentity records who the request acts as, for the request log: it
+// sets the state ServeHTTP keeps in ctx and returns ctx itself (outside
+// ServeHTTP there is no log line, and ctx is returned unchanged).
 func WithIdentity(ctx context.Context, id string) context.Context {
 	if st, ok := ctx.Value(reqStateKey{}).(*reqState); ok {
 		st.identity = id
-		return ctx
 	}
-	return context.WithValue(ctx, identityKey{}, id)
-}
-
-func identityOf(ctx context.Context) string {
-	if st, ok := ctx.Value(reqStateKey{}).(*reqState); ok {
-		return st.identity
-	}
-	id, _ := ctx.Value(identityKey{}).(string)
-	return id
+	return ctx
 }
 
 func requestID(ctx context.Context) string {
