@@ -51,7 +51,9 @@ func TestInstall(t *testing.T) {
 	// --wait: returns once stopped (the context ends).
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"--install-to=" + dir, "--wait"}, nil, &bytes.Buffer{}, &bytes.Buffer{}) }()
+	go func() {
+		done <- run(ctx, []string{"--install-to=" + dir, "--wait"}, nil, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("--wait: exit %d", code)

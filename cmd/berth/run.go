@@ -12,9 +12,11 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berth-registry/berth/docs"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/logbuf"
 	"github.com/berth-registry/berth/internal/server"
 )
 
@@ -382,17 +384,22 @@ func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return exitError
 	}
-	logger, err := newLogger(cfg.Log, stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "berth: %v\n", err)
-		return exitError
-	}
 	if l != nil {
 		if l.host != "" {
 			cfg.Server.BindAddress = l.host
 		}
 		cfg.Server.Port = l.port
 	}
+	// One line per request: batched into a write every logFlush (warnings
+	// and errors at once), not a write system call per request.
+	lw := logbuf.New(stderr, logFlush)
+	defer lw.Close()
+	base, err := newLogger(cfg.Log, lw)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth: %v\n", err)
+		return exitError
+	}
+	logger := slog.New(logbuf.Handler(base.Handler(), lw))
 	logger.Info("starting berth", "version", versionString(), "config", configName(file))
 	if err := server.Run(ctx, cfg, file, logger); err != nil {
 		logger.Error("server stopped with an error", "err", err)
@@ -400,6 +407,9 @@ func serve(ctx context.Context, file string, l *listen, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// logFlush is how often serve's buffered log lines are written.
+const logFlush = 100 * time.Millisecond
 
 func configName(file string) string {
 	if file == "" {

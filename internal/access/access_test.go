@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -171,3 +172,43 @@ func TestMountDeniedNamesTheSource(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// Anonymous decisions are remembered per policy engine and request only:
+// another repository or reference is decided afresh, and a reload (a new
+// State) never sees the old engine's answers.
+func TestAnonymousDecisionsRemembered(t *testing.T) {
+	compile := func(rule string) *policy.Engine {
+		e, err := policy.Compile(policy.Config{Global: &policy.Source{Rules: []string{rule}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	g := NewGate(&State{Policy: compile(`request.repository == "pub" && request.action == "pull"`)}, nil)
+	ask := func(repo, ref string) bool {
+		r := httptest.NewRequest("GET", "/v2/", nil)
+		_, err := g.Authorize(r.Context(), r, registry.Route{Action: registry.ActionGetManifest, Repo: repo, Reference: ref, Method: "GET"})
+		return err == nil
+	}
+	for range 3 {
+		if !ask("pub", "v1") || ask("priv", "v1") || !ask("pub", "v2") {
+			t.Fatal("wrong decision")
+		}
+	}
+	if n := len(g.Load().anon.decisions); n != 3 {
+		t.Fatalf("%d remembered decisions, want 3", n)
+	}
+	g.Store(&State{Policy: compile(`request.repository == "priv"`)})
+	if ask("pub", "v1") || !ask("priv", "v1") {
+		t.Fatal("a decision outlived the reload")
+	}
+	// Bounded: the memo starts over beyond maxAnonDecisions.
+	for i := range maxAnonDecisions + 10 {
+		ask("priv", "t"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+itoa(i))
+	}
+	if n := len(g.Load().anon.decisions); n > maxAnonDecisions {
+		t.Fatalf("%d remembered decisions, bound %d", n, maxAnonDecisions)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

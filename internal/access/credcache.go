@@ -33,6 +33,9 @@ type credCache struct {
 const (
 	maxCredEntries     = 1024
 	maxDecisionEntries = 64
+	// maxAnonDecisions bounds the anonymous memo (State.anon): one entry per
+	// distinct request (repository and reference) anonymous callers make.
+	maxAnonDecisions = 4096
 )
 
 type credEntry struct {
@@ -119,9 +122,10 @@ func (e *credEntry) decision(k decisionKey) (policy.Decision, bool) {
 	return d, ok
 }
 
-func (e *credEntry) remember(k decisionKey, d policy.Decision) {
+// remember keeps d for k; at limit entries the memo starts over.
+func (e *credEntry) remember(k decisionKey, d policy.Decision, limit int) {
 	e.mu.Lock()
-	if e.decisions == nil || len(e.decisions) >= maxDecisionEntries {
+	if e.decisions == nil || len(e.decisions) >= limit {
 		e.decisions = make(map[decisionKey]policy.Decision)
 	}
 	e.decisions[k] = d

@@ -27,6 +27,12 @@ type State struct {
 	Policy *policy.Engine
 	// Immutable protects tags; nil protects none.
 	Immutable *policy.Immutable
+
+	// anon remembers the decisions taken for anonymous requests: the
+	// policies see no identity then (not even the address), so a decision
+	// is a pure function of the engine and the request. A reload swaps the
+	// State, and with it this memo.
+	anon credEntry
 }
 
 // Gate is the registry.Authorizer: authentication, then access policies. It
@@ -148,17 +154,28 @@ func (g *Gate) CountRefusal(ctx context.Context, clientIP string, err error) {
 // (policies are pure functions of identity and request), so only the first
 // request of a `docker pull` evaluates CEL. Every decision is still audited.
 func (g *Gate) decideFor(ctx context.Context, st *State, id *auth.Identity, cred *credEntry, rt registry.Route, req policy.Request) policy.Decision {
-	if cred == nil || st.Policy == nil {
+	if st.Policy == nil {
 		return g.decide(ctx, st, id, rt, req)
 	}
-	k := keyOf(st.Policy, id.ClientIP, req)
+	ip := id.ClientIP
+	if cred == nil {
+		if !id.IsAnonymous() || id.Access != nil {
+			return g.decide(ctx, st, id, rt, req)
+		}
+		cred, ip = &st.anon, "" // the policies do not see an anonymous caller's address
+	}
+	limit := maxDecisionEntries
+	if cred == &st.anon {
+		limit = maxAnonDecisions
+	}
+	k := keyOf(st.Policy, ip, req)
 	if d, ok := cred.decision(k); ok {
 		g.audit(ctx, id, req, d)
 		return d
 	}
 	d := g.decide(ctx, st, id, rt, req)
 	if ctx.Err() == nil { // an interrupted evaluation says nothing about the next request
-		cred.remember(k, d)
+		cred.remember(k, d, limit)
 	}
 	return d
 }

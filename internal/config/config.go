@@ -82,8 +82,16 @@ type TLS struct {
 	PrivateKey string
 }
 
-// Cache is the [cache] table: state shared between replicas.
+// Cache is the [cache] table: the in-memory manifest cache, and state
+// shared between replicas.
 type Cache struct {
+	// ManifestBytes bounds the in-memory cache of manifests and tag
+	// resolutions (0: off).
+	ManifestBytes int64
+	// ManifestTTL is how long a cached manifest or tag resolution is served
+	// before it is read from storage again: the bound on a stale answer when
+	// an invalidation from another replica (or from berth gc) is lost.
+	ManifestTTL time.Duration
 	// Redis, when not nil, holds the state several replicas must share.
 	Redis *Redis
 }
@@ -174,6 +182,8 @@ const (
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultRootDir           = "./berth-data"
 	DefaultMaxManifestSize   = 4 << 20
+	DefaultManifestCache     = 64 << 20
+	DefaultManifestCacheTTL  = 5 * time.Second
 	DefaultUploadExpiry      = 24 * time.Hour
 	DefaultPurgeInterval     = time.Hour
 	DefaultLogLevel          = "info"
@@ -194,6 +204,7 @@ func Default() *Config {
 		},
 		BlobStore: BlobStore{FS: FS{RootDir: DefaultRootDir}},
 		Limits:    Limits{MaxManifestSize: DefaultMaxManifestSize},
+		Cache:     Cache{ManifestBytes: DefaultManifestCache, ManifestTTL: DefaultManifestCacheTTL},
 		Uploads:   Uploads{Expiry: DefaultUploadExpiry, PurgeInterval: DefaultPurgeInterval},
 		GC:        GC{GracePeriod: DefaultGCGracePeriod},
 		Log:       Log{Level: DefaultLogLevel, Format: DefaultLogFormat},

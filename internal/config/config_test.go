@@ -86,6 +86,7 @@ func TestDefault(t *testing.T) {
 		Log:       Log{Level: "info", Format: "text"},
 		Metrics:   Metrics{Enabled: true, Address: ""},
 		UI:        UI{Enabled: false, Name: "berth"},
+		Cache:     Cache{ManifestBytes: 64 << 20, ManifestTTL: 5 * time.Second},
 		Auth: Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute, KeyRotationInterval: 24 * time.Hour},
 			RateLimit: RateLimit{MaxFailures: 30, Window: time.Minute}},
 		GC: GC{GracePeriod: time.Hour},

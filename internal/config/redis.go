@@ -89,17 +89,24 @@ func (r Redis) LogValue() slog.Value {
 }
 
 type rawCache struct {
-	Redis *struct {
+	ManifestBytes any `toml:"manifest_bytes"`
+	ManifestTTL   any `toml:"manifest_ttl"`
+	Redis         *struct {
 		URL          any `toml:"url"`
 		KeyPrefix    any `toml:"key_prefix"`
 		PasswordFile any `toml:"password_file"`
 	} `toml:"redis"`
 }
 
-var cacheKnown = []string{"cache", "cache.redis", "cache.redis.url", "cache.redis.key_prefix", "cache.redis.password_file"}
+var cacheKnown = []string{"cache", "cache.manifest_bytes", "cache.manifest_ttl", "cache.redis", "cache.redis.url", "cache.redis.key_prefix", "cache.redis.password_file"}
 
 func (d *decoder) decodeCache(r *rawCache, c *Config) {
-	if r == nil || r.Redis == nil {
+	if r == nil {
+		return
+	}
+	d.size("cache.manifest_bytes", r.ManifestBytes, &c.Cache.ManifestBytes)
+	d.duration("cache.manifest_ttl", r.ManifestTTL, &c.Cache.ManifestTTL)
+	if r.Redis == nil {
 		return
 	}
 	rd := &Redis{KeyPrefix: DefaultRedisKeyPrefix}
@@ -115,6 +122,12 @@ func (d *decoder) decodeCache(r *rawCache, c *Config) {
 }
 
 func (c *Config) validateCache(bad func(key, format string, args ...any)) {
+	if c.Cache.ManifestBytes < 0 {
+		bad("cache.manifest_bytes", "must not be negative (0 turns the cache off), got %d", c.Cache.ManifestBytes)
+	}
+	if c.Cache.ManifestTTL <= 0 && !c.typeErr["cache.manifest_ttl"] {
+		bad("cache.manifest_ttl", "must be greater than zero, got %s", c.Cache.ManifestTTL)
+	}
 	r := c.Cache.Redis
 	if r == nil {
 		return

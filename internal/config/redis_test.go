@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 const redisPassword = "s3cr3t-redis-Passw0rd"
@@ -128,4 +129,26 @@ func TestRedisPasswordFile(t *testing.T) {
 
 	_, err = Parse([]byte("[cache.redis]\nurl = \"redis://h\"\npassword_file = 1\n"), "c.toml")
 	checkProblems(t, problems(t, err), []Problem{{"cache.redis.password_file", 3, "must be a string"}})
+}
+
+func TestParseManifestCache(t *testing.T) {
+	c, err := Parse([]byte("[server]\nport = 5000\n"), "c.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.ManifestBytes != DefaultManifestCache || c.Cache.ManifestTTL != DefaultManifestCacheTTL {
+		t.Fatalf("defaults: %d %s", c.Cache.ManifestBytes, c.Cache.ManifestTTL)
+	}
+	c, err = Parse([]byte("[cache]\nmanifest_bytes = \"16MiB\"\nmanifest_ttl = \"2s\"\n"), "c.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.ManifestBytes != 16<<20 || c.Cache.ManifestTTL != 2*time.Second {
+		t.Fatalf("got %d %s", c.Cache.ManifestBytes, c.Cache.ManifestTTL)
+	}
+	if c, err = Parse([]byte("[cache]\nmanifest_bytes = 0\n"), "c.toml"); err != nil || c.Cache.ManifestBytes != 0 {
+		t.Fatalf("0 turns it off: %v %d", err, c.Cache.ManifestBytes)
+	}
+	_, err = Parse([]byte("[cache]\nmanifest_bytes = -1\nmanifest_ttl = \"0s\"\n"), "c.toml")
+	checkProblems(t, problems(t, err), []Problem{{"cache.manifest_bytes", 2, "must not be negative"}, {"cache.manifest_ttl", 3, "greater than zero"}})
 }

@@ -16,6 +16,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,21 @@ type Metrics struct {
 	bytesOut *prometheus.CounterVec
 	uploads  prometheus.Gauge
 	gc       gcMetrics
+	// byLabels holds each (action, status)'s series once looked up:
+	// requestKey → *requestSeries. The label values are a small fixed set,
+	// so it stays small; a hit costs one map read instead of four label
+	// hashes and lookups.
+	byLabels sync.Map
+}
+
+type requestKey struct {
+	action string
+	status int
+}
+
+type requestSeries struct {
+	requests, bytesIn, bytesOut prometheus.Counter
+	duration                    prometheus.Observer
 }
 
 // New returns a Metrics with its collectors, plus the Go runtime and process
@@ -79,14 +95,24 @@ func (m *Metrics) ObserveRequest(action string, status int, dur time.Duration, b
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(action, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(action).Observe(dur.Seconds())
-	in, out := m.bytesIn.WithLabelValues(action), m.bytesOut.WithLabelValues(action)
+	k := requestKey{action, status}
+	v, ok := m.byLabels.Load(k)
+	if !ok {
+		v, _ = m.byLabels.LoadOrStore(k, &requestSeries{
+			requests: m.requests.WithLabelValues(action, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(action),
+			bytesIn:  m.bytesIn.WithLabelValues(action),
+			bytesOut: m.bytesOut.WithLabelValues(action),
+		})
+	}
+	s := v.(*requestSeries)
+	s.requests.Inc()
+	s.duration.Observe(dur.Seconds())
 	if bytesIn > 0 {
-		in.Add(float64(bytesIn))
+		s.bytesIn.Add(float64(bytesIn))
 	}
 	if bytesOut > 0 {
-		out.Add(float64(bytesOut))
+		s.bytesOut.Add(float64(bytesOut))
 	}
 }
 

@@ -7,22 +7,11 @@
 // foreign shapes are ignored, not refused).
 package oci
 
-import (
-	"regexp"
-	"strings"
-)
+import "strings"
 
 // MaxNameLength bounds a repository name (distribution's limit), so a name
 // always fits in a path on every backend.
 const MaxNameLength = 255
-
-var (
-	// componentRE is one path component of a repository name
-	// (distribution-spec).
-	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	// tagRE is the tag grammar (distribution-spec).
-	tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-)
 
 // ValidRepo reports whether repo is a repository name per the
 // distribution-spec grammar (components joined by "/", at most
@@ -39,9 +28,56 @@ func ValidRepo(repo string) bool {
 	return true
 }
 
-// ValidRepoComponent reports whether c is one path component of a valid
-// repository name.
-func ValidRepoComponent(c string) bool { return componentRE.MatchString(c) }
+// The grammars are matched by hand, not with regexp: every request checks a
+// name (and a manifest GET a tag), and the regexps were a tenth of a cached
+// manifest GET's CPU. names_test.go checks them against the
+// distribution-spec's regular expressions.
 
-// ValidTag reports whether tag matches the distribution-spec tag grammar.
-func ValidTag(tag string) bool { return tagRE.MatchString(tag) }
+// ValidRepoComponent reports whether c is one path component of a valid
+// repository name: [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*.
+func ValidRepoComponent(c string) bool {
+	i, n := 0, len(c)
+	for {
+		j := i
+		for j < n && (c[j] >= 'a' && c[j] <= 'z' || c[j] >= '0' && c[j] <= '9') {
+			j++
+		}
+		switch {
+		case j == i:
+			return false // empty run: leading, doubled or trailing separator
+		case j == n:
+			return true
+		}
+		switch c[j] {
+		case '.':
+			j++
+		case '_':
+			j++
+			if j < n && c[j] == '_' {
+				j++
+			}
+		case '-':
+			for j < n && c[j] == '-' {
+				j++
+			}
+		default:
+			return false
+		}
+		i = j
+	}
+}
+
+// ValidTag reports whether tag matches the distribution-spec tag grammar:
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+func ValidTag(tag string) bool {
+	if tag == "" || len(tag) > 128 || tag[0] == '.' || tag[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(tag); i++ {
+		c := tag[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

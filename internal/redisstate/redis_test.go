@@ -259,3 +259,43 @@ func TestKeyring(t *testing.T) {
 		t.Fatalf("LoadKey = %q, %v", v, err)
 	}
 }
+
+// Invalidations published by one client reach every subscriber; reset runs
+// at each (re)subscription, also after the connection was killed.
+func TestManifestInvalidations(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := open(t, srv, "p:"), open(t, srv, "p:")
+	other := open(t, srv, "q:")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 10)
+	resets := make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.ManifestInvalidations(ctx, func(m string) { got <- m }, func() { resets <- struct{}{} })
+	}()
+	<-resets
+	if err := other.PublishManifestInvalidation(ctx, "wrong prefix"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PublishManifestInvalidation(ctx, "x t repo v1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m != "x t repo v1" {
+		t.Fatalf("got %q", m)
+	}
+	// Kill the subscriber's connection: it resubscribes and resets.
+	if err := a.c.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	<-resets
+	if err := a.PublishManifestInvalidation(ctx, "x m repo sha256:ab"); err != nil {
+		t.Fatal(err)
+	}
+	if m := <-got; m != "x m repo sha256:ab" {
+		t.Fatalf("after the reconnect got %q", m)
+	}
+	cancel()
+	<-done // ends with ctx, even while blocked in a read
+}

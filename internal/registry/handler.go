@@ -11,14 +11,17 @@ package registry
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 )
@@ -76,6 +79,10 @@ type Options struct {
 	// and 4 MiB). Further pages are linked with Link: <...>; rel="next".
 	ReferrersPageEntries int
 	ReferrersPageBytes   int
+	// Manifests caches manifest and tag reads (nil: off). Every manifest
+	// and tag write of this handler invalidates it; writes elsewhere (the
+	// UI, garbage collection) must too.
+	Manifests *manifestcache.Cache
 }
 
 // BlobRedirector hands out a URL a client can GET a blob from without
@@ -103,8 +110,13 @@ type Handler struct {
 	canList  func(ctx context.Context, repo string) bool
 	immut    func(repo, tag string) bool
 	redirect BlobRedirector
+	cache    *manifestcache.Cache
 	now      func() time.Time
 	byAction map[Action]handlerFunc
+
+	apiVersion []string // the Docker-Distribution-API-Version value, shared
+	idBase     uint64   // request ids: idBase + idSeq
+	idSeq      atomic.Uint64
 
 	refEntries, refBytes int // referrers page bounds
 }
@@ -125,6 +137,7 @@ func New(o Options) *Handler {
 		canList:  o.CanList,
 		immut:    o.Immutable,
 		redirect: o.BlobRedirect,
+		cache:    o.Manifests,
 		now:      o.Now,
 	}
 	if h.log == nil {
@@ -139,6 +152,10 @@ func New(o Options) *Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	h.apiVersion = []string{"registry/2.0"}[:1:1]
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	h.idBase = binary.BigEndian.Uint64(seed[:])
 	h.refEntries, h.refBytes = o.ReferrersPageEntries, o.ReferrersPageBytes
 	if h.refEntries <= 0 {
 		h.refEntries = DefaultReferrersPageEntries
@@ -166,52 +183,78 @@ func New(o Options) *Handler {
 	return h
 }
 
-type requestIDKey struct{}
-
-type identityKey struct{}
-
-// WithIdentity records who the request acts as, for the request log.
-func WithIdentity(ctx context.Context, id string) context.Context {
-	return context.WithValue(ctx, identityKey{}, id)
+// reqState is what ServeHTTP keeps for one request, in one allocation: the
+// counting writer and reader, the request id and the identity for the log.
+type reqState struct {
+	cw       countingWriter
+	cr       countingReader
+	id       string
+	identity string
+	idHeader [1]string // X-Request-Id's value slice
 }
 
-func identityOf(ctx context.Context) string {
-	id, _ := ctx.Value(identityKey{}).(string)
-	return id
+type reqStateKey struct{}
+
+// WithIdentity records who the request acts as, for the request log: it
+// sets the state ServeHTTP keeps in ctx and returns ctx itself (outside
+// ServeHTTP there is no log line, and ctx is returned unchanged).
+func WithIdentity(ctx context.Context, id string) context.Context {
+	if st, ok := ctx.Value(reqStateKey{}).(*reqState); ok {
+		st.identity = id
+	}
+	return ctx
 }
 
 func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	if st, ok := ctx.Value(reqStateKey{}).(*reqState); ok {
+		return st.id
+	}
+	return ""
 }
 
-func newRequestID(r *http.Request) string {
-	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 64 && oci.ValidTag(id) {
-		return id
+// newRequestID is the client's X-Request-Id when it is a plausible one, else
+// the next of this handler's ids: a random 64-bit start plus a counter, in
+// hex (unique per process, unlikely to collide across replicas; not a secret).
+func (h *Handler) newRequestID(r *http.Request) string {
+	if v := r.Header["X-Request-Id"]; len(v) > 0 {
+		if id := v[0]; id != "" && len(id) <= 64 && oci.ValidTag(id) {
+			return id
+		}
 	}
 	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	binary.BigEndian.PutUint64(b[:], h.idBase+h.idSeq.Add(1))
+	var x [16]byte
+	hex.Encode(x[:], b[:])
+	return string(x[:])
 }
+
+// The header keys ServeHTTP sets, in canonical form (assigned directly: no
+// canonicalisation per request).
+const (
+	hdrAPIVersion = "Docker-Distribution-Api-Version"
+	hdrRequestID  = "X-Request-Id"
+)
 
 // ServeHTTP resolves, authorizes, dispatches, and writes one log line and the
 // metrics for the request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	id := newRequestID(r)
-	ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+	st := &reqState{cw: countingWriter{ResponseWriter: w}, cr: countingReader{r: r.Body}}
+	st.id = h.newRequestID(r)
+	ctx := context.WithValue(r.Context(), reqStateKey{}, st)
 	r = r.WithContext(ctx)
-	cw := &countingWriter{ResponseWriter: w}
-	cr := &countingReader{r: r.Body}
+	cw, cr := &st.cw, &st.cr
 	r.Body = cr
-	cw.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	cw.Header().Set("X-Request-Id", id)
+	hdr := cw.Header()
+	hdr[hdrAPIVersion] = h.apiVersion
+	st.idHeader[0] = st.id
+	hdr[hdrRequestID] = st.idHeader[:1:1]
 
 	rt, err := resolve(r)
 	if err == nil && h.authz != nil {
 		var actx context.Context
 		actx, err = h.authz.Authorize(ctx, r, rt)
-		if actx != nil {
+		if actx != nil && actx != ctx {
 			ctx = actx // carries the identity even when refused, for the log
 			r = r.WithContext(ctx)
 		}
@@ -236,8 +279,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status >= 500 {
 		level = slog.LevelError
 	}
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
 	h.log.LogAttrs(ctx, level, "request",
-		slog.String("request_id", id),
+		slog.String("request_id", st.id),
 		slog.String("action", action),
 		slog.String("method", r.Method),
 		slog.String("repository", rt.Repo),
@@ -247,7 +293,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Int64("bytes_out", cw.n),
 		slog.Duration("duration", dur),
 		slog.String("remote", r.RemoteAddr),
-		slog.String("identity", identityOf(ctx)),
+		slog.String("identity", st.identity),
 	)
 }
 

@@ -10,7 +10,9 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/s3test"
 	"github.com/berth-registry/berth/internal/storage"
@@ -29,7 +31,9 @@ type env struct {
 // sees what another wrote.
 func newEnv(t *testing.T, opts ...func(*registry.Options)) *env {
 	t.Helper()
-	o := registry.Options{Store: newStore(t)}
+	// With the manifest cache: every spec test also checks that its writes
+	// invalidate it (the TTL is long, so only invalidations do).
+	o := registry.Options{Store: newStore(t), Manifests: manifestcache.New(manifestcache.Options{MaxBytes: 1 << 20, TTL: time.Hour})}
 	for _, f := range opts {
 		f(&o)
 	}

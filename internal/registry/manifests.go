@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/oci"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/opencontainers/go-digest"
@@ -33,16 +33,36 @@ func parseManifestRef(s string) (manifestRef, error) {
 	return manifestRef{Tag: s}, nil
 }
 
-// resolveManifest returns the digest a reference names in repo.
-func (h *Handler) resolveManifest(r *http.Request, repo string, mr manifestRef) (digest.Digest, error) {
+// resolveManifest returns the digest a reference names in repo; t is the
+// cache ticket taken before any storage read of the request.
+func (h *Handler) resolveManifest(r *http.Request, t manifestcache.Ticket, repo string, mr manifestRef) (digest.Digest, error) {
 	if mr.Tag == "" {
 		return mr.Digest, nil
+	}
+	if d, ok := h.cache.Tag(repo, mr.Tag); ok {
+		return d, nil
 	}
 	d, err := h.store.ResolveTag(r.Context(), repo, mr.Tag)
 	if err != nil {
 		return "", fmt.Errorf("resolve tag: %w", err)
 	}
+	h.cache.AddTag(t, repo, mr.Tag, d)
 	return d, nil
+}
+
+// manifest returns manifest d of repo with its response headers, from the
+// cache or from storage.
+func (h *Handler) manifest(r *http.Request, t manifestcache.Ticket, repo string, d digest.Digest) (*manifestcache.Entry, error) {
+	if e, ok := h.cache.Manifest(repo, d); ok {
+		return e, nil
+	}
+	m, err := h.store.GetManifest(r.Context(), repo, d)
+	if err != nil {
+		return nil, fmt.Errorf("get manifest: %w", err)
+	}
+	e := manifestcache.NewEntry(m)
+	h.cache.AddManifest(t, repo, e)
+	return e, nil
 }
 
 // getManifest serves GET and HEAD /v2/<name>/manifests/<reference>: the bytes
@@ -57,26 +77,28 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 		}
 		return err
 	}
-	d, err := h.resolveManifest(r, rt.Repo, mr)
+	t := h.cache.Ticket(rt.Repo) // before reading storage: see manifestcache
+	d, err := h.resolveManifest(r, t, rt.Repo, mr)
 	if err != nil {
 		return err
 	}
-	m, err := h.store.GetManifest(r.Context(), rt.Repo, d)
+	e, err := h.manifest(r, t, rt.Repo, d)
 	if err != nil {
-		return fmt.Errorf("get manifest: %w", err)
+		return err
 	}
+	// The entry's header values are shared, read-only slices: no
+	// allocation per request.
 	hdr := w.Header()
-	hdr.Set("Content-Type", m.MediaType)
-	hdr.Set("Docker-Content-Digest", m.Digest.String())
-	hdr.Set("ETag", `"`+m.Digest.String()+`"`)
-	hdr.Set("Content-Length", strconv.Itoa(len(m.Data)))
-	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, m.Digest.String()) {
+	for k, v := range e.Header {
+		hdr[k] = v
+	}
+	if match := r.Header["If-None-Match"]; len(match) > 0 && strings.Contains(match[0], e.Digest.String()) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(m.Data)
+		_, _ = w.Write(e.Data)
 	}
 	return nil
 }
@@ -147,7 +169,10 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 			Annotations:  pm.Annotations,
 		}
 	}
-	if err := h.store.PutManifest(ctx, rt.Repo, req); err != nil {
+	err = h.store.PutManifest(ctx, rt.Repo, req)
+	// Also after a failure: part of the write may have happened.
+	h.cache.ManifestPut(ctx, rt.Repo, d, tags)
+	if err != nil {
 		if errors.Is(err, storage.ErrBlobUnknown) {
 			// Garbage collection removed a reference after it was checked.
 			return &Error{Code: CodeManifestBlobUnknown, Message: "manifest references content that is gone", Err: err}
@@ -228,10 +253,15 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Rout
 	if err != nil {
 		return err
 	}
+	// The cache entries go before the answer, also after a failure (part
+	// of the delete may have happened): a deleted manifest is never served
+	// after its delete was acknowledged.
 	if mr.Tag != "" {
 		err = h.store.DeleteTag(r.Context(), rt.Repo, mr.Tag)
+		h.cache.TagsChanged(r.Context(), rt.Repo, mr.Tag)
 	} else {
 		err = h.store.DeleteManifest(r.Context(), rt.Repo, mr.Digest)
+		h.cache.ManifestDeleted(r.Context(), rt.Repo, mr.Digest)
 	}
 	if err != nil {
 		return fmt.Errorf("delete manifest: %w", err)

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth/oidc"
 	"github.com/berth-registry/berth/internal/auth/token"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/manifestcache"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/redisstate"
 	"github.com/berth-registry/berth/internal/registry"
@@ -41,7 +44,9 @@ type app struct {
 	gate    *access.Gate             // serves cur's state to the handlers
 	tokens  *token.Service           // nil when the token service is off
 	metrics *metrics.Metrics         // nil when [metrics] is off
-	ui      *ui.UI                   // nil when [ui] is off
+	// manifests caches manifest reads ([cache] manifest_bytes); nil when off.
+	manifests *manifestcache.Cache
+	ui        *ui.UI // nil when [ui] is off
 
 	tlsConfig *tls.Config  // nil: plain HTTP
 	handler   http.Handler // the API listener's: /v2/, /token, the UI, probes
@@ -189,14 +194,32 @@ func (a *app) buildHandler(ctx context.Context) error {
 	if a.metrics != nil && a.cfg.Metrics.Address == "" {
 		mux.Handle("GET /metrics", a.metrics.Handler())
 	}
-	a.handler = access.Proxies(a.cfg.Server.TrustedProxies).Handler(mux)
+	a.handler = access.Proxies(a.cfg.Server.TrustedProxies).Handler(v2First{v2: reg, mux: mux})
 	return nil
+}
+
+// v2First sends a clean /v2/ path straight to the API, as the mux would,
+// without the mux's pattern matching (a measurable share of a cached
+// manifest GET); everything else, and any path the mux would clean or
+// redirect, goes through the mux.
+type v2First struct {
+	v2, mux http.Handler
+}
+
+func (h v2First) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.Path; r.Method != http.MethodConnect && strings.HasPrefix(p, "/v2/") && path.Clean(p) == p {
+		h.v2.ServeHTTP(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
 }
 
 // registry builds the /v2 API (and the metrics it reports to).
 func (a *app) registry() (http.Handler, error) {
 	cfg, gate := a.cfg, a.gate
+	a.manifests = newManifestCache(cfg.Cache, a.shared, a.now, a.log)
 	ropts := registry.Options{
+		Manifests:       a.manifests,
 		Store:           a.store,
 		Logger:          a.log,
 		MaxManifestSize: cfg.Limits.MaxManifestSize,

@@ -38,7 +38,9 @@ func CollectGarbage(ctx context.Context, cfg *config.Config, dryRun bool, now fu
 	if !ok {
 		return gc.Report{}, fmt.Errorf("server: %T does not support garbage collection", store)
 	}
-	return gc.Run(ctx, c, gcOptions(cfg.GC, dryRun, now, logger))
+	// With Redis, the running replicas drop what this run unlinks from
+	// their manifest caches; without, their manifest_ttl bounds it.
+	return gc.Run(ctx, collectorWithCache(c, newManifestCache(config.Cache{}, red, now, logger)), gcOptions(cfg.GC, dryRun, now, logger))
 }
 
 func gcOptions(c config.GC, dryRun bool, now func() time.Time, logger *slog.Logger) gc.Options {

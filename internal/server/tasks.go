@@ -37,6 +37,9 @@ func (a *app) runTasks(ctx context.Context, wg *sync.WaitGroup) {
 			wg.Go(func() { a.every(ctx, a.cfg.GC.Interval, "garbage collection", a.collectGarbage(st)) })
 		}
 	}
+	if a.shared != nil && a.manifests != nil {
+		wg.Go(func() { a.receiveInvalidations(ctx) })
+	}
 	if a.hup != nil {
 		wg.Go(func() { a.every(ctx, reloadPoll, "checking the configuration file", a.pollConfig) })
 		wg.Go(func() { a.onSIGHUP(ctx) })
@@ -95,7 +98,7 @@ func (a *app) pruneTokens(p tokenPruner) func(context.Context) error {
 // settings and reports each finished run to the metrics.
 func (a *app) collectGarbage(st gc.Store) func(context.Context) error {
 	return func(ctx context.Context) error {
-		rep, err := gc.Run(ctx, st, gcOptions(a.cfg.GC, false, a.now, a.log))
+		rep, err := gc.Run(ctx, collectorWithCache(st, a.manifests), gcOptions(a.cfg.GC, false, a.now, a.log))
 		if ctx.Err() == nil {
 			a.metrics.ObserveGC(rep.Blobs, rep.Bytes+rep.TempBytes, rep.Manifests, rep.Duration, err)
 		}

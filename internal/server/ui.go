@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/ui"
 )
 
@@ -16,7 +17,11 @@ import (
 // the same gate as the /v2 API, and signs users in with the token service's
 // session tokens (nobody can sign in when the token service is off).
 func (a *app) newUI(ctx context.Context) (*ui.UI, error) {
-	o := ui.Options{Name: a.cfg.UI.Name, Store: a.store, Gate: a.gate, Logger: a.log, Now: a.now,
+	var st storage.Store = a.store
+	if a.manifests != nil {
+		st = cacheInvalidatingStore{Store: a.store, c: a.manifests}
+	}
+	o := ui.Options{Name: a.cfg.UI.Name, Store: st, Gate: a.gate, Logger: a.log, Now: a.now,
 		CursorKey: a.cursorKey(ctx)}
 	if a.tokens != nil {
 		o.Sessions = a.tokens // only when set: a typed nil would not be nil in the interface

@@ -587,17 +587,29 @@ func berthRequests(p *berthProc) (reqs []berthRequest, ok bool) {
 // many there were (-1 when berth logs no request lines).
 func wantRequests(t testing.TB, p *berthProc, action, repo string, minCount int, minBytesIn int64) int {
 	t.Helper()
-	reqs, ok := berthRequests(p)
-	if !ok {
-		t.Logf("berth logs no request lines: not checking for %s on %s", action, repo)
-		return -1
-	}
-	n := 0
+	// berth serve writes its info lines in batches every 100 ms
+	// (internal/logbuf): the last requests' lines may still be on their
+	// way, so count again for a while before judging.
+	var n int
 	var maxIn int64
-	for _, r := range reqs {
-		if r.action == action && r.repo == repo && r.status >= 200 && r.status < 300 {
-			n++
-			maxIn = max(maxIn, r.bytesIn)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		reqs, ok := berthRequests(p)
+		if !ok {
+			if time.Now().Before(deadline) {
+				continue
+			}
+			t.Logf("berth logs no request lines: not checking for %s on %s", action, repo)
+			return -1
+		}
+		n, maxIn = 0, 0
+		for _, r := range reqs {
+			if r.action == action && r.repo == repo && r.status >= 200 && r.status < 300 {
+				n++
+				maxIn = max(maxIn, r.bytesIn)
+			}
+		}
+		if n >= minCount && maxIn >= minBytesIn || time.Now().After(deadline) {
+			break
 		}
 	}
 	if n < minCount {
