@@ -79,7 +79,7 @@ rules = ['identity.id != "anonymous"']
 	resp, body = doReq(t, "POST", p.url("/token"), strings.NewReader(form.Encode()), map[string]string{"Content-Type": "application/x-www-form-urlencoded"})
 	wantStatus(t, "password grant as oauth, not opted in", resp, body, http.StatusBadRequest)
 	why := `username \"oauth\" names no provider; the token's issuer \"` + shared.URL() + `\" belongs to provider ci (log in with -u ci, or set accept_any_username to allow any username)`
-	if logs := p.stderr.String(); !strings.Contains(logs, why) {
+	if logs := p.logSettled(); !strings.Contains(logs, why) {
 		t.Fatalf("the log does not say %q:\n%s", why, p.stderr.Tail(30))
 	}
 	if strings.Contains(p.stderr.String(), strings.Split(ciTok, ".")[2]) {
@@ -93,7 +93,7 @@ rules = ['identity.id != "anonymous"']
 		}
 		resp, body = doReq(t, "GET", p.url("/v2/team/"+c.user+"/manifests/v1"), nil, map[string]string{"Authorization": "Bearer " + c.tok})
 		wantStatus(t, c.user+" bearer ID token", resp, body, http.StatusOK)
-		if !strings.Contains(p.stderr.String(), "id="+c.id) {
+		if !strings.Contains(p.logSettled(), "id="+c.id) {
 			t.Fatalf("no identity %s in the log:\n%s", c.id, p.stderr.Tail(30))
 		}
 	}

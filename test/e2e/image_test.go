@@ -217,7 +217,7 @@ func TestImage(t *testing.T) {
 		t.Fatalf("pull from the image's berth: %v", err)
 	}
 	compareImages(t, "the image's berth", want, got)
-	if !strings.Contains(srv.stderr.String(), "version="+rel.Version+" ") {
+	if !strings.Contains(srv.logSettled(), "version="+rel.Version+" ") {
 		t.Errorf("the berth that served is not the image's (its log does not name version %s)", rel.Version)
 	}
 }

@@ -501,3 +501,12 @@ func mustJSON(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+// logSettled returns what berth has logged once a batch interval has passed:
+// berth serve writes its info lines in batches every 100 ms
+// (internal/logbuf), so a line about a request just answered may still be
+// on its way.
+func (p *berthProc) logSettled() string {
+	time.Sleep(300 * time.Millisecond)
+	return p.stderr.String()
+}

@@ -109,9 +109,9 @@ func polWantRefused(t *testing.T, what string, err error) {
 	}
 }
 
-// polLog is everything berth wrote so far.
+// polLog is everything berth wrote so far (its batched lines included).
 func polLog(p *berthProc) string {
-	return p.stderr.String()
+	return p.logSettled()
 }
 
 func polBasic(user, password string) map[string]string {
