@@ -282,7 +282,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.log.Enabled(ctx, level) {
 		return
 	}
-	h.log.LogAttrs(ctx, level, "request",
+	attrs := [...]slog.Attr{
 		slog.String("request_id", st.id),
 		slog.String("action", action),
 		slog.String("method", r.Method),
@@ -294,7 +294,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		slog.Duration("duration", dur),
 		slog.String("remote", r.RemoteAddr),
 		slog.String("identity", st.identity),
-	)
+		{},
+	}
+	n := len(attrs) - 1
+	if err != nil && status < 500 {
+		// Why a request was refused or failed, on its one line (a 5xx has
+		// its own error line). Errors never hold a credential: they name
+		// the provider, the claim or the rule, not the token.
+		attrs[n] = slog.String("error", err.Error())
+		n++
+	}
+	h.log.LogAttrs(ctx, level, "request", attrs[:n]...)
 }
 
 func (h *Handler) ping(w http.ResponseWriter, r *http.Request, _ Route) error {
