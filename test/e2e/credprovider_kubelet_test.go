@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/crypto/bcrypt"
@@ -67,8 +68,8 @@ func (c kubeletCodec) decodeResponse(data []byte) (*credentialprovider.Credentia
 
 // credproviderBerth starts berth with a kubernetes provider "cluster" whose
 // policy lets a namespace pull the repositories under its own name, pushes
-// team-a/app:v1 and returns berth and the image reference.
-func credproviderBerth(t testing.TB, iss interface{ URL() string }) (*berthProc, name.Reference) {
+// team-a/app:v1 and returns berth, the image reference and its digest.
+func credproviderBerth(t testing.TB, iss interface{ URL() string }) (*berthProc, name.Reference, v1.Hash) {
 	t.Helper()
 	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
 	if err != nil {
@@ -88,6 +89,7 @@ password = %q
 default_allow = false
 rules = [
   "identity.username == 'alice'",
+  # docs/auth/kubernetes.md: a namespace pulls the repositories under its own name.
   "identity.oidc != null && identity.oidc.provider_name == 'cluster' && request.action == 'pull' && request.repository.startsWith(identity.oidc.claims['kubernetes.io'].namespace + '/')",
 ]
 `, iss.URL(), string(hash)))
@@ -102,7 +104,11 @@ rules = [
 	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "secret"})); err != nil {
 		t.Fatalf("push: %v", err)
 	}
-	return p, ref
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, ref, d
 }
 
 // runPlugin runs the plugin as the kubelet does: request on stdin, the
@@ -129,7 +135,7 @@ func runPlugin(t testing.TB, bin string, stdin []byte, args ...string) (int, []b
 func TestCredentialProviderKubeletTypes(t *testing.T) {
 	bin := buildCredentialProvider(t)
 	iss := newIssuer(t)
-	p, ref := credproviderBerth(t, iss)
+	p, ref, _ := credproviderBerth(t, iss)
 	codec := newKubeletCodec()
 
 	req := &credentialproviderv1.CredentialProviderRequest{
@@ -191,7 +197,7 @@ func keysOf[V any](m map[string]V) []string {
 func BenchmarkCredentialProvider(b *testing.B) {
 	bin := buildCredentialProvider(b)
 	iss := newIssuer(b)
-	p, ref := credproviderBerth(b, iss)
+	p, ref, _ := credproviderBerth(b, iss)
 	codec := newKubeletCodec()
 	in := codec.encodeRequest(b, &credentialproviderv1.CredentialProviderRequest{
 		Image: ref.String(), ServiceAccountToken: projectedToken(iss, "team-a", "web"),

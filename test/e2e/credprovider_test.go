@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,10 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/berth-registry/berth/internal/devissuer"
 )
@@ -70,41 +67,8 @@ type kubeletResponse struct {
 func TestCredentialProvider(t *testing.T) {
 	bin := buildCredentialProvider(t)
 	iss := newIssuer(t)
-	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startBerthWith(t, t.TempDir(), fmt.Sprintf(`
-[auth.oidc.cluster]
-provider = "kubernetes"
-issuer = %q
-audiences = ["https://registry.example.com"]
-
-[auth.identity.alice]
-username = "alice"
-password = %q
-
-[global.access_policy]
-default_allow = false
-rules = [
-  "identity.username == 'alice'",
-  # docs/auth/kubernetes.md: a namespace pulls the repositories under its own name.
-  "identity.oidc != null && identity.oidc.provider_name == 'cluster' && request.action == 'pull' && request.repository.startsWith(identity.oidc.claims['kubernetes.io'].namespace + '/')",
-]
-`, iss.URL(), string(hash)))
-
-	image := p.host() + "/team-a/app:v1"
-	ref, err := name.ParseReference(image, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := random.Image(1024, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, remote.WithAuth(&authn.Basic{Username: "alice", Password: "secret"})); err != nil {
-		t.Fatalf("push: %v", err)
-	}
+	p, ref, digest := credproviderBerth(t, iss)
+	image := ref.String()
 
 	plugin := func(req map[string]any, args ...string) (int, []byte, string) {
 		t.Helper()
@@ -152,8 +116,8 @@ rules = [
 	}
 	if gd, err := got.Digest(); err != nil {
 		t.Fatalf("pull with the plugin's credential: %v", err)
-	} else if want, _ := img.Digest(); gd != want {
-		t.Fatalf("pulled %v, want %v", gd, want)
+	} else if gd != digest {
+		t.Fatalf("pulled %v, want %v", gd, digest)
 	}
 	// The credential does not push: it is what the policies allow, no more.
 	other, err := random.Image(512, 1)
