@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -106,6 +107,12 @@ func New(ctx context.Context, c config.Tracing, version string, logger *slog.Log
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.SampleRatio))),
 	)
+	// The exporter reports failed exports (collector down: it retries,
+	// then drops) through otel's process-wide handler; the default prints
+	// to stderr outside the log's format.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing: export failed", "err", err)
+	}))
 	logger.Info("tracing to OTLP collector", "endpoint", u.Scheme+"://"+u.Host+path,
 		"sample_ratio", c.SampleRatio, "service_name", c.ServiceName)
 	return &Tracer{tp: tp, tr: tp.Tracer(instrumentation)}, nil
