@@ -209,7 +209,9 @@ func (c *Config) validateAdmin(bad func(key, format string, args ...any)) {
 		bad("admin.bind_address", "%q has an invalid port", a)
 		return
 	}
-	if n != 0 && n == c.Server.Port {
+	// The default address yields to a registry on port 5001 (the listener
+	// is then skipped at startup); one written in the file does not.
+	if n != 0 && n == c.Server.Port && c.AdminExplicit() {
 		bad("admin.bind_address", "port %d is the registry's (server.port): the admin listener is never served there", n)
 	}
 	if !c.Admin.AllowNonLoopback && !loopbackHost(host) {

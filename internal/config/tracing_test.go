@@ -116,6 +116,10 @@ bind_address = "0.0.0.0:5000"
 			t.Errorf("%q: %v, want %q", tc.doc, err, tc.msg)
 		}
 	}
+	// The default admin address yields to a registry on its port.
+	if _, err := Parse([]byte("[server]\nport = 5001\n"), "ok.toml"); err != nil {
+		t.Errorf("server.port = 5001 with the default admin address: %v", err)
+	}
 	// Explicitly allowed, a non-loopback admin address is accepted.
 	if _, err := Parse([]byte("[admin]\nbind_address = \"0.0.0.0:6060\"\nallow_non_loopback = true\n"), "ok.toml"); err != nil {
 		t.Errorf("allowed non-loopback: %v", err)

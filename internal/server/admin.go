@@ -11,7 +11,12 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/berth-registry/berth/internal/config"
 )
+
+// defaultAdminPort is config.DefaultAdminAddress's port.
+const defaultAdminPort = 5001
 
 // adminHandler serves the admin listener ([admin] bind_address): pprof,
 // expvar and the runtime statistics. It is never part of the API listener's
@@ -59,6 +64,10 @@ func writeRuntimeStats(w http.ResponseWriter, started time.Time) {
 func (a *app) listenAdmin(l *listeners) error {
 	cfg := a.cfg
 	if !cfg.AdminEnabled() {
+		return nil
+	}
+	if !cfg.AdminExplicit() && cfg.Admin.BindAddress == config.DefaultAdminAddress && cfg.Server.Port == defaultAdminPort {
+		a.log.Info("admin listener off: the registry listens on its default port; set [admin] bind_address", "addr", cfg.Admin.BindAddress)
 		return nil
 	}
 	ln, err := net.Listen("tcp", cfg.Admin.BindAddress)
