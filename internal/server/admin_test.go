@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"regexp"
@@ -113,7 +114,10 @@ func TestAdminRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := serve(t.Context(), explicit, nil, options{store: &fakeStore{}}); err == nil || !strings.Contains(err.Error(), "admin") {
+	// Bounded: a serve that wrongly starts returns nil when ctx ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := serve(ctx, explicit, nil, options{store: &fakeStore{}}); err == nil || !strings.Contains(err.Error(), "admin") {
 		t.Errorf("serve with a taken admin address = %v", err)
 	}
 	def := testConfig()
