@@ -41,6 +41,8 @@ type State struct {
 type Gate struct {
 	cur    atomic.Pointer[State]
 	Logger *slog.Logger
+	// Tracer, when not nil, traces authentication and policy evaluation.
+	Tracer Tracer
 }
 
 // NewGate returns a gate enforcing s.
@@ -73,7 +75,7 @@ func (g *Gate) Authorize(ctx context.Context, r *http.Request, rt registry.Route
 		id = auth.Anonymous(ClientIP(r))
 	} else {
 		var err error
-		if id, cred, err = a.authenticate(r); err != nil {
+		if id, cred, err = g.authenticate(ctx, a, r); err != nil {
 			var limited *auth.RateLimitError
 			if errors.As(err, &limited) {
 				h := http.Header{}
@@ -185,7 +187,7 @@ func (g *Gate) decide(ctx context.Context, st *State, id *auth.Identity, rt regi
 	if st.Policy == nil {
 		return policy.Decision{Allowed: true, Rule: -1}
 	}
-	d := st.Policy.Decide(ctx, policy.Input{Identity: PolicyIdentity(id), Request: req})
+	d := g.evaluate(ctx, st.Policy, policy.Input{Identity: PolicyIdentity(id), Request: req})
 	g.audit(ctx, id, req, d)
 	return d
 }

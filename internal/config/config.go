@@ -40,6 +40,8 @@ type Config struct {
 	Cache     Cache
 	Auth      Auth
 	GC        GC
+	Tracing   Tracing
+	Admin     Admin
 	// Global and Repositories hold access policies and immutable tags.
 	Global       Global
 	Repositories []Repository
@@ -210,6 +212,8 @@ func Default() *Config {
 		Log:       Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Metrics:   Metrics{Enabled: true},
 		UI:        UI{Name: DefaultUIName},
+		Tracing:   Tracing{SampleRatio: DefaultTracingSampleRatio, ServiceName: DefaultTracingServiceName},
+		Admin:     Admin{BindAddress: DefaultAdminAddress},
 		Auth: Auth{Token: Token{Enabled: true, Service: DefaultTokenService, AccessTokenTTL: DefaultAccessTokenTTL, KeyRotationInterval: DefaultKeyRotationInterval},
 			RateLimit: RateLimit{MaxFailures: DefaultMaxFailures, Window: DefaultFailureWindow}},
 	}
@@ -327,4 +331,6 @@ func (c *Config) validate(errs *Errors) {
 	c.validateCache(bad)
 	c.validateGC(bad)
 	c.validateAuth(bad)
+	c.validateTracing(bad)
+	c.validateAdmin(bad)
 }

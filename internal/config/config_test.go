@@ -90,6 +90,9 @@ func TestDefault(t *testing.T) {
 		Auth: Auth{Token: Token{Enabled: true, Service: "berth", AccessTokenTTL: 5 * time.Minute, KeyRotationInterval: 24 * time.Hour},
 			RateLimit: RateLimit{MaxFailures: 30, Window: time.Minute}},
 		GC: GC{GracePeriod: time.Hour},
+
+		Tracing: Tracing{SampleRatio: 1, ServiceName: "berth"},
+		Admin:   Admin{BindAddress: "127.0.0.1:5001"},
 	}
 	if got := public(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

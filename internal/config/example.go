@@ -195,7 +195,7 @@ func tomlValue(kind valueKind, def any) string {
 		switch kind {
 		case kindBool:
 			return "false"
-		case kindInt, kindSize, kindSeconds:
+		case kindInt, kindSize, kindSeconds, kindFloat:
 			return "0"
 		}
 		return `""`

@@ -64,6 +64,8 @@ type file struct {
 	Repository map[string]*rawGlobal `toml:"repository"`
 	Cache      *rawCache             `toml:"cache"`
 	GC         *rawGC                `toml:"gc"`
+	Tracing    *rawTracing           `toml:"tracing"`
+	Admin      *rawAdmin             `toml:"admin"`
 }
 
 // known lists every key berth accepts, for "did you mean" hints.
@@ -176,6 +178,7 @@ func parse(data []byte, name string, note noteFunc) (*Config, error) {
 	}
 	d.decodeCache(f.Cache, c)
 	d.decodeGC(f.GC, c)
+	d.decodeTracing(f.Tracing, f.Admin, c)
 	d.decodeAuth(f.Auth, c)
 	var g *rawGlobal
 	if f.Global != nil {
@@ -196,7 +199,7 @@ func parse(data []byte, name string, note noteFunc) (*Config, error) {
 
 // tables are the known keys whose value must be a table.
 var tables = map[string][]string{
-	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository", "cache", "gc"},
+	"":           {"server", "blob_store", "limits", "manifests", "uploads", "log", "metrics", "ui", "auth", "global", "repository", "cache", "gc", "tracing", "admin"},
 	"cache":      {"redis"},
 	"global":     {"access_policy"},
 	"auth":       {"token", "oidc", "identity", "rate_limit"},
@@ -262,7 +265,7 @@ func addDecodeError(errs *Errors, lines lineIndex, err error) {
 
 func unknownKeyMessage(what, key string) string {
 	best, bestDist := "", 3 // suggest only close matches
-	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown, gcKnown, angosKnown) {
+	for _, k := range slices.Concat(known, s3Known, cacheKnown, authKnown, policyKnown, gcKnown, tracingKnown, angosKnown) {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
 		}

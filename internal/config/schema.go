@@ -32,6 +32,7 @@ const (
 	kindSeconds                       // decoder.seconds: a duration string or integer seconds (Angos)
 	kindSize                          // decoder.size: bytes, or a string with a unit
 	kindStrings                       // decoder.strList
+	kindFloat                         // decoder.number: a float or an integer
 )
 
 // noteFunc is told of every key the decoder reads: its formatted path, how
@@ -313,6 +314,8 @@ func nodeSchema(n *keyNode, ref reference) object {
 		}})
 	case kindStrings:
 		s = append(s, object{{"type", "array"}, {"items", str}}...)
+	case kindFloat:
+		s = append(s, member{"type", "number"})
 	}
 	if n.kind != 0 && !n.conditional {
 		s = append(s, member{"default", jsonValue(n.kind, n.def)})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -133,7 +134,7 @@ func Check(cfg *config.Config) error {
 // startup for cfg, in the same order: the OIDC providers' then
 // StartupWarnings.
 func CheckWarnings(cfg *config.Config) ([]string, error) {
-	st, err := buildState(cfg, slog.New(slog.DiscardHandler), time.Now, nil)
+	st, err := buildState(cfg, slog.New(slog.DiscardHandler), time.Now, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -181,14 +182,15 @@ func (s *runState) close() {
 // buildState compiles a configuration's verifiers, users, policies and
 // immutable tags. It reports every problem it finds.
 // sc, when not nil, is the OIDC key-set and verified-token cache shared by
-// replicas.
-func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache) (*runState, error) {
+// replicas. wrap, when not nil, wraps the transport of the OIDC discovery
+// and key-set fetches (tracing).
+func buildState(cfg *config.Config, logger *slog.Logger, now func() time.Time, sc oidc.SharedCache, wrap func(http.RoundTripper) http.RoundTripper) (*runState, error) {
 	var errs []error
 	st := &runState{gate: &access.State{}, limits: map[string]token.Limits{}}
 	if cfg.Auth.Enabled() {
 		a := &access.Authenticator{Logger: logger}
 		if len(cfg.Auth.OIDC) > 0 {
-			v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now, Shared: sc})
+			v, warnings, err := oidc.New(OIDCProviders(cfg), oidc.Options{Logger: logger, Now: now, Shared: sc, WrapTransport: wrap})
 			if err != nil {
 				errs = append(errs, err)
 			} else {

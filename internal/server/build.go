@@ -25,6 +25,7 @@ import (
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/s3"
+	"github.com/berth-registry/berth/internal/tracing"
 	"github.com/berth-registry/berth/internal/ui"
 )
 
@@ -56,6 +57,8 @@ type app struct {
 	hup        chan os.Signal
 	reloadMu   sync.Mutex // one reload at a time; guards lastConfig
 	lastConfig []byte     // configPath's content the running state came from
+
+	tracer *tracing.Tracer // nil when [tracing] is off (see tracing.go)
 }
 
 // build opens storage and shared state and builds verifiers, policies, the
@@ -80,6 +83,9 @@ func (a *app) open(ctx context.Context) error {
 	if a.tlsConfig, err = loadTLS(a.cfg); err != nil {
 		return err
 	}
+	if a.tracer, err = tracing.New(ctx, a.cfg.Tracing, "", a.log); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 	if a.shared, err = openShared(ctx, a.cfg, a.log); err != nil {
 		return err
 	}
@@ -94,6 +100,7 @@ func (a *app) open(ctx context.Context) error {
 	if err := a.buildHandler(ctx); err != nil {
 		return err
 	}
+	a.handler = a.tracer.Handler(a.handler) // itself when tracing is off
 	if a.configPath != "" {
 		// Read before anything can change it, and catch SIGHUP from now
 		// on so that an early signal does not terminate the process.
@@ -115,6 +122,7 @@ func (a *app) close() {
 	if a.shared != nil {
 		_ = a.shared.Close()
 	}
+	a.closeTracer()
 }
 
 func loadTLS(cfg *config.Config) (*tls.Config, error) {
@@ -149,7 +157,7 @@ func (a *app) sharedCache() oidc.SharedCache {
 // buildAuth compiles the configuration's verifiers, users and policies and
 // puts them behind the gate.
 func (a *app) buildAuth() error {
-	st, err := buildState(a.cfg, a.log, a.now, a.sharedCache())
+	st, err := buildState(a.cfg, a.log, a.now, a.sharedCache(), a.tracer.Transport)
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -247,6 +255,7 @@ func (a *app) registry() (http.Handler, error) {
 		}
 		ropts.BlobRedirect = r
 	}
+	a.traceRegistry(&ropts)
 	return registry.New(ropts), nil
 }
 

@@ -109,7 +109,7 @@ func (a *app) reload(data []byte) bool {
 	}
 	var st *runState
 	if err == nil {
-		st, err = buildState(cfg, logger, a.now, a.sharedCache())
+		st, err = buildState(cfg, logger, a.now, a.sharedCache(), a.tracer.Transport)
 	}
 	if err == nil && a.tokens != nil {
 		err = a.reloadKeys(cfg, st)
@@ -161,6 +161,8 @@ func restartOnly(a, b *config.Config) []string {
 		{"log", a.Log, b.Log},
 		{"metrics", a.Metrics, b.Metrics},
 		{"cache", a.Cache, b.Cache},
+		{"tracing", a.Tracing, b.Tracing},
+		{"admin", a.Admin, b.Admin},
 		{"auth.token", tokenRestartOnly(a.Auth.Token), tokenRestartOnly(b.Auth.Token)},
 	} {
 		if !reflect.DeepEqual(c.x, c.y) {

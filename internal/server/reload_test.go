@@ -47,7 +47,7 @@ func TestReloadSigningKeys(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	st, err := buildState(cfg, logger, time.Now, nil)
+	st, err := buildState(cfg, logger, time.Now, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,6 +173,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, o optio
 type listeners struct {
 	servers []*http.Server
 	sockets []net.Listener
+	admin   *http.Server // the admin listener's, last; nil without
 }
 
 // listen opens the API's socket and, with [metrics] address, the metrics
@@ -209,6 +210,12 @@ func (a *app) listen() (*listeners, error) {
 		l.servers = append(l.servers, msrv)
 		l.sockets = append(l.sockets, mln)
 	}
+	if err := a.listenAdmin(l); err != nil {
+		for _, s := range l.sockets {
+			_ = s.Close()
+		}
+		return nil, err
+	}
 	return l, nil
 }
 
@@ -219,9 +226,12 @@ func (l *listeners) serve(logger *slog.Logger) <-chan error {
 	for i, srv := range l.servers {
 		ln := l.sockets[i]
 		tlsOn := srv.TLSConfig != nil
-		if i == 0 {
+		switch {
+		case i == 0:
 			logger.Info("listening", "addr", ln.Addr().String(), "tls", tlsOn)
-		} else {
+		case srv == l.admin:
+			logger.Info("admin listening", "addr", ln.Addr().String(), "serves", "/debug/pprof/ /debug/runtime /debug/vars")
+		default:
 			logger.Info("metrics listening", "addr", ln.Addr().String())
 		}
 		go func() {

@@ -86,6 +86,9 @@ type Options struct {
 	// HTTPClient fetches discovery documents and key sets; default a clone of
 	// http.DefaultTransport. Timeouts come from FetchTimeout.
 	HTTPClient *http.Client
+	// WrapTransport, when not nil, wraps the transport of every fetch
+	// (outermost but for the response cap), e.g. with a tracing one.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Logger receives key-set events (discovery, fetches, refresh failures);
 	// default discards. Refusals are returned, not logged.
 	Logger *slog.Logger

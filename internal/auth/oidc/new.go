@@ -210,17 +210,26 @@ type fetchClients struct {
 	checkRedirect func(*http.Request, []*http.Request) error
 	max           int64
 	shared        *http.Client // for the providers without a CA of their own
+	wrap          func(http.RoundTripper) http.RoundTripper
+}
+
+// wrapped is rt wrapped by Options.WrapTransport, if any.
+func (c *fetchClients) wrapped(rt http.RoundTripper) http.RoundTripper {
+	if c.wrap == nil {
+		return rt
+	}
+	return c.wrap(rt)
 }
 
 func newFetchClients(o Options) *fetchClients {
-	c := &fetchClients{rt: http.DefaultTransport, max: o.MaxResponseBytes}
+	c := &fetchClients{rt: http.DefaultTransport, max: o.MaxResponseBytes, wrap: o.WrapTransport}
 	if o.HTTPClient != nil {
 		c.checkRedirect = o.HTTPClient.CheckRedirect
 		if o.HTTPClient.Transport != nil {
 			c.rt = o.HTTPClient.Transport
 		}
 	}
-	c.shared = &http.Client{Transport: capTransport{rt: c.rt, max: c.max}, CheckRedirect: c.checkRedirect}
+	c.shared = &http.Client{Transport: capTransport{rt: c.wrapped(c.rt), max: c.max}, CheckRedirect: c.checkRedirect}
 	return c
 }
 
@@ -279,5 +288,5 @@ func (c *fetchClients) forProvider(p *provider, pc ProviderConfig, ps *problems)
 	if rt == c.rt {
 		return c.shared
 	}
-	return &http.Client{Transport: capTransport{rt: rt, max: c.max}, CheckRedirect: c.checkRedirect}
+	return &http.Client{Transport: capTransport{rt: c.wrapped(rt), max: c.max}, CheckRedirect: c.checkRedirect}
 }
