@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/s3test"
 )
 
 // TestPowerLossResume: a real berth receives three chunks, is killed, and
@@ -23,6 +25,9 @@ import (
 // stale state was taken for the resumed bytes and the PUT got 400
 // DIGEST_INVALID for the real digest.
 func TestPowerLossResume(t *testing.T) {
+	if s3test.OnS3() {
+		t.Skip("truncates the filesystem backend's upload data file (S3 appends are whole parts: see internal/storage/s3)")
+	}
 	const repo = "e2e/powerloss"
 	dir := t.TempDir()
 	p := startBerth(t, dir)
